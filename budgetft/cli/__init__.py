@@ -1,0 +1,27 @@
+"""The `budgetft` command line. Commands stay thin: they parse options and call domain code.
+
+Heavy libraries (torch, transformers, ray, google-cloud) are imported inside the command
+functions, never here, so `budgetft --help` answers instantly.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from budgetft.cli.prices import prices
+from budgetft.cli.train import train
+
+app = typer.Typer(
+    name="budgetft",
+    help="Budget-aware fine-tuning: the best PEFT model a fixed budget buys, with proof.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command()(train)
+app.command()(prices)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""Checks that refuse unusable data before any model is loaded, each naming the fix."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from budgetft.data import DataError
+from budgetft.data.sources import Splits
+from budgetft.spec import PromptSpec, label_key
+
+
+def class_lookup(labels: dict[str, str]) -> dict[str, int]:
+    """Data label text -> class index. Exact keys first; a case-insensitive match is accepted
+    when it is unambiguous (so a CSV's "True" finds the class "true")."""
+    lookup = {key: i for i, key in enumerate(labels)}
+    lowered = Counter(key.lower() for key in labels)
+    for i, key in enumerate(labels):
+        if lowered[key.lower()] == 1:
+            lookup.setdefault(key.lower(), i)
+    return lookup
+
+
+def class_of(value, lookup: dict[str, int]) -> int | None:
+    key = label_key(value)
+    return lookup.get(key, lookup.get(key.lower()))
+
+
+def check_splits(splits: Splits, prompt: PromptSpec, label_field: str, split_names: tuple[str, str]) -> None:
+    lookup = class_lookup(prompt.labels)
+    for rows, split in zip((splits.train, splits.eval), split_names):
+        if not rows:
+            raise DataError(f"the {split!r} split is empty ({splits.origin}); give a split with rows")
+        needed = [*prompt.fields, label_field]
+        for i, row in enumerate(rows):
+            missing = [f for f in needed if f not in row or row[f] is None]
+            if missing:
+                what = "label field" if missing == [label_field] else "field(s)"
+                raise DataError(
+                    f"{split} row {i} has no {what} {', '.join(map(repr, missing))} "
+                    f"(its fields: {', '.join(map(str, row))}); fix prompt.template or data.label_field"
+                )
+        unknown = Counter(label_key(r[label_field]) for r in rows if class_of(r[label_field], lookup) is None)
+        if unknown:
+            seen = ", ".join(f"{k!r} ({n} rows)" for k, n in unknown.most_common(5))
+            raise DataError(
+                f"{split} split has labels not in prompt.labels: {seen}; "
+                f"the label map has {', '.join(map(repr, prompt.labels))}: add the missing classes or fix the data"
+            )
+    classes = Counter(class_of(r[label_field], lookup) for r in splits.train)
+    if len(classes) < 2:
+        only = list(prompt.labels)[next(iter(classes))]
+        raise DataError(
+            f"the {split_names[0]!r} split has one class only ({only!r}, {len(splits.train)} rows): "
+            "a classifier needs rows of two or more classes to learn from"
+        )
+
+
+def class_token_ids(tokenizer, labels: dict[str, str]) -> list[list[int]]:
+    """Token ids of each class's label word(s), as they follow the prompt."""
+    ids = []
+    for key, words in labels.items():
+        tokens = tokenizer(words, add_special_tokens=False)["input_ids"]
+        if not tokens:
+            raise DataError(
+                f"label word {words!r} for class {key!r} tokenizes to nothing with this model's tokenizer; "
+                "choose a word the model knows, e.g. ' yes' / ' no'"
+            )
+        ids.append(list(tokens))
+    seen: dict[tuple, str] = {}
+    for key, tokens in zip(labels, ids):
+        if tuple(tokens) in seen:
+            raise DataError(
+                f"classes {seen[tuple(tokens)]!r} and {key!r} have label words with the same tokens; "
+                "give each class a distinct label word"
+            )
+        seen[tuple(tokens)] = key
+    return ids

@@ -1,0 +1,121 @@
+"""Render prompts and tokenize them once, with an on-disk cache.
+
+A row too long for max_length loses words from the end of its truncate field (the passage),
+never from the question, the template or the answer slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from budgetft.data import DataError
+from budgetft.data.checks import class_lookup, class_of
+from budgetft.paths import cache_root
+from budgetft.spec import PromptSpec
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class Encoded:
+    """Token ids of each row's prompt (without the label word) and its class index."""
+
+    prompts: list[np.ndarray]
+    labels: np.ndarray
+    truncated: int  # rows whose truncate field was shortened
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(p) for p in self.prompts), dtype=np.int64, count=len(self.prompts))
+
+
+def render(template: str, row: dict) -> str:
+    return template.format_map({k: str(v) for k, v in row.items()})
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    out = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    eos = tokenizer.eos_token_id
+    # Some tokenizers append EOS; the label word must follow the prompt directly.
+    return [ids[:-1] if eos is not None and ids and ids[-1] == eos and len(ids) > 1 else ids for ids in out]
+
+
+def encode_rows(rows: list[dict], prompt: PromptSpec, label_field: str, tokenizer, budget: int) -> Encoded:
+    """budget: the most prompt tokens a row may have (max_length minus the longest label)."""
+    lookup = class_lookup(prompt.labels)
+    labels = np.array([class_of(r[label_field], lookup) for r in rows], dtype=np.int64)
+    ids = _tokenize(tokenizer, [render(prompt.template, r) for r in rows])
+    truncated = 0
+    for i, tokens in enumerate(ids):
+        if len(tokens) > budget:
+            ids[i] = _fit(rows[i], prompt, tokenizer, budget, len(tokens))
+            truncated += 1
+    return Encoded([np.asarray(t, dtype=np.int32) for t in ids], labels, truncated)
+
+
+def _fit(row: dict, prompt: PromptSpec, tokenizer, budget: int, length: int) -> list[int]:
+    field = prompt.truncate_field
+    if field is None:
+        raise DataError(
+            f"a row has {length} prompt tokens, over the {budget} that fit in prompt.max_length={prompt.max_length}; "
+            "set prompt.truncate_field to the long field (e.g. passage) or raise prompt.max_length"
+        )
+    field_ids = tokenizer(str(row[field]), add_special_tokens=False)["input_ids"]
+    keep = len(field_ids) - (length - budget)
+    # Re-tokenising the shortened text can merge or split tokens at the cut, so shave a few
+    # more tokens until the whole prompt fits.
+    while keep > 0:
+        text = tokenizer.decode(field_ids[:keep], skip_special_tokens=True)
+        tokens = _tokenize(tokenizer, [render(prompt.template, {**row, field: text})])[0]
+        if len(tokens) <= budget:
+            return tokens
+        keep -= max(1, len(tokens) - budget)
+    tokens = _tokenize(tokenizer, [render(prompt.template, {**row, field: ""})])[0]
+    if len(tokens) > budget:
+        raise DataError(
+            f"even with an empty {field!r} a prompt has {len(tokens)} tokens, over the {budget} that fit; "
+            "raise prompt.max_length or shorten the template"
+        )
+    return tokens
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()[:16]
+
+
+def cached_encode(
+    rows: list[dict], prompt: PromptSpec, label_field: str, tokenizer, budget: int, tok_fp: str
+) -> tuple[Encoded, bool]:
+    """encode_rows, memoised on disk by everything that decides the result. Returns (encoded, hit)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([CACHE_VERSION, tok_fp, prompt.template, prompt.labels, prompt.truncate_field, budget, label_field]).encode())
+    used = [*prompt.fields, label_field]
+    for row in rows:
+        digest.update(json.dumps([row.get(f) for f in used], default=str).encode())
+    path = cache_root() / "tokenized" / f"{digest.hexdigest()[:24]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                offsets = z["offsets"]
+                flat = z["tokens"]
+                prompts = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+                return Encoded(prompts, z["labels"], int(z["truncated"])), True
+        except (OSError, KeyError, ValueError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
+    encoded = encode_rows(rows, prompt, label_field, tokenizer, budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum(encoded.lengths)]).astype(np.int64)
+    flat = np.concatenate(encoded.prompts) if encoded.prompts else np.zeros(0, np.int32)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, tokens=flat, offsets=offsets, labels=encoded.labels, truncated=encoded.truncated)
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return encoded, False

@@ -1,0 +1,111 @@
+"""Load the train and evaluation rows a job names: local file, hub data set or embedded copy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from budgetft.data import DataError
+from budgetft.data.embedded import EMBEDDED_DATA
+from budgetft.hub import hub_reachable
+from budgetft.spec import DataSpec
+
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+@dataclass
+class Splits:
+    train: list[dict]
+    eval: list[dict]
+    origin: str  # where the rows came from, for reports
+
+
+def resolve_source(spec: DataSpec) -> str:
+    if spec.source != "auto":
+        return spec.source
+    if spec.files or spec.name.lower().endswith(FILE_SUFFIXES) or Path(spec.name).exists():
+        return "file"
+    if spec.name in EMBEDDED_DATA and not hub_reachable():
+        return "embedded"
+    return "hub"
+
+
+def load_splits(spec: DataSpec, seed: int = 0) -> Splits:
+    source = resolve_source(spec)
+    if source == "file":
+        return _from_files(spec, seed)
+    if source == "embedded":
+        loader = EMBEDDED_DATA.get(spec.name)
+        if loader is None:
+            raise DataError(
+                f"data.name {spec.name!r} has no embedded copy (embedded: {', '.join(EMBEDDED_DATA)}); "
+                "use source: hub or a local file"
+            )
+        return Splits(loader(spec.train_split), loader(spec.eval_split), f"embedded:{spec.name}")
+    return _from_hub(spec)
+
+
+def _from_hub(spec: DataSpec) -> Splits:
+    if not hub_reachable():
+        raise DataError(
+            f"data set {spec.name!r} needs the Hugging Face hub, which is not reachable from here "
+            "(or HF_HUB_OFFLINE is set); give a local .jsonl/.csv/.parquet file as data.name instead"
+        )
+    import datasets
+
+    def split(name: str) -> list[dict]:
+        try:
+            return datasets.load_dataset(spec.name, spec.subset, split=name).to_list()
+        except ValueError as exc:  # unknown split names land here
+            raise DataError(f"data set {spec.name!r}: cannot load split {name!r}: {exc}") from None
+
+    return Splits(split(spec.train_split), split(spec.eval_split), f"hub:{spec.name}")
+
+
+def _from_files(spec: DataSpec, seed: int) -> Splits:
+    files = dict(spec.files or {spec.train_split: spec.name})
+    if spec.train_split not in files:
+        raise DataError(
+            f"data.files names splits {sorted(files)} but not the train split {spec.train_split!r}; "
+            "add it or set data.train_split"
+        )
+    train = read_rows(files[spec.train_split])
+    if spec.eval_split in files:
+        return Splits(train, read_rows(files[spec.eval_split]), f"file:{files[spec.train_split]}")
+    # One file: hold out a seeded share of it for evaluation, so no row is in both.
+    rows = list(train)
+    random.Random(seed).shuffle(rows)
+    n_eval = max(1, round(len(rows) * spec.eval_fraction)) if rows else 0
+    return Splits(rows[n_eval:], rows[:n_eval], f"file:{files[spec.train_split]} (held out {spec.eval_fraction:.0%})")
+
+
+def read_rows(path_text: str) -> list[dict]:
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}; check data.name / data.files in the job (paths are relative to {Path.cwd()})")
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(f"data file {path}: unsupported type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}")
+    try:
+        if suffix == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                return list(csv.DictReader(fh))
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8")
+        if suffix == ".json" and text.lstrip().startswith("["):
+            rows = json.loads(text)
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"data file {path} could not be parsed: {exc}") from None
+    except Exception as exc:  # pyarrow raises its own error types
+        raise DataError(f"data file {path} could not be read: {exc}") from None
+    if rows and not all(isinstance(r, dict) for r in rows):
+        raise DataError(f"data file {path}: every row must be an object of fields")
+    return rows

@@ -1,0 +1,44 @@
+"""Helpers shared by the methods that wrap Hugging Face peft."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def wrap(model: Any, peft_config: Any) -> Any:
+    from peft import get_peft_model
+
+    return get_peft_model(model, peft_config)
+
+
+def init_prompt_from_text(peft_model: Any, context: Any, num_virtual_tokens: int) -> None:
+    """Initialise soft-prompt embeddings from real token embeddings of the task text.
+
+    peft's own text initialisation reloads the tokenizer by hub name, which fails offline for
+    the embedded model; the embeddings are what matter, so we copy them directly. Random
+    normal(0, 1) vectors are far off the scale of a small model's embeddings (std ~0.05), which
+    is why text or vocabulary initialisation trains much faster.
+    """
+    import torch
+
+    embeddings = peft_model.get_input_embeddings().weight
+    ids: list[int] = []
+    if context.tokenizer is not None and context.init_text:
+        ids = context.tokenizer(context.init_text, add_special_tokens=False)["input_ids"]
+    if not ids:  # no text: sample real vocabulary rows, seeded by the global torch RNG
+        ids = torch.randint(0, embeddings.shape[0], (num_virtual_tokens,)).tolist()
+    ids = (ids * (num_virtual_tokens // len(ids) + 1))[:num_virtual_tokens]
+    encoder = peft_model.prompt_encoder[peft_model.active_adapter]
+    with torch.no_grad():
+        encoder.embedding.weight.copy_(embeddings[torch.tensor(ids)].detach().clone())
+
+
+def virtual_token_offset(model: Any) -> int:
+    """How many soft-prompt positions peft prepends to the logits (0 for prefix tuning, whose
+    virtual tokens live in the key/value cache, and for every non-prompt method)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not getattr(config, "is_prompt_learning", False):
+        return 0
+    if str(config.peft_type).endswith("PREFIX_TUNING"):
+        return 0
+    return int(config.num_virtual_tokens)

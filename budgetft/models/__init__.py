@@ -1,0 +1,1 @@
+"""Model loading: the hub, a local directory, or a copy embedded in a PyPI package."""

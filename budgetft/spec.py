@@ -1,0 +1,276 @@
+"""The job spec: one pydantic model, loaded from YAML, with `--set key=value` overrides.
+
+Unknown keys are errors that name the key; every error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from budgetft import methods as method_registry
+from budgetft.search_space import parse_space
+
+REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+DEFAULT_JOB = "boolq-smollm2"
+
+
+class JobError(ValueError):
+    """A job spec that cannot run. The message names the field and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    # A hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct) or a local directory.
+    name: str
+    # auto: a local directory if it exists, else the hub when reachable, else an embedded copy.
+    source: Literal["auto", "hub", "local", "embedded"] = "auto"
+    revision: str | None = None
+
+
+class DataSpec(_Strict):
+    # A hub data set (google/boolq), or a local .jsonl/.json/.csv/.parquet file.
+    name: str
+    source: Literal["auto", "hub", "file", "embedded"] = "auto"
+    # Split name -> file, for local data in several files. A single file in `name` is the
+    # train split, and `eval_fraction` of it is held out for evaluation.
+    files: dict[str, str] | None = None
+    subset: str | None = None  # hub configuration name, e.g. "boolq" of super_glue
+    train_split: str = "train"
+    eval_split: str = "validation"
+    eval_fraction: float = Field(0.2, gt=0, lt=1)
+    label_field: str = "label"
+
+
+class PromptSpec(_Strict):
+    # Python format string over the data's text fields, e.g. "{passage}\nQuestion: {question}?\nAnswer:"
+    template: str
+    # The verbalizer: class label (as it appears in the data) -> the word(s) that answer it.
+    # Booleans in the data are matched as "true"/"false".
+    labels: dict[str, str]
+    # The field shortened when a row does not fit in max_length (the question, template and
+    # answer slot are always kept whole).
+    truncate_field: str | None = None
+    max_length: int = Field(256, ge=8, le=32768)
+    # Text used to initialise soft prompts (prompt tuning); default: the template's fixed words.
+    init_text: str | None = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_keys_as_text(cls, value: Any) -> Any:
+        # YAML reads `true:`/`1:` keys as bool/int; the data's labels are matched as text.
+        if isinstance(value, dict):
+            return {label_key(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _two_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) < 2:
+            raise ValueError(f"needs two or more classes, got {len(value)}: {list(value)}")
+        for key, words in value.items():
+            if not words.strip():
+                raise ValueError(f"class {key!r} has an empty label word")
+        return value
+
+    @property
+    def fields(self) -> list[str]:
+        return template_fields(self.template)
+
+    @model_validator(mode="after")
+    def _template_ok(self) -> "PromptSpec":
+        if not self.fields:
+            raise ValueError("template uses no data field; write fields as {field_name}")
+        if self.truncate_field is not None and self.truncate_field not in self.fields:
+            raise ValueError(
+                f"truncate_field {self.truncate_field!r} is not in the template's fields {self.fields}"
+            )
+        return self
+
+
+class TrainSpec(_Strict):
+    batch_size: int = Field(8, ge=1)
+    # Rows per forward pass; smaller than batch_size means gradient accumulation. None: the
+    # whole batch, halved automatically if it does not fit in GPU memory.
+    micro_batch_size: int | None = Field(None, ge=1)
+    max_steps: int = Field(200, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(50, ge=1)  # optimiser steps between evaluations
+    train_limit: int | None = Field(None, ge=1)  # use at most this many training rows
+
+
+class EvalSpec(_Strict):
+    limit: int | None = Field(500, ge=1)  # rows of the evaluation split, sampled with the seed
+    batch_size: int = Field(16, ge=1)
+
+
+class JobSpec(_Strict):
+    name: str
+    description: str = ""
+    model: ModelSpec
+    data: DataSpec
+    prompt: PromptSpec
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    # Method name -> its search space (see search_space). An empty mapping uses the method's
+    # default space.
+    methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"lora": {}})
+    seed: int = 0
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods_known(cls, value: Any) -> Any:
+        if isinstance(value, list):  # a plain list of names: default spaces
+            value = {name: {} for name in value}
+        if not isinstance(value, dict) or not value:
+            raise ValueError("list one or more methods, e.g. `methods: {lora: {}}`")
+        out = {}
+        for name, space in value.items():
+            try:
+                method = method_registry.get(str(name))
+            except KeyError as exc:
+                raise ValueError(str(exc.args[0])) from None
+            space = dict(space or {})
+            unknown = set(space) - method.params
+            if unknown:
+                raise ValueError(
+                    f"{method.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                    f"valid: {', '.join(sorted(method.params))}"
+                )
+            parse_space(space)  # raises ValueError naming the parameter
+            out[method.name] = space
+        return out
+
+    def space_for(self, method_name: str) -> dict[str, Any]:
+        method = method_registry.get(method_name)
+        return self.methods.get(method.name) or dict(method.default_space)
+
+
+def label_key(value: Any) -> str:
+    """A class label as text: booleans as "true"/"false", numbers without a trailing .0."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def template_fields(template: str) -> list[str]:
+    fields: list[str] = []
+    try:
+        for _, field, _, _ in string.Formatter().parse(template):
+            if field is not None and field not in fields:
+                if not field.isidentifier():
+                    raise JobError(f"prompt.template: field {{{field}}} is not a plain field name")
+                fields.append(field)
+    except ValueError as exc:
+        raise JobError(f"prompt.template: {exc}; write literal braces as {{{{ and }}}}") from None
+    return fields
+
+
+def resolve_job_path(job: str | Path | None) -> Path:
+    """A job argument is a YAML path, or the name of a job shipped in jobs/."""
+    if job is None:
+        job = DEFAULT_JOB
+    path = Path(job)
+    if path.is_file():
+        return path
+    for folder in (Path.cwd() / "jobs", REPO_JOBS):
+        for candidate in (folder / f"{job}.yaml", folder / str(job)):
+            if candidate.is_file():
+                return candidate
+    shipped = sorted(p.stem for p in REPO_JOBS.glob("*.yaml")) if REPO_JOBS.is_dir() else []
+    raise JobError(
+        f"job {str(job)!r} not found: give a YAML file path or one of the shipped jobs: "
+        f"{', '.join(shipped) or '(none)'}"
+    )
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise JobError(f"--set {item!r}: write it as key=value, e.g. --set train.max_steps=100")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise JobError(f"--set {item!r}: the key is empty or has an empty part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw  # not YAML: take it as a plain string
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise JobError(f"--set {item!r}: {part!r} holds a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def load_job(job: str | Path | None = None, overrides: list[str] | None = None) -> JobSpec:
+    path = resolve_job_path(job)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise JobError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{path}: a job is a YAML mapping of fields, got {type(data).__name__}")
+    data = apply_overrides(data, overrides or [])
+    return validate_job(data, source=str(path))
+
+
+def validate_job(data: dict[str, Any], source: str = "job") -> JobSpec:
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise JobError(format_validation_error(exc, source)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid job spec"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(err["loc"][:-1])
+            valid = f" (valid keys: {', '.join(parent.model_fields)})" if parent else ""
+            lines.append(f"  {where}: unknown key{valid}")
+        elif err["type"] == "missing":
+            lines.append(f"  {where}: required field is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            shown = repr(err.get("input"))
+            lines.append(f"  {where}: {msg}" + (f" (got {shown})" if len(shown) <= 60 else ""))
+    return "\n".join(lines)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = JobSpec
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def dump_job(job: JobSpec) -> str:
+    """The resolved spec as YAML, written into every run directory."""
+    return yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,78 @@
+"""A job's task, ready to train on: checked data, encoded once, and the verbalizer's tokens.
+
+Everything here runs before any model weights are loaded, so bad input is refused early
+and costs nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from budgetft.data.checks import check_splits, class_token_ids
+from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
+from budgetft.data.sources import load_splits
+from budgetft.models.loading import ResolvedModel, load_tokenizer, resolve_model
+from budgetft.spec import JobSpec
+
+
+@dataclass
+class Task:
+    job: JobSpec
+    model: ResolvedModel
+    tokenizer: object
+    class_names: list[str]
+    class_tokens: list[list[int]]
+    train: Encoded
+    eval: Encoded
+    eval_rows: list[int]  # indices into the evaluation split, so every score uses the same rows
+    data_origin: str
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def majority_class(self) -> int:
+        """The most frequent label in the training split (ties: the first class listed)."""
+        counts = Counter(self.train.labels.tolist())
+        return max(range(len(self.class_names)), key=lambda c: (counts.get(c, 0), -c))
+
+
+def sample_eval_rows(n_rows: int, limit: int | None, seed: int) -> list[int]:
+    if limit is None or limit >= n_rows:
+        return list(range(n_rows))
+    return sorted(random.Random(seed).sample(range(n_rows), limit))
+
+
+def prepare_task(job: JobSpec) -> Task:
+    t0 = time.perf_counter()
+    splits = load_splits(job.data, job.seed)
+    check_splits(splits, job.prompt, job.data.label_field, (job.data.train_split, job.data.eval_split))
+    resolved = resolve_model(job.model)
+    tokenizer = load_tokenizer(resolved)
+    class_tokens = class_token_ids(tokenizer, job.prompt.labels)
+    budget = job.prompt.max_length - max(len(t) for t in class_tokens)
+    train_rows = splits.train
+    if job.train.train_limit is not None and job.train.train_limit < len(train_rows):
+        train_rows = random.Random(job.seed).sample(train_rows, job.train.train_limit)
+    eval_rows = sample_eval_rows(len(splits.eval), job.eval.limit, job.seed)
+    fp = tokenizer_fingerprint(tokenizer)
+    t1 = time.perf_counter()
+    train, hit_train = cached_encode(train_rows, job.prompt, job.data.label_field, tokenizer, budget, fp)
+    evaluation, hit_eval = cached_encode([splits.eval[i] for i in eval_rows], job.prompt, job.data.label_field, tokenizer, budget, fp)
+    t2 = time.perf_counter()
+    stats = {
+        "train_rows": len(train),
+        "eval_rows": len(evaluation),
+        "train_truncated": train.truncated,
+        "eval_truncated": evaluation.truncated,
+        "mean_prompt_tokens": float(train.lengths.mean()),
+        "tokenize_s": round(t2 - t1, 3),
+        "tokenize_cache_hit": hit_train and hit_eval,
+        "prepare_s": round(t2 - t0, 3),
+    }
+    return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats)

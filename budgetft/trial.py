@@ -1,0 +1,246 @@
+"""One trial: a model, one method configuration, a fixed number of optimiser steps.
+
+The loop, in order: apply the method; AdamW with linear warm-up and decay; length-grouped
+batches; loss on the label word only; gradient accumulation over micro-batches (halved
+automatically on a GPU out-of-memory); evaluation by verbalizer every `eval_every` steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from budgetft import methods
+from budgetft.data.batching import length_grouped_batches, sorted_batches
+from budgetft.methods._peft import virtual_token_offset
+from budgetft.metrics import classification_metrics
+from budgetft.scoring import class_scores, label_word_nll
+from budgetft.task import Task
+
+
+@dataclass
+class TrialSettings:
+    method: str
+    config: dict
+    steps: int
+    batch_size: int = 8
+    micro_batch_size: int | None = None
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 50
+    eval_batch_size: int = 16
+    seed: int = 0
+
+    @classmethod
+    def from_job(cls, task: Task, method: str, config: dict, steps: int | None = None) -> "TrialSettings":
+        t = task.job.train
+        return cls(
+            method=methods.get(method).name,
+            config=config,
+            steps=steps or t.max_steps,
+            batch_size=t.batch_size,
+            micro_batch_size=t.micro_batch_size,
+            warmup_ratio=t.warmup_ratio,
+            weight_decay=t.weight_decay,
+            max_grad_norm=t.max_grad_norm,
+            eval_every=t.eval_every,
+            eval_batch_size=task.job.eval.batch_size,
+            seed=task.job.seed,
+        )
+
+
+@dataclass
+class StepLog:
+    step: int
+    loss: float  # mean label-token NLL of this step's batch, nats
+    examples_per_s: float  # over the trial so far
+    lr: float
+
+
+@dataclass
+class TrialResult:
+    method: str
+    config: dict
+    steps: int
+    examples: int
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    eval_seconds: float
+    examples_per_s: float
+    padded_share: float  # share of processed tokens that were padding
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict:
+        return self.evals[-1] if self.evals else {}
+
+
+def pick_device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def count_params(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def evaluate(model, task: Task, batch_size: int = 16) -> dict:
+    """Verbalizer accuracy and friends on the task's evaluation rows; eval_loss is the gold
+    label words' mean NLL per token (nats)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    offset = virtual_token_offset(model)
+    n = len(task.eval)
+    preds = np.zeros(n, dtype=np.int64)
+    nll = np.zeros(n, dtype=np.float64)
+    gold_len = np.array([len(task.class_tokens[y]) for y in task.eval.labels])
+    with torch.inference_mode():
+        for idx in sorted_batches(task.eval.lengths, batch_size):
+            scores = class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
+            preds[idx] = scores.argmax(dim=1).numpy()
+            nll[idx] = -scores[torch.arange(len(idx)), torch.as_tensor(task.eval.labels[idx])].double().numpy() / gold_len[idx]
+    model.train(was_training)
+    metrics = classification_metrics(task.eval.labels, preds, task.class_names)
+    metrics["eval_loss"] = float(nll.mean())
+    return metrics
+
+
+def majority_baseline(task: Task) -> dict:
+    """Always answer the training split's most frequent class, scored on the same rows."""
+    preds = np.full(len(task.eval), task.majority_class, dtype=np.int64)
+    metrics = classification_metrics(task.eval.labels, preds, task.class_names)
+    metrics["majority_class"] = task.class_names[task.majority_class]
+    return metrics
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def _batches(task: Task, batch_size: int, seed: int):
+    """An endless stream of length-grouped training batches, reshuffled every epoch."""
+    rng = np.random.default_rng(seed)
+    lengths = task.train.lengths
+    while True:
+        for idx in length_grouped_batches(lengths, batch_size, rng):
+            yield idx
+
+
+def run_trial(
+    task: Task,
+    settings: TrialSettings,
+    model=None,
+    on_step: Callable[[StepLog], None] | None = None,
+    on_eval: Callable[[int, dict], bool | None] | None = None,
+) -> tuple[TrialResult, object]:
+    """Train and evaluate. `model` is the untuned base model (loaded if not given).
+    on_eval may return True to stop the trial early (a scheduler's decision).
+    Returns the result and the trained model."""
+    import torch
+
+    from budgetft.models.loading import load_model
+
+    torch.manual_seed(settings.seed)
+    device = pick_device()
+    if model is None:
+        model = load_model(task.model)
+    method = methods.get(settings.method)
+    init_text = task.job.prompt.init_text or _template_words(task.job.prompt.template)
+    model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text))
+    model.to(device)
+    model.train()
+    trainable, total = count_params(model)
+    if trainable == 0:
+        raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=float(settings.config["learning_rate"]), weight_decay=settings.weight_decay)
+    warmup = math.ceil(settings.warmup_ratio * settings.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
+    offset = virtual_token_offset(model)
+    micro = settings.micro_batch_size or settings.batch_size
+    batches = _batches(task, settings.batch_size, settings.seed)
+
+    result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0)
+    tokens = padded = 0
+    t_train = 0.0
+    for step in range(1, settings.steps + 1):
+        idx = next(batches)
+        t0 = time.perf_counter()
+        while True:
+            try:
+                loss, n_tok, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset)
+                break
+            except torch.OutOfMemoryError:
+                if micro == 1:
+                    raise
+                micro = max(1, micro // 2)  # gradient accumulation takes up the slack
+                optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        t_train += time.perf_counter() - t0
+        tokens += step_tokens
+        padded += step_padded
+        result.steps = step
+        result.examples += len(idx)
+        result.losses.append((step, loss))
+        if on_step:
+            on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0]))
+        if step % settings.eval_every == 0 or step == settings.steps:
+            t1 = time.perf_counter()
+            metrics = evaluate(model, task, settings.eval_batch_size)
+            result.eval_seconds += time.perf_counter() - t1
+            metrics["step"] = step
+            metrics["train_loss"] = float(np.mean([l for _, l in result.losses[-settings.eval_every :]]))
+            result.evals.append(metrics)
+            if on_eval and on_eval(step, metrics):
+                break
+    result.train_seconds = t_train
+    result.examples_per_s = result.examples / t_train if t_train else 0.0
+    result.padded_share = padded / tokens if tokens else 0.0
+    return result, model
+
+
+def _accumulate(model, task: Task, idx: np.ndarray, micro: int, offset: int):
+    """Forward/backward over micro-batches of one batch; gradients sum to the batch's mean
+    label-token loss. Returns (loss, label tokens, tokens, padding tokens)."""
+    total_label_tokens = sum(len(task.class_tokens[task.train.labels[i]]) for i in idx)
+    loss_sum = 0.0
+    tokens = padded = 0
+    for start in range(0, len(idx), micro):
+        part = idx[start : start + micro]
+        prompts = [task.train.prompts[i] for i in part]
+        labels = [int(task.train.labels[i]) for i in part]
+        nll, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+        (nll / total_label_tokens).backward()
+        loss_sum += float(nll.detach())
+        lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
+        tokens += max(lengths) * len(lengths)
+        padded += max(lengths) * len(lengths) - sum(lengths)
+    return loss_sum / total_label_tokens, total_label_tokens, tokens, padded
+
+
+def _template_words(template: str) -> str:
+    """The template's fixed text, e.g. "Question: ? Answer:" — a task instruction for
+    initialising soft prompts."""
+    import string
+
+    return " ".join(literal.strip() for literal, *_ in string.Formatter().parse(template) if literal.strip())
