@@ -65,6 +65,12 @@ def class_token_ids(tokenizer, labels: dict[str, str]) -> list[list[int]]:
                 f"label word {words!r} for class {key!r} tokenizes to nothing with this model's tokenizer; "
                 "choose a word the model knows, e.g. ' yes' / ' no'"
             )
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if unk is not None and unk in tokens:
+            raise DataError(
+                f"label word {words!r} for class {key!r} is unknown to this model's tokenizer (it becomes "
+                f"{tokenizer.unk_token!r}); choose a word in the model's vocabulary"
+            )
         ids.append(list(tokens))
     seen: dict[tuple, str] = {}
     for key, tokens in zip(labels, ids):

@@ -67,6 +67,17 @@ GPU_ALIASES = {
     "h100-80gb": "nvidia-h100-80gb",
 }
 
+# Short labels for tables: model and memory.
+GPU_LABELS = {
+    "nvidia-tesla-t4": "T4 16GB",
+    "nvidia-tesla-p100": "P100 16GB",
+    "nvidia-tesla-v100": "V100 16GB",
+    "nvidia-l4": "L4 24GB",
+    "nvidia-tesla-a100": "A100 40GB",
+    "nvidia-a100-80gb": "A100 80GB",
+    "nvidia-h100-80gb": "H100 80GB",
+}
+
 # How many vCPUs an N1 machine may have for a given number of attached GPUs (Compute Engine's
 # "GPUs on N1" table); e.g. one V100 allows at most 12 vCPUs, so n1-standard-16 + 1 V100 is invalid.
 N1_MAX_VCPUS = {
@@ -398,14 +409,18 @@ class Catalog:
                     if row.gpu:
                         options: list[str | None] = [row.gpu]
                     else:
-                        options = [None] + [g.name for g in self._rows("gpu", region, is_spot) if row.family in g.attaches_to]
+                        attachable = [g.name for g in self._rows("gpu", region, is_spot) if row.family in g.attaches_to]
+                        options = [None, *attachable]
                     for gpu in options:
                         if keep is not None and gpu not in keep:
                             continue
                         try:
-                            out.append(self.instance(row.name, gpu, region=region, spot=is_spot, disk_type=disk_type, disk_gb=disk_gb))
+                            inst = self.instance(
+                                row.name, gpu, region=region, spot=is_spot, disk_type=disk_type, disk_gb=disk_gb
+                            )
                         except CatalogError:
                             continue  # e.g. n1-standard-16 + 1 V100: not a shape Google offers
+                        out.append(inst)
         return sorted(out, key=lambda i: (i.usd_per_hour, i.region, i.label))
 
     def _rows(self, kind: str, region: str, spot: bool) -> list[PriceRow]:
@@ -463,7 +478,8 @@ def gpu_for_nvml_name(name: str | bytes) -> str:
         return "nvidia-h100-80gb"
     if has("A100"):
         return "nvidia-a100-80gb" if "80GB" in upper else "nvidia-tesla-a100"
-    for token, gpu in (("V100", "nvidia-tesla-v100"), ("P100", "nvidia-tesla-p100"), ("T4", "nvidia-tesla-t4"), ("L4", "nvidia-l4")):
+    tokens = {"V100": "nvidia-tesla-v100", "P100": "nvidia-tesla-p100", "T4": "nvidia-tesla-t4", "L4": "nvidia-l4"}
+    for token, gpu in tokens.items():
         if has(token):
             return gpu
     raise UnknownName("NVML GPU name", text, list(NVML_NAMES))

@@ -1,0 +1,60 @@
+"""Shared CLI pieces: option aliases, error display, quieting library chatter."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+import typer
+from rich.console import Console
+
+JOB_ARG = typer.Argument(None, help="Job YAML file or the name of a job in jobs/ (default: boolq-smollm2, the embedded default).", show_default=False)
+SET_OPT = typer.Option([], "--set", "-s", help="Override a job field, e.g. --set train.batch_size=16 (repeatable).")
+
+# Domain errors whose message already says what is wrong and how to fix it.
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from budgetft.data import DataError
+    from budgetft.models.loading import ModelError
+    from budgetft.spec import JobError
+
+    return (JobError, DataError, ModelError)
+
+
+@contextmanager
+def cli_errors(console: Console) -> Iterator[None]:
+    """Show known bad-input errors as one clear message and exit 2, without a traceback."""
+    try:
+        yield
+    except user_errors() as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyError as exc:  # registries raise KeyError with a full sentence
+        console.print(f"[bold red]error:[/] {exc.args[0]}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def quiet_libraries() -> None:
+    """Hide library progress bars and advice that a user of this tool cannot act on."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
