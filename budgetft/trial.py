@@ -35,6 +35,13 @@ class TrialSettings:
     eval_every: int = 50
     eval_batch_size: int = 16
     seed: int = 0
+    # Evaluate at exactly these steps (e.g. ASHA's rungs); None: every eval_every and the last.
+    eval_steps: list[int] | None = None
+
+    def is_eval_step(self, step: int) -> bool:
+        if self.eval_steps is not None:
+            return step in self.eval_steps
+        return step % self.eval_every == 0 or step == self.steps
 
     @classmethod
     def from_job(cls, task: Task, method: str, config: dict, steps: int | None = None) -> "TrialSettings":
@@ -60,6 +67,8 @@ class StepLog:
     loss: float  # mean label-token NLL of this step's batch, nats
     examples_per_s: float  # over the trial so far
     lr: float
+    seconds: float = 0.0  # wall-clock of this step
+    tokens: int = 0  # tokens processed in this step, padding included
 
 
 @dataclass
@@ -76,6 +85,7 @@ class TrialResult:
     padded_share: float  # share of processed tokens that were padding
     losses: list[tuple[int, float]] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
 
     @property
     def final(self) -> dict:
@@ -148,9 +158,15 @@ def run_trial(
     model=None,
     on_step: Callable[[StepLog], None] | None = None,
     on_eval: Callable[[int, dict], bool | None] | None = None,
+    may_continue: Callable[[], bool] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    on_model: Callable[[object], None] | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
-    on_eval may return True to stop the trial early (a scheduler's decision).
+    on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
+    asked before every step (False stops the trial: e.g. its time is not paid for); on_phase
+    hears "training" / "evaluating" as the loop switches; on_model gets the model once the
+    method is applied (e.g. to checkpoint it from on_eval).
     Returns the result and the trained model."""
     import torch
 
@@ -165,6 +181,8 @@ def run_trial(
     model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text))
     model.to(device)
     model.train()
+    if on_model:
+        on_model(model)
     trainable, total = count_params(model)
     if trainable == 0:
         raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
@@ -180,6 +198,9 @@ def run_trial(
     tokens = padded = 0
     t_train = 0.0
     for step in range(1, settings.steps + 1):
+        if may_continue is not None and not may_continue():
+            result.stop_reason = "stopped before step %d: not paid for" % step
+            break
         idx = next(batches)
         t0 = time.perf_counter()
         while True:
@@ -196,20 +217,26 @@ def run_trial(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        t_train += time.perf_counter() - t0
+        step_seconds = time.perf_counter() - t0
+        t_train += step_seconds
         tokens += step_tokens
         padded += step_padded
         result.steps = step
         result.examples += len(idx)
         result.losses.append((step, loss))
         if on_step:
-            on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0]))
-        if step % settings.eval_every == 0 or step == settings.steps:
+            on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
+        if settings.is_eval_step(step):
             t1 = time.perf_counter()
+            if on_phase:
+                on_phase("evaluating")
             metrics = evaluate(model, task, settings.eval_batch_size)
+            if on_phase:
+                on_phase("training")
             result.eval_seconds += time.perf_counter() - t1
             metrics["step"] = step
-            metrics["train_loss"] = float(np.mean([l for _, l in result.losses[-settings.eval_every :]]))
+            since = result.evals[-1]["step"] if result.evals else 0
+            metrics["train_loss"] = float(np.mean([loss for s, loss in result.losses if s > since]))
             result.evals.append(metrics)
             if on_eval and on_eval(step, metrics):
                 break

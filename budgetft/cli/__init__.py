@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import typer
 
+from budgetft.cli.plan import plan
 from budgetft.cli.prices import prices
+from budgetft.cli.run import run
 from budgetft.cli.train import train
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.command()(run)
+app.command()(plan)
 app.command()(train)
 app.command()(prices)
 

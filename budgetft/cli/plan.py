@@ -1,0 +1,106 @@
+"""`budgetft plan`: what a budget buys for a job, without running it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console
+
+
+def plan(
+    job: Optional[str] = JOB_ARG,
+    budget: str = typer.Option(..., "--budget", "-b", help="Hard cap in USD, e.g. 1.00."),
+    price_per_hour: Optional[str] = typer.Option(None, "--price-per-hour", help="What the machine costs, USD/hour."),
+    no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Spend nothing: plan from stored or estimated rates instead of measuring."),
+    set_: list[str] = SET_OPT,
+) -> None:
+    """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve)."""
+    from budgetft.runner.pricing import PriceError, local_price, parse_money
+
+    err = stderr_console()
+    try:
+        cap = parse_money(budget, "--budget")
+        price = local_price(price_per_hour)
+    except PriceError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    from budgetft.planner import BudgetTooSmall
+
+    with cli_errors(err):
+        from budgetft.spec import load_job
+
+        spec = load_job(job, list(set_))
+        quiet_libraries()
+        try:
+            _plan(spec, cap, price, no_calibrate, err)
+        except BudgetTooSmall as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+
+def _plan(spec, cap, price, no_calibrate, err) -> None:
+    import time
+    from decimal import Decimal
+
+    from budgetft.planner import Costs, plan_budget, seconds_to_usd
+    from budgetft.runner.calibration import calibrate_method, estimated_rates, rates_from, store_rates, stored_rates
+    from budgetft.runner.display import plan_table
+    from budgetft.runner.driver import CALIBRATION_STEPS, device_name
+    from budgetft.task import prepare_task
+
+    with err.status("checking and tokenizing data…"):
+        task = prepare_task(spec)
+    names = list(spec.methods)
+    device = device_name()
+    spent_s = 0.0
+    if no_calibrate:
+        rates, eval_rows_per_s = stored_rates(task, device, names)
+        source = "stored rates from an earlier calibration on this machine"
+        if len(rates) < len(names) or not eval_rows_per_s:
+            est, est_eval = estimated_rates(task, 135_000_000, "cpu", names)
+            rates, eval_rows_per_s = {**est, **rates}, eval_rows_per_s or est_eval
+            source = "estimated rates (nothing stored for this machine: run without --no-calibrate to measure)"
+    else:
+        from budgetft.models.loading import load_model
+        from budgetft.trial import evaluate
+
+        t0 = time.perf_counter()
+        results = {}
+        for name in names:
+            with err.status(f"calibrating {name} ({CALIBRATION_STEPS + 1} steps)…"):
+                results[name] = calibrate_method(task, name, CALIBRATION_STEPS)
+        with err.status("timing evaluation…"):
+            probe = task.eval.prompts[:32]
+            t1 = time.perf_counter()
+            task_small = _subset_eval(task, 32)
+            evaluate(load_model(task.model), task_small, spec.eval.batch_size)
+            eval_rows_per_s = len(probe) / (time.perf_counter() - t1)
+        spent_s = time.perf_counter() - t0
+        store_rates(task, device, results, eval_rows_per_s)
+        rates, source = rates_from(results), f"calibrated now on {device}"
+    eval_seconds = len(task.eval) / eval_rows_per_s
+    costs = Costs(eval_seconds=eval_seconds, baseline_seconds=eval_seconds + 5, calibration_seconds=sum((CALIBRATION_STEPS + 1) * r.seconds_per_step + 3 for r in rates.values()))
+    plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
+    err.print(f"rates: {source}")
+    for r in rates.values():
+        err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else ""))
+    err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {eval_seconds:.0f} s for {len(task.eval)} rows")
+    err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
+    plan_table_out = plan_table(plan)
+    from rich.console import Console
+
+    Console().print(plan_table_out)
+    if spent_s:
+        err.print(f"calibrating took {spent_s:.0f} s (${seconds_to_usd(spent_s, price.usd_per_hour)} at ${price.usd_per_hour}/h; not charged to any run)")
+
+
+def _subset_eval(task, n):
+    import copy
+
+    from budgetft.data.encode import Encoded
+
+    small = copy.copy(task)
+    small.eval = Encoded(task.eval.prompts[:n], task.eval.labels[:n], 0)
+    return small

@@ -1,0 +1,98 @@
+"""`budgetft run`: the best model the budget buys — baselines, calibration, plan, tuning, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console
+
+
+def run(
+    job: Optional[str] = JOB_ARG,
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Hard cap in USD for the whole run, e.g. 1.00.", show_default=False),
+    price_per_hour: Optional[str] = typer.Option(None, "--price-per-hour", help="What this machine costs, USD/hour (default: from the detected GPU and the price catalogue)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<job>-<time>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory, spending only what is left of its cap."),
+    set_: list[str] = SET_OPT,
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
+    cloud: Optional[str] = typer.Option(None, "--cloud", help="Rent a cloud VM for the run: gcp."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
+    machine: Optional[str] = typer.Option(None, "--machine", help="Cloud machine type, e.g. n1-standard-8."),
+    zone: Optional[str] = typer.Option(None, "--zone", help="Cloud zone, e.g. us-central1-a."),
+    region: Optional[str] = typer.Option(None, "--region", help="Cloud region; zones in it are tried in turn."),
+    spot: bool = typer.Option(False, "--spot", help="Spot (preemptible) capacity: cheaper, may be reclaimed."),
+    project: Optional[str] = typer.Option(None, "--project", help="Google Cloud project (default: from the environment)."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="gs:// bucket the VM uploads results to."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Cloud: print the instance request, start-up script and cost estimate; create nothing."),
+) -> None:
+    """Spend at most --budget dollars finding the best fine-tune for the job, with proof."""
+    from budgetft.runner.pricing import PriceError, parse_money
+
+    err = stderr_console()
+    try:
+        if resume is None and budget is None:
+            raise PriceError("--budget is required, e.g. --budget 1.00 (or --resume RUN_DIR to continue a run)")
+        cap = parse_money(budget, "--budget") if budget is not None else None
+    except PriceError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if cloud is not None:
+        if cloud != "gcp":
+            err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
+            raise typer.Exit(2)
+        from budgetft.cloud.launcher import run_in_cloud
+
+        with cli_errors(err):
+            code = run_in_cloud(job, list(set_), cap, cloud=cloud, gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run, out=out, resume=resume, console=err)
+        raise typer.Exit(code)
+    if dry_run:
+        err.print("[bold red]error:[/] --dry-run applies to cloud runs (--cloud gcp); use `budgetft plan` to see a local plan without spending")
+        raise typer.Exit(2)
+    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, err)
+
+
+def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
+    from decimal import Decimal
+
+    from budgetft.planner import BudgetTooSmall
+    from budgetft.runner.driver import RunError, RunOptions
+    from budgetft.runner.pricing import PriceError, local_price
+    from budgetft.spec import load_job
+
+    with cli_errors(err):
+        try:
+            if resume is not None:
+                info = _resume_info(resume)
+                job = job or str(resume / "job.yaml")
+                cap = cap or Decimal(info["cap_usd"])
+                price_per_hour = price_per_hour or info["price_per_hour"]
+            spec = load_job(job, overrides)
+            price = local_price(price_per_hour)
+        except (PriceError, RunError) as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        quiet_libraries()
+        from budgetft.runner.driver import Run
+
+        err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
+        try:
+            Run(spec, RunOptions(cap, price.usd_per_hour, price.source, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err).execute()
+        except (BudgetTooSmall, RunError) as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+
+def _resume_info(resume: Path) -> dict:
+    from budgetft.rundir import RunDir
+    from budgetft.runner.driver import RunError
+
+    run = RunDir(resume)
+    if not run.exists():
+        raise RunError(f"{resume} is not a run directory (no run.json); give the directory a run was writing to")
+    info = run.run()
+    if info.get("status") == "finished":
+        raise RunError(f"{resume} finished already; start a new run instead")
+    return info

@@ -1,0 +1,2 @@
+"""`budgetft run`: baselines -> calibration -> plan -> tuning (Ray Tune + ASHA) -> report,
+under a hard dollar cap."""

@@ -1,0 +1,99 @@
+"""The live view of a run: spend against the cap, the stage, trials and the best accuracy
+so far against the majority baseline. Rendered by rich, refreshed twice a second."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+
+class RunDisplay:
+    def __init__(self, run, live: bool = True):
+        self.r = run
+        self.console = run.console
+        self.live = Live(self, console=self.console, refresh_per_second=2, transient=True) if live else None
+        self.lines: list[str] = []
+
+    def __enter__(self):
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def refresh(self) -> None:
+        if self.live:
+            self.live.refresh()
+
+    def note(self, line: str) -> None:
+        self.console.print(line)
+
+    def __rich__(self):
+        r = self.r
+        spent, cap = r.ledger.spent, r.ledger.cap
+        bar = ProgressBar(total=float(cap), completed=float(min(spent, cap)), width=40)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(Text("spend", style="bold"), bar, Text(f"${spent:.4f} of ${cap}  ({r.meter.stage})"))
+        rows = [head]
+        baselines = r.run.baselines()
+        if r.tracker is not None:
+            trials = r.run.trials()
+            counts: dict[str, int] = {}
+            for t in trials:
+                counts[t["status"]] = counts.get(t["status"], 0) + 1
+            rows.append(Text("trials: " + ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(counts.items())) or "trials: starting"))
+            if r.tracker.best:
+                acc, tid = r.tracker.best
+                line = f"best accuracy {100 * acc:.1f}% ({tid})"
+                if baselines.get("majority"):
+                    line += f" vs majority {100 * baselines['majority']['accuracy']:.1f}%"
+                rows.append(Text(line, style="green" if baselines and acc > baselines["majority"]["accuracy"] else "yellow"))
+        return Panel(Group(*rows), title=f"budgetft run {r.run.root.name}", title_align="left")
+
+    def show_plan(self, plan, trials: list[dict]) -> None:
+        self.console.print(plan_table(plan, len(trials)))
+
+    def final(self, written: list) -> None:
+        from budgetft.runner.summary import results_table
+
+        self.console.print(results_table(self.r.run))
+        if written:
+            self.console.print("report: " + ", ".join(str(p) for p in written))
+        self.console.print(f"ledger total: ${self.r.ledger.spent} of the ${self.r.ledger.cap} cap ({self.r.run.ledger})")
+
+
+def plan_table(plan, n_trials: int | None = None) -> Group:
+    table = Table(title="plan", title_justify="left")
+    for col in ("method", "trials", "max steps", "rungs (steps)", "expected", "worst case"):
+        table.add_column(col, justify="left" if col in ("method", "rungs (steps)") else "right")
+    from budgetft.planner import seconds_to_usd
+
+    for m in plan.methods:
+        table.add_row(
+            m.method,
+            str(m.trials),
+            str(m.max_steps),
+            ", ".join(map(str, m.rungs)) or "–",
+            f"${seconds_to_usd(m.expected_seconds / plan.concurrency, plan.usd_per_hour)}",
+            f"${seconds_to_usd(m.worst_seconds / plan.concurrency, plan.usd_per_hour)}",
+        )
+    lines = [
+        table,
+        Text(
+            f"price ${plan.usd_per_hour}/h; cap ${plan.cap_usd}, already spent ${plan.spent_usd}; "
+            f"ASHA reduction factor {plan.reduction_factor}, {plan.concurrency} trial(s) at a time"
+        ),
+        Text(
+            f"expected spend ${plan.expected_usd}; worst case if ASHA stops nothing ${plan.worst_case_usd}, "
+            f"but training stops before the cap: ${plan.reserve_usd} is reserved for the report and shutdown"
+        ),
+    ]
+    for method, why in plan.dropped.items():
+        lines.append(Text(f"{method}: no trials ({why})", style="yellow"))
+    return Group(*lines)

@@ -1,0 +1,329 @@
+"""The run, as named stages: baselines -> calibration -> plan -> tuning -> report.
+
+Nothing is spent until the job, data and budget have been checked. From then on the machine
+meter pays for every second in advance, and every stage's results go to the run directory as
+soon as they exist, so an interrupted run keeps everything and `--resume` goes on from there.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from rich.console import Console
+
+from budgetft import __version__
+from budgetft.money.catalog import round_up, usd
+from budgetft.money.ledger import Ledger, read_charges
+from budgetft.planner import BudgetTooSmall, Costs, Plan, plan_budget, seconds_to_usd
+from budgetft.rundir import SCHEMA_VERSION, RunDir, read_json, write_json
+from budgetft.spec import JobSpec, dump_job
+
+RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
+CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
+
+
+class RunError(ValueError):
+    """A run that cannot start (or resume). The message names the problem and the fix."""
+
+
+@dataclass
+class RunOptions:
+    budget: Decimal
+    usd_per_hour: Decimal
+    price_source: str
+    out: Path | None = None
+    resume: Path | None = None
+    ray_address: str | None = None
+    calibration_steps: int = CALIBRATION_STEPS
+    live: bool = True
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+def new_run_dir(spec: JobSpec, out: Path | None) -> Path:
+    if out is not None and (Path(out) / "run.json").exists():
+        raise RunError(f"{out} already holds a run; continue it with --resume {out}, or choose another --out")
+    if out is not None:
+        return Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{spec.name}-{stamp}"
+
+
+class Run:
+    def __init__(self, spec: JobSpec, opts: RunOptions, console: Console):
+        self.spec, self.opts, self.console = spec, opts, console
+        self.task = None
+        self.meter = None
+        self.tracker = None
+        self.display = None
+
+    # -- the stages
+
+    def execute(self) -> RunDir:
+        from budgetft.task import prepare_task
+
+        spec, opts = self.spec, self.opts
+        # Bad input is refused here, before a cent is spent.
+        with self.console.status("checking and tokenizing data…"):
+            self.task = prepare_task(spec)
+        run = RunDir(opts.resume if opts.resume else new_run_dir(spec, opts.out))
+        self.run = run
+        previous = run.run() if opts.resume else {}
+        spent = sum((c.amount for c in read_charges(run.ledger)), start=Decimal(0)) if run.ledger.exists() else Decimal(0)
+        if spent >= opts.budget:
+            raise RunError(f"{run.root}: the ledger already holds ${spent} of the ${opts.budget} cap; nothing is left to spend")
+        self._precheck(round_up(usd(opts.budget)), spent)  # before anything is created or spent
+        run.root.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(run.root, opts.budget)
+        reserve = seconds_to_usd(RESERVE_SECONDS, opts.usd_per_hour)
+        session = int(previous.get("sessions", 0)) + 1
+        info = {
+            "schema": SCHEMA_VERSION,
+            "run_id": previous.get("run_id") or run.root.name,
+            "job": spec.name,
+            "budgetft_version": __version__,
+            "started": previous.get("started") or utc_now(),
+            "finished": None,
+            "status": "running",
+            "budget_usd": str(opts.budget),
+            "cap_usd": str(self.ledger.cap),
+            "price_per_hour": str(opts.usd_per_hour),
+            "price_source": opts.price_source,
+            "device": device_name(),
+            "hardware": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "sessions": session,
+            "model": self.task.model.describe(),
+            "data": self.task.data_origin,
+        }
+        write_json(run.run_json, info)
+        if not run.job_yaml.exists():
+            run.job_yaml.write_text(dump_job(spec))
+        from budgetft.runner.display import RunDisplay
+        from budgetft.runner.machine_meter import MachineMeter
+
+        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, session=session).start()
+        self.display = RunDisplay(self, live=opts.live)
+        status = "finished"
+        try:
+            with self.display:
+                self.stage_baselines()
+                self.stage_calibration()
+                plan = self.stage_plan()
+                if plan is not None:
+                    self.stage_tuning(plan)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self.meter.stopped.set()
+            self.console.print("[yellow]interrupted: stopping trials, keeping every result, writing the report[/]")
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self.stage_report(info, status)
+        return run
+
+    def _precheck(self, cap: Decimal, spent: Decimal) -> None:
+        """Refuse a budget too small for one useful trial before spending, using stored or
+        estimated rates (the real plan after calibration uses measured ones)."""
+        rates, eval_s = self._offline_rates()
+        costs = self._costs(eval_s, baselines_done=self.run.baselines_json.exists(), calibration_done=self.run.calibration_json.exists(), rates=rates)
+        plan_budget(cap, spent, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps)
+
+    def _offline_rates(self):
+        from budgetft.runner.calibration import estimated_rates, stored_rates
+
+        names = list(self.spec.methods)
+        rates, eval_rows_per_s = stored_rates(self.task, device_name(), names)
+        if len(rates) < len(names) or not eval_rows_per_s:
+            est, est_eval = estimated_rates(self.task, 135_000_000 if "135M" in self.spec.model.name else 125_000_000, "cpu", names)
+            rates = {**est, **rates}
+            eval_rows_per_s = eval_rows_per_s or est_eval
+        return rates, len(self.task.eval) / eval_rows_per_s
+
+    def _costs(self, eval_seconds: float, *, baselines_done: bool, calibration_done: bool, rates) -> Costs:
+        steps = self.opts.calibration_steps + 1
+        return Costs(
+            eval_seconds=eval_seconds,
+            baseline_seconds=0.0 if baselines_done else eval_seconds + 5,
+            calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 for r in rates.values()),
+        )
+
+    def stage_baselines(self) -> None:
+        run = self.run
+        if run.baselines_json.exists():
+            return
+        from budgetft.models.loading import load_model
+        from budgetft.trial import evaluate, majority_baseline
+
+        self.meter.set_stage("baselines")
+        self.display.note(f"baselines: majority class and zero-shot on {len(self.task.eval)} evaluation rows")
+        model = load_model(self.task.model)
+        t0 = time.perf_counter()
+        zero_shot = evaluate(model, self.task, self.spec.eval.batch_size)
+        zero_shot["seconds"] = time.perf_counter() - t0
+        write_json(run.baselines_json, {"majority": majority_baseline(self.task), "zero_shot": zero_shot})
+
+    def stage_calibration(self) -> None:
+        run = self.run
+        if run.calibration_json.exists():
+            return
+        from budgetft.runner.calibration import calibrate_method, store_rates
+
+        self.meter.set_stage("calibration")
+        results: dict[str, dict] = {}
+        for name in self.spec.methods:
+            self.display.note(f"calibration: {name}, {self.opts.calibration_steps + 1} steps")
+            results[name] = calibrate_method(self.task, name, self.opts.calibration_steps)
+        baselines = run.baselines()
+        eval_rows_per_s = len(self.task.eval) / baselines["zero_shot"]["seconds"]
+        write_json(run.calibration_json, {"methods": results, "eval_rows_per_s": eval_rows_per_s, "device": device_name()})
+        store_rates(self.task, device_name(), results, eval_rows_per_s)
+
+    def stage_plan(self) -> Plan | None:
+        from budgetft.runner.calibration import rates_from
+
+        self.meter.set_stage("overhead")
+        calibration = read_json(self.run.calibration_json)
+        rates = rates_from(calibration["methods"])
+        eval_seconds = len(self.task.eval) / calibration["eval_rows_per_s"]
+        costs = self._costs(eval_seconds, baselines_done=True, calibration_done=True, rates=rates)
+        self.ledger.refresh()
+        try:
+            plan = plan_budget(self.ledger.cap, self.ledger.spent, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps, concurrency=self._concurrency())
+        except BudgetTooSmall as exc:
+            self.display.note(f"[yellow]no trials: {exc}[/]")
+            write_json(self.run.plan_json, {"trials": [], "refused": str(exc)})
+            return None
+        data = plan.to_json()
+        data["trials"] = self._trial_specs(plan)
+        data["eval_seconds"] = eval_seconds
+        write_json(self.run.plan_json, data)
+        self.display.show_plan(plan, data["trials"])
+        return plan
+
+    def _concurrency(self) -> int:
+        import torch
+
+        return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+    def _trial_specs(self, plan: Plan) -> list[dict]:
+        from budgetft.runner.configs import trial_configs
+
+        existing = len(self.run.trials())
+        specs = []
+        for mp in plan.methods:
+            for config in trial_configs(self.spec.space_for(mp.method), mp.method, mp.trials, self.spec.seed + existing):
+                specs.append(
+                    {
+                        "trial_id": f"t{existing + len(specs) + 1:03d}-{mp.method}",
+                        "method": mp.method,
+                        "config": config,
+                        "max_steps": mp.max_steps,
+                        "grace": mp.grace_period,
+                        "eval_steps": plan.eval_steps(mp.method),
+                    }
+                )
+        return specs
+
+    def stage_tuning(self, plan: Plan) -> None:
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us: we stop and report
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        import ray
+        from ray import tune
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+
+        from budgetft.runner.trainable import train_trial
+        from budgetft.runner.tracking import CapStopper, TrialTracker
+
+        specs = read_json(self.run.plan_json)["trials"]
+        concurrency = plan.concurrency
+        cpus = os.cpu_count() or 1
+        if self.opts.ray_address:
+            ray.init(address=self.opts.ray_address, log_to_driver=False)
+        elif not ray.is_initialized():
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.tracker = TrialTracker(self.run, self.meter.stopped, on_change=self.display.refresh)
+        self.meter.running = self.tracker.phases
+        self.meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_of(self.run).values()))
+        self.meter.set_stage("tuning")
+        import torch
+
+        gpu = 1 if torch.cuda.is_available() else 0
+        ctx = {"run_dir": str(self.run.root.resolve()), "job": self.spec.model_dump(mode="json"), "threads": max(1, cpus // concurrency)}
+        max_t = max(s["max_steps"] / s["grace"] for s in specs)
+        trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), {"cpu": max(1, cpus // concurrency), "gpu": gpu})
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(specs)},
+            tune_config=tune.TuneConfig(
+                scheduler=AsyncHyperBandScheduler(time_attr="rung_time", metric="accuracy", mode="max", max_t=max_t, grace_period=1, reduction_factor=plan.reduction_factor),
+                max_concurrent_trials=concurrency,
+                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+            ),
+            run_config=tune.RunConfig(
+                name="ray",
+                storage_path=str((self.run.root / "ray").resolve()),
+                stop=CapStopper(self.meter.stopped),
+                callbacks=[self.tracker],
+                verbose=0,
+            ),
+        )
+        try:
+            tuner.fit()
+        finally:
+            if not self.opts.ray_address:
+                ray.shutdown()
+
+    def stage_report(self, info: dict, status: str) -> None:
+        from budgetft.runner.tracking import finalize_trial
+
+        if self.meter is None:
+            return
+        self.meter.set_stage("report")
+        for trial in self.run.trials():
+            if trial.get("status") == "running":
+                finalize_trial(self.run, trial["trial_id"], budget_stopped=self.meter.stopped.is_set() and status == "finished", interrupted=status != "finished")
+        info.update(status=status, finished=utc_now(), stop_reason=self.meter.reason or None)
+        write_json(self.run.run_json, info)
+        written = []
+        try:
+            from budgetft.report import write_reports
+        except ImportError:
+            write_reports = None
+        if write_reports is not None:
+            try:
+                written = write_reports(self.run.root)
+            except Exception as exc:  # a broken report must not lose the run's records
+                self.console.print(f"[red]report failed: {exc}[/]")
+        self.meter.close()
+        self.ledger.refresh()
+        self.display.final(written)
+
+
+def rates_of(run: RunDir):
+    from budgetft.runner.calibration import rates_from
+
+    return rates_from(read_json(run.calibration_json)["methods"])
