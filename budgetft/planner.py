@@ -53,8 +53,10 @@ class Costs:
     eval_seconds: float  # one evaluation on the job's evaluation rows
     baseline_seconds: float  # zero-shot baseline (0 when already done)
     calibration_seconds: float  # calibration (0 when already done)
-    startup_seconds: float = 10.0  # scheduler start-up (Ray)
-    trial_startup_seconds: float = 6.0  # data from cache + model load, per trial
+    # Measured on 2 CPU cores: Ray's local start ~10 s; a trial's fresh worker process
+    # importing torch/transformers/peft, reading cached tokens and loading the model ~15-25 s.
+    startup_seconds: float = 15.0  # scheduler start-up (Ray)
+    trial_startup_seconds: float = 20.0  # per trial, until its first step
     reserve_seconds: float = 30.0  # report and shutdown, kept back until the end
 
 
@@ -136,7 +138,9 @@ def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_s
         if grace < MIN_GRACE or grace * eta**k < MIN_STEPS:
             continue
         if grace * eta**k > max_steps:  # the job caps steps per trial: spend the rest on trials
-            grace = max(MIN_GRACE, max_steps // eta**k)
+            grace = max_steps // eta**k
+            if grace < MIN_GRACE or grace * eta**k < MIN_STEPS:
+                continue  # too few steps for this many rungs: try fewer
             while _method_time(n + 1, grace, k, eta, s, e, st)[0] <= seconds:
                 n += 1
         expected, worst = _method_time(n, grace, k, eta, s, e, st)

@@ -16,7 +16,8 @@ output plus eval_loss, including the per-row `correct` vector for significance t
                      {trial_id, method, config, status, steps, examples, trainable_params,
                       total_params, examples_per_s, padded_share, cost_usd, started, ended,
                       error|null, evals: [metrics + {step, train_loss, cost_usd, elapsed_s}]}
-                     status: running | finished | stopped_early | stopped_by_cap | failed
+                     status: running | finished | stopped_early | stopped_by_cap | interrupted | failed
+                     (interrupted: the run was stopped by Ctrl-C or a crash mid-trial)
   trials/<trial_id>/adapter/   the trial's best weights (peft adapter or trainable tensors)
   report.md, report.json, results.csv, *.png   written by `budgetft report`
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-TRIAL_STATUSES = ("running", "finished", "stopped_early", "stopped_by_cap", "failed")
+TRIAL_STATUSES = ("running", "finished", "stopped_early", "stopped_by_cap", "interrupted", "failed")
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 
 

@@ -210,8 +210,10 @@ class Run:
         eval_seconds = len(self.task.eval) / calibration["eval_rows_per_s"]
         costs = self._costs(eval_seconds, baselines_done=True, calibration_done=True, rates=rates)
         self.ledger.refresh()
+        # What has really been used so far: the ledger minus time prepaid but not yet used.
+        used = self.ledger.spent - self.meter.unused_usd()
         try:
-            plan = plan_budget(self.ledger.cap, self.ledger.spent, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps, concurrency=self._concurrency())
+            plan = plan_budget(self.ledger.cap, used, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps, concurrency=self._concurrency())
         except BudgetTooSmall as exc:
             self.display.note(f"[yellow]no trials: {exc}[/]")
             write_json(self.run.plan_json, {"trials": [], "refused": str(exc)})
@@ -264,7 +266,7 @@ class Run:
             ray.init(address=self.opts.ray_address, log_to_driver=False)
         elif not ray.is_initialized():
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        self.tracker = TrialTracker(self.run, self.meter.stopped, on_change=self.display.refresh)
+        self.tracker = TrialTracker(self.run, on_change=self.display.refresh)
         self.meter.running = self.tracker.phases
         self.meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_of(self.run).values()))
         self.meter.set_stage("tuning")
@@ -286,7 +288,7 @@ class Run:
             run_config=tune.RunConfig(
                 name="ray",
                 storage_path=str((self.run.root / "ray").resolve()),
-                stop=CapStopper(self.meter.stopped),
+                stop=CapStopper(self.run.root),
                 callbacks=[self.tracker],
                 verbose=0,
             ),

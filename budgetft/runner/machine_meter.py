@@ -40,8 +40,9 @@ class MachineMeter:
         slice_s: float = 5.0,
         lookahead_s: float = 10.0,
         session: int = 1,
+        minimum_seconds: int = 60,  # billed as a VM: one minute at least, then per second
     ):
-        self.meter = Meter(ledger, usd_per_hour)
+        self.meter = Meter(ledger, usd_per_hour, minimum_seconds=minimum_seconds)
         self.ledger = ledger
         self.run_dir = Path(run_dir)
         self.reserve_usd = reserve_usd
@@ -57,6 +58,15 @@ class MachineMeter:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_wall = time.time()
+
+    def unused_usd(self) -> Decimal:
+        """Prepaid time not yet used (the lookahead, or the rest of the first minute's
+        minimum): money already in the ledger that still buys machine time."""
+        with self._lock:
+            unused = max(0.0, float(self.meter.paid_seconds) - float(self.meter.elapsed()))
+            rate = self.meter.usd_per_hour
+        # Rounded down, so that the planner never counts on more than is really prepaid.
+        return (rate * Decimal(str(unused)) / 3600).quantize(Decimal("0.000001"), rounding="ROUND_FLOOR")
 
     # -- the clock
 

@@ -11,20 +11,27 @@ from ray import tune
 
 from budgetft.money.ledger import read_charges
 from budgetft.rundir import RunDir, read_json, write_json
+from budgetft.runner.machine_meter import METER_FILE
 from budgetft.runner.trainable import PHASE_FILE, utc_now
 
 
-class CapStopper(tune.Stopper):
-    """Stops every trial once the meter can no longer pay for training time."""
+def meter_stopped(run_dir: Path) -> bool:
+    state = read_json(Path(run_dir) / METER_FILE, {}) or {}
+    return bool(state.get("stop"))
 
-    def __init__(self, stopped: threading.Event):
-        self.stopped = stopped
+
+class CapStopper(tune.Stopper):
+    """Stops every trial once the meter can no longer pay for training time. It reads the
+    meter's published state (meter.json), so it holds nothing that cannot be pickled."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return self.stopped.is_set()
+        return meter_stopped(self.run_dir)
 
     def stop_all(self) -> bool:
-        return self.stopped.is_set()
+        return meter_stopped(self.run_dir)
 
 
 def trial_costs(run: RunDir) -> dict[str, Decimal]:
@@ -61,14 +68,23 @@ def finalize_trial(run: RunDir, trial_id: str, *, budget_stopped: bool, interrup
 
 
 class TrialTracker(tune.Callback):
-    def __init__(self, run: RunDir, stopped: threading.Event, on_change=None):
+    def __init__(self, run: RunDir, on_change=None):
         self.run = run
-        self.stopped = stopped
         self.on_change = on_change or (lambda: None)
         self.ids: dict[str, str] = {}  # Ray's trial id -> ours
         self.running: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.finished: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; the live hooks stay behind.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("on_change", "_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.on_change = lambda: None
         self._lock = threading.Lock()
 
     def phases(self) -> dict[str, str]:
@@ -101,7 +117,7 @@ class TrialTracker(tune.Callback):
         ours = self.ids.get(trial.trial_id, trial.config["trial"]["trial_id"])
         with self._lock:
             self.running.discard(ours)
-        record = finalize_trial(self.run, ours, budget_stopped=self.stopped.is_set(), error=error)
+        record = finalize_trial(self.run, ours, budget_stopped=meter_stopped(self.run.root), error=error)
         if record:
             self.finished.append(record)
         self.on_change()

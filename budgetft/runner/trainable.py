@@ -93,6 +93,8 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
     best = [-1.0]
 
     def on_step(log) -> None:
+        if log.step == 1:  # what a trial costs before it learns anything, for future plans
+            record["startup_s"] = round(time.perf_counter() - t_start - log.seconds, 2)
         last_step_s[0] = log.seconds
         record["steps"], record["examples"] = log.step, log.step * settings.batch_size
         record["examples_per_s"] = log.examples_per_s

@@ -1,0 +1,116 @@
+"""The machine meter: time is paid before it is used, a kill -9 loses no spend, a resumed
+session continues from the true total and never passes the cap."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+from budgetft.money.ledger import Ledger, read_charges
+from budgetft.runner.machine_meter import MachineMeter, worker_may_continue
+
+PRICE = Decimal("36")  # $0.01 per second: easy arithmetic
+
+
+def test_time_is_prepaid_and_published(tmp_path):
+    ledger = Ledger(tmp_path, "1.00")
+    meter = MachineMeter(ledger, PRICE, tmp_path, reserve_usd=Decimal("0.05"), slice_s=1.0, lookahead_s=2.0).start()
+    try:
+        meter.set_stage("baselines")
+        time.sleep(1.5)
+        ok, _ = worker_may_continue(tmp_path, next_seconds=0.5)
+        assert ok
+        state = json.loads((tmp_path / "meter.json").read_text())
+        assert state["paid_until"] >= time.time() + 0.5
+    finally:
+        meter.close()
+    ledger.refresh()
+    assert ledger.spent >= Decimal("0.60")  # the one-minute minimum, at $0.01/s
+    assert {c.category for c in ledger.records} >= {"overhead"}
+
+
+def test_stops_before_eating_the_reserve(tmp_path):
+    ledger = Ledger(tmp_path, "0.10")
+    meter = MachineMeter(ledger, PRICE, tmp_path, reserve_usd=Decimal("0.05"), slice_s=1.0, lookahead_s=1.0, minimum_seconds=0).start()
+    try:
+        meter.set_stage("tuning")
+        deadline = time.time() + 15
+        while not meter.stopped.is_set() and time.time() < deadline:
+            time.sleep(0.2)
+        assert meter.stopped.is_set() and "reserve" in meter.reason
+        ok, why = worker_may_continue(tmp_path)
+        assert not ok and "reserve" in why
+        ledger.refresh()
+        assert ledger.spent + Decimal("0.05") <= ledger.cap
+        meter.set_stage("report")  # the report may use the reserve
+    finally:
+        meter.close()
+    ledger.refresh()
+    assert ledger.spent <= ledger.cap
+
+
+def test_running_trials_share_each_slice(tmp_path):
+    ledger = Ledger(tmp_path, "5.00")
+    meter = MachineMeter(ledger, PRICE, tmp_path, reserve_usd=Decimal("0.05"), slice_s=1.0, lookahead_s=1.0, minimum_seconds=0)
+    meter.running = lambda: {"t001-lora": "training", "t002-ia3": "evaluating"}
+    meter.start()
+    meter.set_stage("tuning")
+    time.sleep(2.5)
+    meter.close()
+    ledger.refresh()
+    per_trial = ledger.by_trial()
+    assert set(per_trial) == {"t001-lora", "t002-ia3"}
+    cats = {c.category for c in ledger.records if c.trial}
+    assert cats == {"training", "evaluation"}
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from decimal import Decimal
+    from budgetft.money.ledger import Ledger
+    from budgetft.runner.machine_meter import MachineMeter
+    run_dir, session = sys.argv[1], int(sys.argv[2])
+    ledger = Ledger(run_dir, "0.20")
+    meter = MachineMeter(ledger, Decimal("36"), run_dir, Decimal("0.05"), slice_s=0.5, lookahead_s=1.0, session=session, minimum_seconds=0).start()
+    meter.set_stage("tuning")
+    print("started", flush=True)
+    while not meter.stopped.is_set():
+        time.sleep(0.1)
+    meter.set_stage("report")
+    meter.close()
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_minus_9_then_resume_stays_under_the_cap(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    first = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), "1"], stdout=subprocess.PIPE, env=env, text=True)
+    assert first.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    kill_time = time.time()
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    charges = read_charges(tmp_path / "ledger.jsonl")
+    spent_at_kill = charges[-1].total
+    assert spent_at_kill == sum(c.amount for c in charges)  # every complete line, exactly
+    # Prepaid: the ~1 s used before the kill is covered, at $0.01/s.
+    assert spent_at_kill >= Decimal("0.01")
+    assert json.loads((tmp_path / "meter.json").read_text())["paid_until"] <= kill_time + 2.0
+    ok, _ = worker_may_continue(tmp_path)
+    time.sleep(1.5)
+    assert not worker_may_continue(tmp_path)[0]  # nobody pays any more: workers must stop
+
+    second = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), "2"], capture_output=True, env=env, text=True, timeout=120)
+    assert second.returncode == 0 and "done" in second.stdout
+    final = read_charges(tmp_path / "ledger.jsonl")
+    total = sum(c.amount for c in final)
+    assert total == final[-1].total and total <= Decimal("0.20")
+    keys = [c.key for c in final if c.key]
+    assert len(keys) == len(set(keys))  # nothing charged twice
+    assert final[len(charges)].total > spent_at_kill  # the resumed session started from the true spend

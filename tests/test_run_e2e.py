@@ -1,0 +1,78 @@
+"""`budgetft run` end to end on the tiny model under Ray Tune: baselines, calibration, plan,
+ASHA stopping a weak trial early, the spend staying under the cap, and the run directory.
+
+About two minutes: Ray's start and each trial's fresh worker process dominate.
+"""
+
+import json
+from decimal import Decimal
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from budgetft.cli import app
+from budgetft.money.ledger import read_charges
+from budgetft.rundir import TRIAL_STATUSES, RunDir
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def asha_job(tiny_job_data, tmp_path):
+    # One good learning rate and one that learns nothing: the first trial (the space's first
+    # choice) runs to the end; ASHA must stop the second at its first rung.
+    tiny_job_data["methods"] = {"full": {"learning_rate": [3e-3, 1e-7]}}
+    tiny_job_data["train"]["max_steps"] = 45
+    tiny_job_data["eval"]["limit"] = 40
+    path = tmp_path / "asha.yaml"
+    path.write_text(yaml.safe_dump(tiny_job_data))
+    return path
+
+
+@pytest.mark.slow
+def test_run_under_the_cap_with_asha(asha_job, tmp_path):
+    out = tmp_path / "run"
+    # $36/h = 1 cent a second: $2.40 buys four minutes of this machine.
+    result = runner.invoke(app, ["run", str(asha_job), "--budget", "2.40", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    info = run.run()
+    assert info["status"] == "finished" and info["cap_usd"] == "2.400000"
+    charges = read_charges(run.ledger)
+    total = sum(c.amount for c in charges)
+    assert total == charges[-1].total <= Decimal("2.40")
+    categories = {c.category for c in charges}
+    assert {"baselines", "calibration", "training", "evaluation", "report"} <= categories
+    assert set(run.baselines()) == {"majority", "zero_shot"}
+    assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}
+    plan = run.plan()
+    assert plan["trials"] and (out / "job.yaml").exists()
+
+    trials = {t["config"]["learning_rate"]: t for t in run.trials()}
+    assert all(t["status"] in TRIAL_STATUSES for t in trials.values())
+    good, bad = trials[3e-3], trials[1e-7]
+    assert good["status"] == "finished" and good["steps"] == good["max_steps"]
+    assert bad["status"] == "stopped_early" and bad["steps"] < bad["max_steps"]
+    best = max(e["accuracy"] for e in good["evals"])
+    assert best > run.baselines()["majority"]["accuracy"]
+    assert (run.trial_dir(good["trial_id"]) / "adapter").is_dir()  # the best weights survive
+    assert Decimal(good["cost_usd"]) > 0
+    assert "ledger total" in result.output
+
+
+def test_budget_errors_come_before_any_spending(tiny_job_file, tmp_path):
+    for bad, message in (("0", "must be more than $0"), ("-1", "must be more than $0"), ("abc", "is not a number")):
+        result = runner.invoke(app, ["run", str(tiny_job_file), f"--budget={bad}", "--price-per-hour", "2.86", "--out", str(tmp_path / "r")])
+        assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "r").exists()
+    result = runner.invoke(app, ["run", str(tiny_job_file), "--budget", "0.0001", "--price-per-hour", "2.86", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "too small for one useful trial: the minimum is $" in result.output
+    assert not (tmp_path / "r").exists()
+    result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "0.0001", "--price-per-hour", "2.86", "--no-calibrate"])
+    assert result.exit_code == 2 and "the minimum is $" in result.output
+
+
+def test_run_needs_a_price_on_a_cpu_machine(tiny_job_file):
+    result = runner.invoke(app, ["run", str(tiny_job_file), "--budget", "1"])
+    assert result.exit_code == 2 and "--price-per-hour" in result.output
