@@ -91,3 +91,16 @@ def class_scores(model, prompts: list[np.ndarray], class_tokens: list[list[int]]
     picked = logprobs.gather(1, torch.as_tensor(targets, device=logprobs.device)[:, None]).squeeze(1)
     totals = torch.zeros(len(seqs), device=picked.device).index_add_(0, torch.as_tensor(owner, device=picked.device), picked)
     return totals.view(len(prompts), len(class_tokens))
+
+
+def class_cross_entropy(model, prompts: list[np.ndarray], labels: list[int], class_tokens: list[list[int]], pad_id: int, offset: int = 0):
+    """Summed cross-entropy over the classes' verbalizer scores, and the number of rows.
+
+    Still a loss on the label words only, but relative to the other classes' words rather than
+    to the whole vocabulary: every step works on the decision the verbalizer makes, instead of
+    first moving probability mass from unrelated tokens onto the label words."""
+    import torch
+
+    scores = class_scores(model, prompts, class_tokens, pad_id, offset)
+    target = torch.as_tensor(labels, device=scores.device)
+    return torch.nn.functional.cross_entropy(scores, target, reduction="sum"), len(labels)

@@ -96,6 +96,9 @@ class PromptSpec(_Strict):
 
 
 class TrainSpec(_Strict):
+    # classes: cross-entropy over the classes' label-word scores (what the verbalizer decides);
+    # lm: the gold label word's next-token loss over the whole vocabulary.
+    loss: Literal["classes", "lm"] = "classes"
     batch_size: int = Field(8, ge=1)
     # Rows per forward pass; smaller than batch_size means gradient accumulation. None: the
     # whole batch, halved automatically if it does not fit in GPU memory.

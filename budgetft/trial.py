@@ -18,7 +18,7 @@ from budgetft import methods
 from budgetft.data.batching import length_grouped_batches, sorted_batches
 from budgetft.methods._peft import virtual_token_offset
 from budgetft.metrics import classification_metrics
-from budgetft.scoring import class_scores, label_word_nll
+from budgetft.scoring import class_cross_entropy, class_scores, label_word_nll
 from budgetft.task import Task
 
 
@@ -37,6 +37,7 @@ class TrialSettings:
     seed: int = 0
     # Evaluate at exactly these steps (e.g. ASHA's rungs); None: every eval_every and the last.
     eval_steps: list[int] | None = None
+    loss: str = "classes"  # see TrainSpec.loss
 
     def is_eval_step(self, step: int) -> bool:
         if self.eval_steps is not None:
@@ -58,6 +59,7 @@ class TrialSettings:
             eval_every=t.eval_every,
             eval_batch_size=task.job.eval.batch_size,
             seed=task.job.seed,
+            loss=t.loss,
         )
 
 
@@ -205,7 +207,7 @@ def run_trial(
         t0 = time.perf_counter()
         while True:
             try:
-                loss, n_tok, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset)
+                loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss)
                 break
             except torch.OutOfMemoryError:
                 if micro == 1:
@@ -246,23 +248,32 @@ def run_trial(
     return result, model
 
 
-def _accumulate(model, task: Task, idx: np.ndarray, micro: int, offset: int):
-    """Forward/backward over micro-batches of one batch; gradients sum to the batch's mean
-    label-token loss. Returns (loss, label tokens, tokens, padding tokens)."""
-    total_label_tokens = sum(len(task.class_tokens[task.train.labels[i]]) for i in idx)
+def _accumulate(model, task: Task, idx: np.ndarray, micro: int, offset: int, loss_kind: str = "classes"):
+    """Forward/backward over micro-batches of one batch; the gradients add up to the batch's
+    mean loss (per row for "classes", per label token for "lm").
+    Returns (loss, tokens, padding tokens)."""
+    if loss_kind == "lm":
+        denominator = sum(len(task.class_tokens[task.train.labels[i]]) for i in idx)
+    else:
+        denominator = len(idx)
     loss_sum = 0.0
     tokens = padded = 0
     for start in range(0, len(idx), micro):
         part = idx[start : start + micro]
         prompts = [task.train.prompts[i] for i in part]
         labels = [int(task.train.labels[i]) for i in part]
-        nll, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
-        (nll / total_label_tokens).backward()
-        loss_sum += float(nll.detach())
-        lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
+        if loss_kind == "lm":
+            total, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+            lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
+        else:
+            total, _ = class_cross_entropy(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+            multi = any(len(t) > 1 for t in task.class_tokens)
+            lengths = [len(p) + (max(map(len, task.class_tokens)) if multi else 0) for p in prompts]
+        (total / denominator).backward()
+        loss_sum += float(total.detach())
         tokens += max(lengths) * len(lengths)
         padded += max(lengths) * len(lengths) - sum(lengths)
-    return loss_sum / total_label_tokens, total_label_tokens, tokens, padded
+    return loss_sum / denominator, tokens, padded
 
 
 def _template_words(template: str) -> str:

@@ -22,7 +22,7 @@ def test_time_is_prepaid_and_published(tmp_path):
     try:
         meter.set_stage("baselines")
         time.sleep(1.5)
-        ok, _ = worker_may_continue(tmp_path, next_seconds=0.5)
+        ok, *_ = worker_may_continue(tmp_path, next_seconds=0.5)
         assert ok
         state = json.loads((tmp_path / "meter.json").read_text())
         assert state["paid_until"] >= time.time() + 0.5
@@ -42,8 +42,8 @@ def test_stops_before_eating_the_reserve(tmp_path):
         while not meter.stopped.is_set() and time.time() < deadline:
             time.sleep(0.2)
         assert meter.stopped.is_set() and "reserve" in meter.reason
-        ok, why = worker_may_continue(tmp_path)
-        assert not ok and "reserve" in why
+        ok, why, by_meter = worker_may_continue(tmp_path)
+        assert not ok and "reserve" in why and by_meter
         ledger.refresh()
         assert ledger.spent + Decimal("0.05") <= ledger.cap
         meter.set_stage("report")  # the report may use the reserve
@@ -102,7 +102,6 @@ def test_kill_minus_9_then_resume_stays_under_the_cap(tmp_path):
     # Prepaid: the ~1 s used before the kill is covered, at $0.01/s.
     assert spent_at_kill >= Decimal("0.01")
     assert json.loads((tmp_path / "meter.json").read_text())["paid_until"] <= kill_time + 2.0
-    ok, _ = worker_may_continue(tmp_path)
     time.sleep(1.5)
     assert not worker_may_continue(tmp_path)[0]  # nobody pays any more: workers must stop
 

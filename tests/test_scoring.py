@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from budgetft.scoring import class_scores, label_word_nll
+from budgetft.scoring import class_cross_entropy, class_scores, label_word_nll
 
 
 @pytest.fixture
@@ -73,3 +73,16 @@ def test_soft_prompt_offset_is_respected(model_and_tok):
         scores = class_scores(peft_model, [np.array(prompt)], classes, pad_id=0, offset=4)
     for c, words in enumerate(classes):
         assert scores[0, c].item() == pytest.approx(manual_logprob(model, prompt, words, offset_model=peft_model), abs=1e-4)
+
+
+def test_class_cross_entropy_is_softmax_over_label_word_scores(model_and_tok):
+    model, tok = model_and_tok
+    classes = [tok(" very yes", add_special_tokens=False).input_ids, tok(" no", add_special_tokens=False).input_ids]
+    prompts = [tok("sky alpha").input_ids, tok("beta sea sea").input_ids]
+    with torch.no_grad():
+        loss, rows = class_cross_entropy(model, [np.array(p) for p in prompts], [0, 1], classes, pad_id=0)
+    expected = 0.0
+    for p, gold in zip(prompts, [0, 1]):
+        scores = torch.tensor([manual_logprob(model, p, words) for words in classes])
+        expected += -(scores[gold] - torch.logsumexp(scores, 0)).item()
+    assert rows == 2 and loss.item() == pytest.approx(expected, abs=1e-4)

@@ -14,7 +14,8 @@ def task(tiny_job_data):
     return prepare_task(validate_job(tiny_job_data))
 
 
-def test_gradient_accumulation_matches_full_batch(task):
+@pytest.mark.parametrize("loss_kind", ["classes", "lm"])
+def test_gradient_accumulation_matches_full_batch(task, loss_kind):
     idx = np.arange(8)
     grads = []
     for micro in (8, 3):
@@ -24,7 +25,7 @@ def test_gradient_accumulation_matches_full_batch(task):
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.02)
-        loss, *_ = _accumulate(model, task, idx, micro, 0)
+        loss, *_ = _accumulate(model, task, idx, micro, 0, loss_kind)
         grads.append((loss, [p.grad.clone() for p in model.parameters() if p.requires_grad]))
     (loss_a, ga), (loss_b, gb) = grads
     assert loss_a == pytest.approx(loss_b, rel=1e-5)

@@ -10,6 +10,7 @@ import typer
 
 from budgetft.cli.plan import plan
 from budgetft.cli.prices import prices
+from budgetft.cli.report import report
 from budgetft.cli.run import run
 from budgetft.cli.train import train
 
@@ -25,6 +26,7 @@ app.command()(run)
 app.command()(plan)
 app.command()(train)
 app.command()(prices)
+app.command()(report)
 
 
 def main() -> None:

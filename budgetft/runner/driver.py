@@ -118,6 +118,12 @@ class Run:
             "data": self.task.data_origin,
         }
         write_json(run.run_json, info)
+        if opts.resume:
+            from budgetft.runner.tracking import finalize_trial
+
+            for trial in run.trials():  # the previous session died under these
+                if trial.get("status") == "running":
+                    finalize_trial(run, trial["trial_id"], budget_stopped=False, interrupted=True)
         if not run.job_yaml.exists():
             run.job_yaml.write_text(dump_job(spec))
         from budgetft.runner.display import RunDisplay

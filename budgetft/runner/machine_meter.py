@@ -42,7 +42,10 @@ class MachineMeter:
         session: int = 1,
         minimum_seconds: int = 60,  # billed as a VM: one minute at least, then per second
     ):
-        self.meter = Meter(ledger, usd_per_hour, minimum_seconds=minimum_seconds)
+        # Slices are billed per second; the one-minute minimum is settled at close(), so the
+        # first minute's charges say what the time was spent on (baselines, calibration).
+        self.meter = Meter(ledger, usd_per_hour, minimum_seconds=0)
+        self.minimum_seconds = minimum_seconds
         self.ledger = ledger
         self.run_dir = Path(run_dir)
         self.reserve_usd = reserve_usd
@@ -86,6 +89,13 @@ class MachineMeter:
         if self._thread:
             self._thread.join(timeout=5)
         self.top_up()  # the time up to now is paid for, whatever happened
+        short = self.minimum_seconds - float(self.meter.paid_seconds)
+        if short > 0:  # a session shorter than the billing minimum still pays for the minute
+            try:
+                self.meter.charge_for(short, "overhead", f"one-minute billing minimum ({short:.0f} s unused)", key=f"s{self.session}:minimum")
+            except BudgetExceeded as exc:
+                self._stop(str(exc))
+            self._publish()
 
     def set_stage(self, stage: str) -> None:
         self.stage = stage
@@ -113,7 +123,7 @@ class MachineMeter:
                 # Split the slice between the trials that share the machine.
                 share = self.slice_s / len(running)
                 for trial_id, phase in sorted(running.items()):
-                    category = "evaluation" if phase == "evaluating" else "training"
+                    category = {"evaluating": "evaluation", "training": "training"}.get(phase, "overhead")
                     self.meter.charge_for(share, category, f"{share:.2f} s of {trial_id}", trial=trial_id, key=f"s{self.session}:{self._slice}:{trial_id}")
             else:
                 category = "overhead" if self.stage == "tuning" else self.stage
@@ -133,13 +143,14 @@ class MachineMeter:
         write_json(self.run_dir / METER_FILE, {"paid_until": paid_until, "stop": self.stopped.is_set(), "reason": self.reason})
 
 
-def worker_may_continue(run_dir: Path, next_seconds: float = 0.0) -> tuple[bool, str]:
-    """For trial processes: is the next `next_seconds` of work paid for, and is the run going on?"""
+def worker_may_continue(run_dir: Path, next_seconds: float = 0.0) -> tuple[bool, str, bool]:
+    """For trial processes: is the next `next_seconds` of work paid for, and is the run going
+    on? Returns (ok, why not, whether the meter itself said stop)."""
     state = read_json(Path(run_dir) / METER_FILE, None)
     if state is None:
-        return False, "no meter: the run's driver is not running"
+        return False, "no meter: the run's driver is not running", False
     if state.get("stop"):
-        return False, state.get("reason") or "the run is stopping"
+        return False, state.get("reason") or "the run is stopping", True
     if time.time() + next_seconds > state["paid_until"]:
-        return False, "the time is not paid for (the driver stopped paying: it stopped or died)"
-    return True, ""
+        return False, "the time is not paid for (the driver stopped paying: it stopped or died)", False
+    return True, "", False

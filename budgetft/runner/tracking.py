@@ -97,7 +97,7 @@ class TrialTracker(tune.Callback):
             try:
                 out[trial_id] = phase_file.read_text().strip() or "training"
             except FileNotFoundError:
-                out[trial_id] = "training"  # starting up: loading data and model
+                out[trial_id] = "starting"  # its worker is not up yet
         return out
 
     def on_trial_start(self, iteration, trials, trial, **info):

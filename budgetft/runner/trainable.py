@@ -55,7 +55,7 @@ def train_trial(config: dict, ctx: dict) -> None:
         "best_step": None,
     }
     write_json(folder / "trial.json", record)
-    (folder / PHASE_FILE).write_text("training")
+    (folder / PHASE_FILE).write_text("starting")  # imports, data, model: overhead, not training
     t_start = time.perf_counter()
     try:
         _train(spec, ctx, run, folder, record, t_start)
@@ -95,14 +95,15 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
     def on_step(log) -> None:
         if log.step == 1:  # what a trial costs before it learns anything, for future plans
             record["startup_s"] = round(time.perf_counter() - t_start - log.seconds, 2)
+            (folder / PHASE_FILE).write_text("training")
         last_step_s[0] = log.seconds
         record["steps"], record["examples"] = log.step, log.step * settings.batch_size
         record["examples_per_s"] = log.examples_per_s
 
     def may_continue() -> bool:
-        ok, why = worker_may_continue(run.root, next_seconds=last_step_s[0])
+        ok, why, by_meter = worker_may_continue(run.root, next_seconds=last_step_s[0])
         if not ok:
-            record["stop_reason"] = why
+            record["stop_reason"], record["stopped_by_meter"] = why, by_meter
         return ok
 
     def on_phase(phase: str) -> None:
@@ -151,7 +152,8 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         cost_usd=trial_cost(run.root, spec["trial_id"]),
     )
     if record.get("stop_reason"):
-        record["status"] = "stopped_by_cap"
+        # The meter said stop (money) -> cap; nobody paying (the driver died) -> interrupted.
+        record["status"] = "stopped_by_cap" if record.get("stopped_by_meter") else "interrupted"
     elif result.steps >= spec["max_steps"]:
         record["status"] = "finished"
     write_json(folder / "trial.json", record)
