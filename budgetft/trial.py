@@ -88,6 +88,7 @@ class TrialResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     stop_reason: str = ""
+    precision: dict = field(default_factory=dict)
 
     @property
     def final(self) -> dict:
@@ -100,6 +101,16 @@ def pick_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def precision_for(device):
+    """bf16 autocast on Ampere and later, fp16 with loss scaling on V100/T4, fp32 on CPU."""
+    import torch
+
+    from budgetft.telemetry.precision import choose_precision
+
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return choose_precision(device.type, capability)
+
+
 def count_params(model) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, sum(p.numel() for p in model.parameters())
@@ -110,14 +121,17 @@ def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     label words' mean NLL per token (nats)."""
     import torch
 
+    from budgetft.telemetry.precision import autocast
+
     was_training = model.training
     model.eval()
     offset = virtual_token_offset(model)
+    precision = precision_for(next(model.parameters()).device)
     n = len(task.eval)
     preds = np.zeros(n, dtype=np.int64)
     nll = np.zeros(n, dtype=np.float64)
     gold_len = np.array([len(task.class_tokens[y]) for y in task.eval.labels])
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision):
         for idx in sorted_batches(task.eval.lengths, batch_size):
             scores = class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
             preds[idx] = scores.argmax(dim=1).numpy()
@@ -180,7 +194,8 @@ def run_trial(
         model = load_model(task.model)
     method = methods.get(settings.method)
     init_text = task.job.prompt.init_text or _template_words(task.job.prompt.template)
-    model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text))
+    label_words = tuple(task.job.prompt.labels.values())
+    model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text, label_words))
     model.to(device)
     model.train()
     if on_model:
@@ -193,10 +208,15 @@ def run_trial(
     warmup = math.ceil(settings.warmup_ratio * settings.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
     offset = virtual_token_offset(model)
+    from budgetft.telemetry.precision import apply_precision, grad_scaler
+
+    precision = precision_for(device)
+    apply_precision(precision)
+    scaler = grad_scaler(precision)  # scales only for fp16
     micro = settings.micro_batch_size or settings.batch_size
     batches = _batches(task, settings.batch_size, settings.seed)
 
-    result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0)
+    result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=precision.to_dict())
     tokens = padded = 0
     t_train = 0.0
     for step in range(1, settings.steps + 1):
@@ -207,7 +227,12 @@ def run_trial(
         t0 = time.perf_counter()
         while True:
             try:
-                loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss)
+                if method.train_step is not None:  # its own update, e.g. MeZO: forward passes only
+                    batch_loss = lambda: _accumulate(model, task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
+                    lr = scheduler.get_last_lr()[0]
+                    loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, settings.config)
+                else:
+                    loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss, precision, scaler)
                 break
             except torch.OutOfMemoryError:
                 if micro == 1:
@@ -215,8 +240,13 @@ def run_trial(
                 micro = max(1, micro // 2)  # gradient accumulation takes up the slack
                 optimizer.zero_grad(set_to_none=True)
                 torch.cuda.empty_cache()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
+        if method.train_step is None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            if method.after_step is not None:  # e.g. AdaLoRA's rank allocation, reads the gradients
+                method.after_step(model, step, settings.steps)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step_seconds = time.perf_counter() - t0
@@ -248,10 +278,19 @@ def run_trial(
     return result, model
 
 
-def _accumulate(model, task: Task, idx: np.ndarray, micro: int, offset: int, loss_kind: str = "classes"):
+def _accumulate(
+    model, task: Task, idx: np.ndarray, micro: int, offset: int, loss_kind: str = "classes",
+    precision=None, scaler=None, backward: bool = True,
+):
     """Forward/backward over micro-batches of one batch; the gradients add up to the batch's
-    mean loss (per row for "classes", per label token for "lm").
+    mean loss (per row for "classes", per label token for "lm"). Forward only if not backward
+    (zeroth-order methods). Forward passes run under the precision's autocast; the backward
+    pass goes through the scaler (which scales only for fp16).
     Returns (loss, tokens, padding tokens)."""
+    from contextlib import nullcontext
+
+    from budgetft.telemetry.precision import autocast
+
     if loss_kind == "lm":
         denominator = sum(len(task.class_tokens[task.train.labels[i]]) for i in idx)
     else:
@@ -262,14 +301,17 @@ def _accumulate(model, task: Task, idx: np.ndarray, micro: int, offset: int, los
         part = idx[start : start + micro]
         prompts = [task.train.prompts[i] for i in part]
         labels = [int(task.train.labels[i]) for i in part]
-        if loss_kind == "lm":
-            total, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
-            lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
-        else:
-            total, _ = class_cross_entropy(model, prompts, labels, task.class_tokens, task.pad_id, offset)
-            multi = any(len(t) > 1 for t in task.class_tokens)
-            lengths = [len(p) + (max(map(len, task.class_tokens)) if multi else 0) for p in prompts]
-        (total / denominator).backward()
+        with autocast(precision) if precision is not None else nullcontext():
+            if loss_kind == "lm":
+                total, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+                lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
+            else:
+                total, _ = class_cross_entropy(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+                multi = any(len(t) > 1 for t in task.class_tokens)
+                lengths = [len(p) + (max(map(len, task.class_tokens)) if multi else 0) for p in prompts]
+        if backward:
+            part_loss = total / denominator
+            (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
         loss_sum += float(total.detach())
         tokens += max(lengths) * len(lengths)
         padded += max(lengths) * len(lengths) - sum(lengths)

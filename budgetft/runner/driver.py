@@ -129,7 +129,9 @@ class Run:
         from budgetft.runner.display import RunDisplay
         from budgetft.runner.machine_meter import MachineMeter
 
-        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, session=session).start()
+        # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
+        # widens the lookahead to cover a whole training step.
+        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session).start()
         self.display = RunDisplay(self, live=opts.live)
         status = "finished"
         try:
@@ -258,6 +260,9 @@ class Run:
     def stage_tuning(self, plan: Plan) -> None:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us: we stop and report
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Ray starts workers niced (15): on a small machine the trial, the run's main work,
+        # would then starve behind anything else. Our workers run at normal priority.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         import ray
         from ray import tune
         from ray.tune.schedulers import AsyncHyperBandScheduler
@@ -274,6 +279,7 @@ class Run:
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.tracker = TrialTracker(self.run, on_change=self.display.refresh)
         self.meter.running = self.tracker.phases
+        self.meter.slice_s = 5.0
         self.meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_of(self.run).values()))
         self.meter.set_stage("tuning")
         import torch
