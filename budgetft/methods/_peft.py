@@ -5,26 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 
+def task_type(model: Any) -> Any:
+    """peft's task type for this model: SEQ_CLS for an encoder with a classification head (peft
+    then also trains the freshly initialised head), CAUSAL_LM for a decoder."""
+    from peft import TaskType
+
+    from budgetft.methods.arch import ENCODER, architecture_of
+
+    return TaskType.SEQ_CLS if architecture_of(model) == ENCODER else TaskType.CAUSAL_LM
+
+
 def wrap(model: Any, peft_config: Any) -> Any:
     from peft import get_peft_model
 
     return get_peft_model(model, peft_config)
 
 
-def init_prompt_from_text(peft_model: Any, context: Any, num_virtual_tokens: int) -> None:
+def init_prompt_from_text(peft_model: Any, context: Any, num_virtual_tokens: int, text: str | None = None) -> None:
     """Initialise soft-prompt embeddings from real token embeddings of the task text.
 
     peft's own text initialisation reloads the tokenizer by hub name, which fails offline for
     the embedded model; the embeddings are what matter, so we copy them directly. Random
     normal(0, 1) vectors are far off the scale of a small model's embeddings (std ~0.05), which
     is why text or vocabulary initialisation trains much faster.
+
+    text: what to start from (default: the context's instruction text); "" samples vocabulary.
     """
     import torch
 
     embeddings = peft_model.get_input_embeddings().weight
     ids: list[int] = []
-    if context.tokenizer is not None and context.init_text:
-        ids = context.tokenizer(context.init_text, add_special_tokens=False)["input_ids"]
+    text = context.init_text if text is None else text
+    if context.tokenizer is not None and text:
+        ids = context.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = [i for i in ids if 0 <= i < embeddings.shape[0]]
     if not ids:  # no text: sample real vocabulary rows, seeded by the global torch RNG
         ids = torch.randint(0, embeddings.shape[0], (num_virtual_tokens,)).tolist()
     ids = (ids * (num_virtual_tokens // len(ids) + 1))[:num_virtual_tokens]

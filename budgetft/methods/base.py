@@ -8,14 +8,25 @@ from typing import Any, Callable
 # Hyperparameters every method accepts on top of its own: the optimiser's learning rate.
 COMMON_DEFAULTS = {"learning_rate": 1e-3}
 
+# Architectures a method can declare. "decoder": a causal LM scored by its label words'
+# log-probabilities (budgetft.scoring). "encoder": a bidirectional encoder with a sequence-
+# classification head (e.g. BertForSequenceClassification), scored by the head's logits.
+DECODER, ENCODER = "decoder", "encoder"
+ARCHITECTURES = (DECODER, ENCODER)
+# Task types, in the words of the scoring path each architecture uses.
+VERBALIZER, CLASSIFICATION_HEAD = "verbalizer", "classification_head"
+TASK_TYPE_OF = {DECODER: VERBALIZER, ENCODER: CLASSIFICATION_HEAD}
+
 
 @dataclass(frozen=True)
 class ApplyContext:
-    """What a method may need besides the model: the tokenizer (for text-initialised prompts)
-    and the task's instruction text."""
+    """What a method may need besides the model: the tokenizer (for text-initialised prompts),
+    the task's instruction text, and the label words (the verbalizer's answers, e.g. " yes",
+    " no"), which prompt tuning can start from."""
 
     tokenizer: Any = None
     init_text: str = ""
+    label_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,16 +36,46 @@ class Method:
     # Every parameter the method understands, with the value a single trial uses by default.
     defaults: dict[str, Any]
     # The search space used when a job lists the method without one (YAML form, see search_space).
+    # Ranges chosen for small budgets: a few hundred steps at batch size 8.
     default_space: dict[str, Any]
     # apply(model, config, context) -> model with only the method's parameters trainable.
     apply: Callable[..., Any]
     uses_peft: bool = True
     notes: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    architectures: tuple[str, ...] = ARCHITECTURES
+    # Optional replacement for backward + AdamW in the trial loop (MeZO):
+    #   train_step(model, params, batch_loss, lr, config) -> (loss, tokens, padding tokens)
+    # where batch_loss() runs the forward passes of one batch with no backward pass and
+    # returns the same tuple (train_step runs it under torch.no_grad). The trial's warm-up and
+    # decay schedule supplies `lr`; its AdamW is never stepped, so it allocates no state.
+    train_step: Callable[..., Any] | None = None
+    # Optional call after each optimiser step, before gradients are cleared:
+    #   after_step(model, step, total_steps). AdaLoRA reallocates its ranks here.
+    after_step: Callable[..., Any] | None = None
+    # Passes per optimiser step, for a planner's estimate before calibration: MeZO runs two
+    # forward passes and no backward pass (memory close to inference).
+    forward_passes: int = 1
+    backward: bool = True
+    # A method whose config must differ for parameter counting on a meta-device (weight-free)
+    # model, e.g. PiSSA's SVD initialisation needs real weights; the count is the same.
+    count_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def params(self) -> set[str]:
         return set(self.defaults)
+
+    @property
+    def task_types(self) -> tuple[str, ...]:
+        return tuple(TASK_TYPE_OF[a] for a in self.architectures)
+
+    @property
+    def saves_as(self) -> str:
+        """How persist.save_trained writes it: a peft adapter directory or our trainable tensors."""
+        return "peft adapter" if self.uses_peft else "trainable tensors"
+
+    def supports(self, architecture: str) -> bool:
+        return architecture in self.architectures
 
     def config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         config = dict(self.defaults)
@@ -46,3 +87,11 @@ class Method:
                 )
             config[key] = value
         return config
+
+    def count_params(self, model_or_config: Any, overrides: dict[str, Any] | None = None) -> tuple[int, int]:
+        """(trainable, total) parameters once the method is applied with its defaults (plus
+        overrides). Given a model, a deep copy is used; given a transformers config, the model
+        is built on the meta device, which holds no weights and takes milliseconds."""
+        from budgetft.methods.counting import count_params
+
+        return count_params(self, model_or_config, overrides)

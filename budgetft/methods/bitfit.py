@@ -3,9 +3,11 @@
 Llama-style models have no biases at all, so BitFit there would train nothing. We then add
 zero-initialised biases to every linear layer of the transformer (not the output head):
 the model's function is unchanged at step 0 and the trainable set is exactly what BitFit
-trains on a model that has biases.
+trains on a model that has biases. An encoder's freshly initialised classification head is
+trained whole, as in the paper's GLUE experiments.
 """
 
+from budgetft.methods.arch import freeze_all, make_head_trainable
 from budgetft.methods.base import Method
 
 
@@ -13,8 +15,7 @@ def apply(model, config, context):
     import torch
 
     head = model.get_output_embeddings()
-    for param in model.parameters():
-        param.requires_grad_(False)
+    freeze_all(model)
     for module in model.modules():
         if module is head:
             continue
@@ -24,6 +25,7 @@ def apply(model, config, context):
                 out_features = weight.shape[0]
                 module.bias = torch.nn.Parameter(torch.zeros(out_features, dtype=weight.dtype, device=weight.device))
             module.bias.requires_grad_(True)
+    make_head_trainable(model)
     return model
 
 

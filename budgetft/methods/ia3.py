@@ -1,14 +1,14 @@
 """(IA)3: learned rescaling of keys, values and feed-forward activations (Liu et al., 2022)."""
 
-from budgetft.methods._peft import wrap
+from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
 
 def apply(model, config, context):
-    from peft import IA3Config, TaskType
+    from peft import IA3Config
 
     # peft knows the key/value/feed-forward module names for common architectures.
-    return wrap(model, IA3Config(task_type=TaskType.CAUSAL_LM))
+    return wrap(model, IA3Config(task_type=task_type(model)))
 
 
 METHOD = Method(

@@ -1,16 +1,16 @@
 """P-tuning: soft-prompt vectors produced by a small MLP prompt encoder (Liu et al., 2021)."""
 
-from budgetft.methods._peft import wrap
+from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
 
 def apply(model, config, context):
-    from peft import PromptEncoderConfig, TaskType
+    from peft import PromptEncoderConfig
 
     return wrap(
         model,
         PromptEncoderConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=task_type(model),
             num_virtual_tokens=int(config["num_virtual_tokens"]),
             encoder_hidden_size=int(config["encoder_hidden_size"]),
         ),

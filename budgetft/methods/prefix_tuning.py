@@ -1,16 +1,16 @@
 """Prefix tuning: trainable key/value prefixes at every attention layer (Li & Liang, 2021)."""
 
-from budgetft.methods._peft import wrap
+from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
 
 def apply(model, config, context):
-    from peft import PrefixTuningConfig, TaskType
+    from peft import PrefixTuningConfig
 
     return wrap(
         model,
         PrefixTuningConfig(
-            task_type=TaskType.CAUSAL_LM,
+            task_type=task_type(model),
             num_virtual_tokens=int(config["num_virtual_tokens"]),
         ),
     )

@@ -1,0 +1,42 @@
+"""Trainable-parameter counts for a method on a given model, without loading its weights.
+
+Applying the method is the only count that cannot drift from what training does, so that is
+what we do: on the meta device (shapes, no storage) a 135M-parameter model is built and
+adapted in well under a second and costs no memory.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+def build_meta_model(model_config: Any) -> Any:
+    """A weight-free model of the config's architecture: a sequence classifier when the config
+    names one (config.architectures), else a causal LM."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    names = getattr(model_config, "architectures", None) or []
+    auto = AutoModelForSequenceClassification if any(n.endswith("ForSequenceClassification") for n in names) else AutoModelForCausalLM
+    with torch.device("meta"):
+        return auto.from_config(model_config)
+
+
+def count_params(method: Any, model_or_config: Any, overrides: dict[str, Any] | None = None) -> tuple[int, int]:
+    """(trainable, total) after applying `method`. Totals include what the method adds
+    (adapters, prompt encoders, BitFit's new biases), and a tied weight is counted once."""
+    import torch
+
+    from budgetft.methods.base import ApplyContext
+
+    if isinstance(model_or_config, torch.nn.Module):
+        model = copy.deepcopy(model_or_config)
+        config = method.config(overrides)
+    else:
+        model = build_meta_model(model_or_config)
+        config = method.config({**method.count_overrides, **(overrides or {})})
+    model = method.apply(model, config, ApplyContext())
+    params = list(model.parameters())  # deduplicated: tied weights appear once
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return trainable, sum(p.numel() for p in params)

@@ -1,0 +1,130 @@
+"""Save a trained method's weights, and load them back onto a fresh base model.
+
+Two layouts, one rule: only what the method trained is written, and loading re-applies the
+method to the base model first, so whatever `apply` does to the base (BitFit's added zero
+biases, PiSSA's residual base weights, bottleneck modules) happens again before the weights
+go in.
+
+- peft methods: the adapter as peft writes it (`save_pretrained`: adapter_config.json and
+  adapter_model.safetensors), loaded with peft's own state-dict loader.
+- our methods: the trainable tensors in `trainable.safetensors`.
+
+Both also write `budgetft_method.json` (method name and configuration), which `load_trained`
+checks, so an adapter is never loaded under the wrong method.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "budgetft_method.json"
+TENSORS = "trainable.safetensors"
+
+
+def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None:
+    from budgetft import methods
+
+    method = methods.get(method_name)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if _is_peft(model):
+        # The adapter only (kilobytes to a few MB), never the base weights.
+        model.save_pretrained(str(path))
+        layout = "peft"
+    else:
+        from safetensors.torch import save_file
+
+        # named_parameters() lists a tied weight once, so no tensor is stored twice.
+        tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        if not tensors:
+            raise ValueError(f"method {method.name!r}: the model has no trainable parameters to save")
+        save_file(tensors, str(path / TENSORS))
+        layout = "tensors"
+    manifest = {"method": method.name, "config": _jsonable(config), "layout": layout}
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def load_trained(base_model: Any, method_name: str, config: dict, path: Path, context: Any = None) -> Any:
+    """The base model with the method re-applied and its saved weights loaded, in eval mode."""
+    from budgetft import methods
+    from budgetft.methods.base import ApplyContext
+
+    method = methods.get(method_name)
+    path = Path(path)
+    manifest_file = path / MANIFEST
+    if not manifest_file.is_file():
+        raise FileNotFoundError(f"{path} holds no saved method ({MANIFEST} is missing); save it with save_trained")
+    manifest = json.loads(manifest_file.read_text())
+    if manifest["method"] != method.name:
+        raise ValueError(f"{path} holds a {manifest['method']!r} adapter, not {method.name!r}")
+    model = method.apply(base_model, config, context or ApplyContext())
+    if manifest["layout"] == "peft":
+        _load_peft(model, path)
+    else:
+        _load_tensors(model, path / TENSORS)
+    model.eval()
+    return model
+
+
+def _load_peft(model: Any, path: Path) -> None:
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    weights = load_peft_weights(str(path), device=str(next(model.parameters()).device))
+    result = set_peft_model_state_dict(model, weights)
+    config = model.active_peft_config
+    if config.is_prompt_learning:
+        # peft saves a prompt method's *output* (the virtual-token embeddings, after P-tuning's
+        # MLP or prefix tuning's projection) and loads it into the encoder's embedding table;
+        # inference mode makes the forward pass read that table directly, as peft's own loader
+        # does. A loaded prompt adapter is therefore for evaluation, not for further training.
+        config.inference_mode = True
+        return  # peft loads the prompt encoder itself, outside the state dict it reports on
+    # Adapter keys not found in the file: the adapter would silently keep its fresh
+    # initialisation there.
+    missing = [k for k in getattr(result, "missing_keys", []) if _is_adapter_key(model, k)]
+    if missing:
+        raise ValueError(f"{path}: adapter weights missing for {len(missing)} tensors, e.g. {missing[0]}")
+
+
+def _load_tensors(model: Any, file: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(file))
+    params = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(params))
+    if unknown:
+        raise ValueError(f"{file}: tensors the re-applied method does not have, e.g. {unknown[0]}")
+    expected = {n for n, p in params.items() if p.requires_grad}
+    missing = sorted(expected - set(tensors))
+    if missing:
+        raise ValueError(f"{file}: no saved value for trainable tensor {missing[0]} (and {len(missing) - 1} more)")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _is_adapter_key(model: Any, key: str) -> bool:
+    """True for a key that belongs to the adapter (trainable), not to the frozen base model."""
+    params = dict(model.named_parameters())
+    param = params.get(key)
+    return param is not None and param.requires_grad
+
+
+def _jsonable(config: dict) -> dict:
+    out = {}
+    for key, value in config.items():
+        if hasattr(value, "item"):  # numpy / torch scalars from a search space
+            value = value.item()
+        out[key] = value
+    return out
