@@ -32,9 +32,15 @@ class TrainProgress:
 
     def step(self, log) -> None:
         self.progress.update(self.task_id, completed=log.step, loss=f"{log.loss:.3f}", speed=f"{log.examples_per_s:.2f}")
+        if not self.progress.console.is_terminal and log.step % 10 == 0:
+            # No live bar in a log file: a line every 10 steps instead.
+            self.progress.console.print(f"step {log.step}: loss {log.loss:.3f}, {log.examples_per_s:.2f} examples/s")
 
     def evaluated(self, step: int, metrics: dict) -> None:
         self.progress.update(self.task_id, acc=f"acc {metrics['accuracy']:.1%} @ {step}")
+        if not self.progress.console.is_terminal:
+            lo, hi = metrics["accuracy_ci95"]
+            self.progress.console.print(f"step {step}: accuracy {metrics['accuracy']:.1%} (95% CI {lo:.1%}–{hi:.1%}), balanced {metrics['balanced_accuracy']:.1%}")
         return None
 
 
