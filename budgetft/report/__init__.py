@@ -52,9 +52,21 @@ def write_reports(run_dir: Path | str) -> list[Path]:
         except Exception as exc:  # a report without a picture beats no report
             report.warnings.append(f"{name} could not be drawn: {type(exc).__name__}: {exc}")
     plot_names = [p.name for p in written]
+    from budgetft.report.hardware import UTILIZATION_PNG, draw_utilization, hardware_summary, markdown_section
+
+    try:
+        drawn = draw_utilization(root, root / UTILIZATION_PNG)
+    except Exception as exc:  # never fatal: see above
+        drawn = None
+        report.warnings.append(f"{UTILIZATION_PNG} could not be drawn: {type(exc).__name__}: {exc}")
+    if drawn:
+        written.append(Path(drawn))
+    hardware = hardware_summary(root)
+    data = report_json(report, summary, trials)
+    data["hardware"] = hardware
     texts = {
-        "report.md": markdown(report, summary, trials, plot_names),
-        "report.json": json.dumps(report_json(report, summary, trials), indent=2) + "\n",
+        "report.md": markdown(report, summary, trials, plot_names) + "\n" + markdown_section(hardware, bool(drawn)),
+        "report.json": json.dumps(data, indent=2) + "\n",
         "results.csv": csv_text(report, trials),
     }
     for name, text in texts.items():

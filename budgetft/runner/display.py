@@ -41,6 +41,11 @@ class RunDisplay:
         head = Table.grid(padding=(0, 1))
         head.add_row(Text("spend", style="bold"), bar, Text(f"${spent:.4f} of ${cap}  ({r.meter.stage})"))
         rows = [head]
+        sampler = getattr(r, "sampler", None)
+        if sampler is not None and sampler.latest():
+            from budgetft.telemetry.summary import live_text
+
+            rows.append(Text(live_text(sampler.latest()), style="dim"))
         baselines = r.run.baselines()
         if r.tracker is not None:
             trials = r.run.trials()

@@ -38,6 +38,7 @@ class RunOptions:
     usd_per_hour: Decimal
     price_source: str
     out: Path | None = None
+    price_reason: str = ""
     resume: Path | None = None
     ray_address: str | None = None
     calibration_steps: int = CALIBRATION_STEPS
@@ -111,6 +112,7 @@ class Run:
             "cap_usd": str(self.ledger.cap),
             "price_per_hour": str(opts.usd_per_hour),
             "price_source": opts.price_source,
+            "price_reason": opts.price_reason,
             "device": device_name(),
             "hardware": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "sessions": session,
@@ -132,6 +134,11 @@ class Run:
         # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
         # widens the lookahead to cover a whole training step.
         self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session).start()
+        from budgetft.telemetry import TelemetrySampler
+
+        # About one hardware sample a second (NVML, or CPU/memory without a GPU) until the report.
+        self.sampler = TelemetrySampler(run.telemetry, interval_s=1.0, pids=self._trial_pids)
+        self.sampler.start()
         self.display = RunDisplay(self, live=opts.live)
         status = "finished"
         try:
@@ -151,6 +158,16 @@ class Run:
         finally:
             self.stage_report(info, status)
         return run
+
+    def _trial_pids(self) -> dict[str, int]:
+        """Processes to watch: the driver (baselines, calibration) and each running trial."""
+        pids = {"driver": os.getpid()}
+        if self.tracker is not None:
+            for trial_id in list(self.tracker.running):
+                pid = (read_json(self.run.trial_dir(trial_id) / "trial.json", {}) or {}).get("pid")
+                if pid:
+                    pids[trial_id] = int(pid)
+        return pids
 
     def _precheck(self, cap: Decimal, spent: Decimal) -> None:
         """Refuse a budget too small for one useful trial before spending, using stored or
@@ -317,6 +334,8 @@ class Run:
         if self.meter is None:
             return
         self.meter.set_stage("report")
+        if getattr(self, "sampler", None) is not None:
+            self.sampler.stop()
         for trial in self.run.trials():
             if trial.get("status") == "running":
                 finalize_trial(self.run, trial["trial_id"], budget_stopped=self.meter.stopped.is_set() and status == "finished", interrupted=status != "finished")

@@ -53,6 +53,7 @@ def train_trial(config: dict, ctx: dict) -> None:
         "error": None,
         "evals": [],
         "best_step": None,
+        "pid": os.getpid(),  # for the telemetry sampler's per-trial memory
     }
     write_json(folder / "trial.json", record)
     (folder / PHASE_FILE).write_text("starting")  # imports, data, model: overhead, not training

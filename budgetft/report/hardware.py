@@ -1,0 +1,60 @@
+"""The report's hardware section: which price was used and why, and how busy the machine
+was per trial (from telemetry.jsonl, NVML or CPU samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from budgetft.rundir import RunDir
+
+UTILIZATION_PNG = "utilization.png"
+
+
+def hardware_summary(root: Path) -> dict:
+    from budgetft.telemetry.summary import read_samples, trial_usage
+
+    run = RunDir(root)
+    info = run.run()
+    out = {
+        "device": info.get("device"),
+        "price_per_hour": info.get("price_per_hour"),
+        "price_source": info.get("price_source"),
+        "price_reason": info.get("price_reason"),
+        "telemetry_samples": 0,
+        "trials": {},
+    }
+    if run.telemetry.exists():
+        samples = read_samples(run.telemetry)
+        out["telemetry_samples"] = len(samples)
+        out["source"] = samples[0].get("source") if samples else None
+        for trial_id, u in trial_usage(samples, run.trials()).items():
+            out["trials"][trial_id] = u.to_dict()
+    return out
+
+
+def draw_utilization(root: Path, png: Path) -> Path | None:
+    from budgetft.telemetry.summary import plot_utilization, read_samples
+
+    run = RunDir(root)
+    if not run.telemetry.exists():
+        return None
+    return plot_utilization(png, read_samples(run.telemetry), run.trials())
+
+
+def markdown_section(summary: dict, has_plot: bool) -> str:
+    lines = ["## Hardware", ""]
+    price = f"${summary['price_per_hour']}/h" if summary.get("price_per_hour") else "unknown"
+    why = f" ({summary['price_source']}: {summary['price_reason']})" if summary.get("price_reason") else (f" ({summary['price_source']})" if summary.get("price_source") else "")
+    lines.append(f"- **Machine:** {summary.get('device') or 'unknown'}; price used {price}{why}")
+    if summary["telemetry_samples"]:
+        lines.append(f"- **Telemetry:** {summary['telemetry_samples']} samples ({summary.get('source')}), about one a second")
+        lines += ["", "| trial | samples | mean utilization % | peak memory MiB |", "|:---|---:|---:|---:|"]
+        for trial_id, u in sorted(summary["trials"].items()):
+            util = "–" if u.get("mean_util_pct") is None else f"{u['mean_util_pct']:.0f}"
+            mem = "–" if u.get("peak_mem_mb") is None else f"{u['peak_mem_mb']:,.0f}"
+            lines.append(f"| {trial_id} | {u.get('samples', 0)} | {util} | {mem} |")
+    else:
+        lines.append("- **Telemetry:** none recorded")
+    if has_plot:
+        lines += ["", f"![Utilization over time]({UTILIZATION_PNG})"]
+    return "\n".join(lines) + "\n"
