@@ -103,3 +103,12 @@ def test_embedded_boolq_matches_the_hub_splits():
     assert set(train[0]) == {"question", "passage", "answer"} and isinstance(train[0]["answer"], bool)
     held_out = {r["question"].lower() for r in validation}
     assert not any(r["question"].lower() in held_out for r in train[:2000])
+
+
+def test_parameter_count_from_weight_headers_matches_the_model(tiny_model_dir):
+    from budgetft.models.loading import count_parameters
+
+    resolved = resolve_model(ModelSpec(name=str(tiny_model_dir)))
+    model = load_model(resolved)
+    # Tied input/output embeddings are stored once, as the loaded model counts them.
+    assert count_parameters(resolved) == sum(p.numel() for p in model.parameters())

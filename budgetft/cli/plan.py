@@ -59,7 +59,10 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         rates, eval_rows_per_s = stored_rates(task, device, names)
         source = "stored rates from an earlier calibration on this machine"
         if len(rates) < len(names) or not eval_rows_per_s:
-            est, est_eval = estimated_rates(task, 135_000_000, "cpu", names)
+            from budgetft.models.loading import count_parameters
+            from budgetft.runner.driver import _device_type
+
+            est, est_eval = estimated_rates(task, count_parameters(task.model), _device_type(), names)
             rates, eval_rows_per_s = {**est, **rates}, eval_rows_per_s or est_eval
             source = "estimated rates (nothing stored for this machine: run without --no-calibrate to measure)"
     else:

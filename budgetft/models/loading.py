@@ -124,3 +124,31 @@ def load_model(resolved: ResolvedModel, dtype=None):
     model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
     model.config.use_cache = False  # training and scoring never reuse a key/value cache
     return model
+
+
+def count_parameters(resolved: ResolvedModel) -> int:
+    """Parameters of a model without loading its weights: from the safetensors headers of a
+    local copy, else estimated from its config (12·L·d² for the blocks + vocabulary·d)."""
+    import json
+    import struct
+
+    folder = Path(resolved.location)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if files:
+        total = 0
+        for path in files:
+            with path.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))  # header length, little-endian u64
+                header = json.loads(fh.read(size))
+            for name, entry in header.items():
+                if name != "__metadata__":
+                    n = 1
+                    for dim in entry["shape"]:
+                        n *= dim
+                    total += n
+        return total
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
+    d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    return 12 * layers * d * d + vocab * d

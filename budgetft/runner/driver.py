@@ -182,7 +182,9 @@ class Run:
         names = list(self.spec.methods)
         rates, eval_rows_per_s = stored_rates(self.task, device_name(), names)
         if len(rates) < len(names) or not eval_rows_per_s:
-            est, est_eval = estimated_rates(self.task, 135_000_000 if "135M" in self.spec.model.name else 125_000_000, "cpu", names)
+            from budgetft.models.loading import count_parameters
+
+            est, est_eval = estimated_rates(self.task, count_parameters(self.task.model), _device_type(), names)
             rates = {**est, **rates}
             eval_rows_per_s = eval_rows_per_s or est_eval
         return rates, len(self.task.eval) / eval_rows_per_s
@@ -354,6 +356,12 @@ class Run:
         self.meter.close()
         self.ledger.refresh()
         self.display.final(written)
+
+
+def _device_type() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def rates_of(run: RunDir):
