@@ -107,6 +107,8 @@ def test_kill_minus_9_then_resume_stays_under_the_cap(tmp_path):
 
     second = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), "2"], capture_output=True, env=env, text=True, timeout=120)
     assert second.returncode == 0 and "done" in second.stdout
+    # A worker of the killed session must not take the new session's payments as its own.
+    assert not worker_may_continue(tmp_path, session=1)[0]
     final = read_charges(tmp_path / "ledger.jsonl")
     total = sum(c.amount for c in final)
     assert total == final[-1].total and total <= Decimal("0.20")

@@ -304,7 +304,12 @@ class Run:
         import torch
 
         gpu = 1 if torch.cuda.is_available() else 0
-        ctx = {"run_dir": str(self.run.root.resolve()), "job": self.spec.model_dump(mode="json"), "threads": max(1, cpus // concurrency)}
+        ctx = {
+            "run_dir": str(self.run.root.resolve()),
+            "job": self.spec.model_dump(mode="json"),
+            "threads": max(1, cpus // concurrency),
+            "session": self.meter.session,
+        }
         max_t = max(s["max_steps"] / s["grace"] for s in specs)
         trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), {"cpu": max(1, cpus // concurrency), "gpu": gpu})
         tuner = tune.Tuner(

@@ -140,15 +140,18 @@ class MachineMeter:
 
     def _publish(self) -> None:
         paid_until = self._started_wall + float(self.meter.paid_seconds)
-        write_json(self.run_dir / METER_FILE, {"paid_until": paid_until, "stop": self.stopped.is_set(), "reason": self.reason})
+        write_json(self.run_dir / METER_FILE, {"paid_until": paid_until, "stop": self.stopped.is_set(), "reason": self.reason, "session": self.session})
 
 
-def worker_may_continue(run_dir: Path, next_seconds: float = 0.0) -> tuple[bool, str, bool]:
+def worker_may_continue(run_dir: Path, next_seconds: float = 0.0, session: int | None = None) -> tuple[bool, str, bool]:
     """For trial processes: is the next `next_seconds` of work paid for, and is the run going
-    on? Returns (ok, why not, whether the meter itself said stop)."""
+    on? A worker of an earlier session (its driver died; the run was resumed) must stop: the
+    new session pays for its own trials only. Returns (ok, why not, whether the meter said stop)."""
     state = read_json(Path(run_dir) / METER_FILE, None)
     if state is None:
         return False, "no meter: the run's driver is not running", False
+    if session is not None and state.get("session") != session:
+        return False, f"session {session} of this run was replaced by session {state.get('session')}", False
     if state.get("stop"):
         return False, state.get("reason") or "the run is stopping", True
     if time.time() + next_seconds > state["paid_until"]:

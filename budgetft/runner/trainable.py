@@ -102,7 +102,7 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         record["examples_per_s"] = log.examples_per_s
 
     def may_continue() -> bool:
-        ok, why, by_meter = worker_may_continue(run.root, next_seconds=last_step_s[0])
+        ok, why, by_meter = worker_may_continue(run.root, next_seconds=last_step_s[0], session=ctx.get("session"))
         if not ok:
             record["stop_reason"], record["stopped_by_meter"] = why, by_meter
         return ok
