@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import typer
 
+from budgetft.cli.cloud import down, status
 from budgetft.cli.plan import plan
 from budgetft.cli.prices import prices
 from budgetft.cli.report import report
 from budgetft.cli.run import run
 from budgetft.cli.train import train
+from budgetft.cli.methods_cmd import methods
 
 app = typer.Typer(
     name="budgetft",
@@ -27,6 +29,9 @@ app.command()(plan)
 app.command()(train)
 app.command()(prices)
 app.command()(report)
+app.command()(status)
+app.command()(down)
+app.command()(methods)
 
 
 def main() -> None:

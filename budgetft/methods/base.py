@@ -57,9 +57,6 @@ class Method:
     # forward passes and no backward pass (memory close to inference).
     forward_passes: int = 1
     backward: bool = True
-    # A method whose config must differ for parameter counting on a meta-device (weight-free)
-    # model, e.g. PiSSA's SVD initialisation needs real weights; the count is the same.
-    count_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def params(self) -> set[str]:

@@ -30,13 +30,11 @@ def count_params(method: Any, model_or_config: Any, overrides: dict[str, Any] | 
 
     from budgetft.methods.base import ApplyContext
 
-    if isinstance(model_or_config, torch.nn.Module):
-        model = copy.deepcopy(model_or_config)
-        config = method.config(overrides)
-    else:
-        model = build_meta_model(model_or_config)
-        config = method.config({**method.count_overrides, **(overrides or {})})
-    model = method.apply(model, config, ApplyContext())
+    # Methods whose initialisation needs real weights (PiSSA's SVD, OLoRA's QR) skip it on
+    # the meta device; the shapes, and so the counts, are the same.
+    is_model = isinstance(model_or_config, torch.nn.Module)
+    model = copy.deepcopy(model_or_config) if is_model else build_meta_model(model_or_config)
+    model = method.apply(model, method.config(overrides), ApplyContext())
     params = list(model.parameters())  # deduplicated: tied weights appear once
     trainable = sum(p.numel() for p in params if p.requires_grad)
     return trainable, sum(p.numel() for p in params)

@@ -71,9 +71,14 @@ def load_trained(base_model: Any, method_name: str, config: dict, path: Path, co
 def _load_peft(model: Any, path: Path) -> None:
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
+    config = model.active_peft_config
+    if str(config.peft_type).endswith("ADALORA"):
+        # AdaLoRA saves each layer at the rank it ended with; peft resizes the fresh layers to
+        # the saved rank pattern before loading, if the live config knows the pattern.
+        saved = json.loads((path / "adapter_config.json").read_text())
+        config.rank_pattern = saved.get("rank_pattern")
     weights = load_peft_weights(str(path), device=str(next(model.parameters()).device))
     result = set_peft_model_state_dict(model, weights)
-    config = model.active_peft_config
     if config.is_prompt_learning:
         # peft saves a prompt method's *output* (the virtual-token embeddings, after P-tuning's
         # MLP or prefix tuning's projection) and loads it into the encoder's embedding table;

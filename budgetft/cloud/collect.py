@@ -1,0 +1,106 @@
+"""Bringing a cloud run home: the uploaded run directory into the local one (the VM's ledger
+replaces ours only if it extends it), and the VM's true time charged if the uploads missed some."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from budgetft.cloud.plan import LAUNCH_DIR
+from budgetft.cloud.provider import STOPPED_STATES, VM
+from budgetft.cloud.storage import Bucket
+from budgetft.money.catalog import Instance, cost, round_up
+from budgetft.money.ledger import Charge, Ledger, read_charges
+
+LEDGER = "ledger.jsonl"
+
+
+def download_run(bucket: Bucket, prefix: str, run_dir: Path, session: int) -> tuple[list[Path], str | None]:
+    """Copy <prefix>/run/** into run_dir and the VM's start-up log into run_dir/cloud/. Returns the
+    files written and a warning when the VM's ledger could not be taken."""
+    # cloud/ holds our launch records, which the VM only has stale copies of.
+    written = bucket.download_prefix(f"{prefix}/run", run_dir, skip=(LEDGER, f"{LAUNCH_DIR}/", "ray/"))
+    log = bucket.read_text(f"{prefix}/vm/startup-{session}.log")
+    if log is not None:
+        target = run_dir / LAUNCH_DIR / f"startup-{session}.log"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(log, encoding="utf-8")
+        written.append(target)
+    warning = None
+    remote = bucket.read_text(f"{prefix}/run/{LEDGER}")
+    if remote is not None:
+        warning = adopt_ledger(run_dir, remote)
+        if warning is None:
+            written.append(run_dir / LEDGER)
+    return written, warning
+
+
+def adopt_ledger(run_dir: Path, remote_text: str) -> str | None:
+    """Replace the local ledger by the VM's if the VM's starts with every local charge (it was
+    seeded from ours); keep ours if it extends the VM's. Otherwise keep ours, save the VM's beside
+    it, and say so."""
+    local_path = run_dir / LEDGER
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".ledger.vm.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(remote_text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    local = read_charges(local_path) if local_path.exists() else []
+    try:
+        remote = read_charges(tmp)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        return f"the VM's ledger could not be read ({exc}); kept the local one"
+    if all(_same(a, b) for a, b in zip(local, remote)):
+        if len(remote) >= len(local):
+            os.replace(tmp, local_path)
+        else:  # ours has charges made here since (e.g. VM time reconciled after the last upload)
+            Path(tmp).unlink(missing_ok=True)
+        return None
+    kept = run_dir / "ledger.vm.jsonl"
+    os.replace(tmp, kept)
+    return f"the VM's ledger does not extend the local one; kept the local ledger and saved the VM's as {kept.name}"
+
+
+def _same(a: Charge, b: Charge) -> bool:
+    return (a.seq, a.total, a.key, a.category) == (b.seq, b.total, b.key, b.category)
+
+
+def vm_usd(instance: Instance, vm: VM | None, gone_at: datetime | None) -> tuple[Decimal, float]:
+    """What Compute Engine bills for this VM, at most: CPU/GPU from start to stop (or to when we
+    saw it gone), one-minute minimum; the disk until deletion. Returns (usd, running seconds)."""
+    if vm is None:
+        return Decimal(0), 0.0
+    start = vm.last_start or vm.created
+    now = datetime.now(timezone.utc)
+    end_of_life = gone_at or now
+    stopped = vm.last_stop if vm.status in STOPPED_STATES and vm.last_stop else end_of_life
+    running = max(0.0, (stopped - start).total_seconds()) if start else 0.0
+    disk_only = max(0.0, (end_of_life - stopped).total_seconds())
+    total = cost(instance.usd_per_hour, running) + cost(instance.disk_usd_per_hour, disk_only, 0)
+    return total, running
+
+
+def reconcile(run_dir: Path, cap: Decimal, session: int, seeded: int, billed: Decimal, running_s: float) -> tuple[Decimal, Decimal]:
+    """Charge the part of the VM's bill the ledger lacks (e.g. the minute after the last upload of
+    a preempted VM). `seeded`: how many charges the ledger held when the VM got it. Returns
+    (charged, uncovered beyond the cap)."""
+    with Ledger(run_dir, cap) as ledger:
+        records = ledger.records
+        ours = sum((c.amount for c in records if c.key and c.key.startswith(f"vm{session}:")), Decimal(0))
+        on_vm = sum((c.amount for c in records[seeded:] if not (c.key and c.key.startswith(f"vm{session}:"))), Decimal(0))
+        missing = round_up(billed - ours - on_vm)
+        if missing <= 0:
+            return Decimal(0), Decimal(0)
+        amount = min(missing, ledger.remaining)
+        if amount > 0:
+            ledger.charge(
+                amount,
+                "overhead",
+                f"VM time the uploaded ledger missed ({running_s:.0f} s running, billed up to ${billed})",
+                key=f"vm{session}:reconcile",
+            )
+        return amount, missing - amount

@@ -1,0 +1,290 @@
+"""Everything a cloud launch will do, decided before anything is created (and all a dry run shows):
+the job as the VM will see it, the instance, its price and lifetime, the overheads charged up
+front, the start-up script and the instance request. No network here."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from budgetft.cloud import request as req
+from budgetft.cloud.choose import Choice, choose, model_params
+from budgetft.cloud.errors import CloudError
+from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, estimate, money
+from budgetft.cloud.package import InstallSource, install_source
+from budgetft.cloud.startup import VM_WORK, StartupParams, render
+from budgetft.cloud.storage import parse_url, run_prefix
+from budgetft.money.catalog import DEFAULT_REGION, Instance, default_catalog, round_up, usd
+from budgetft.money.ledger import read_charges
+from budgetft.rundir import RunDir, read_json
+from budgetft.spec import JobSpec, dump_job, load_job
+
+BUCKET_ENV = "BUDGETFT_BUCKET"
+LAUNCH_DIR = "cloud"  # <run_dir>/cloud/launch-<n>.json, startup-<n>.log: one per VM of the run
+
+
+class LaunchError(ValueError):
+    """A cloud run that cannot start as asked; the message says why and what to do."""
+
+
+@dataclass
+class LaunchPlan:
+    spec: JobSpec
+    vm_job_yaml: str  # the job as the VM reads it (local data files point into run/inputs/)
+    inputs: list[tuple[Path, str]]  # local file -> name under run/inputs/
+    run_dir: Path
+    run_id: str
+    session: int  # 1 for a run's first VM, +1 per --resume
+    resumed: bool
+    cap: Decimal
+    spent: Decimal
+    choice: Choice
+    estimate: VmEstimate
+    project: str | None
+    bucket_url: str
+    region: str
+    zones: list[str]
+    zone_given: bool
+    install: InstallSource
+    image: str
+
+    @property
+    def instance(self) -> Instance:
+        return self.choice.instance
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.cap - self.spent
+
+    @property
+    def name(self) -> str:
+        return req.instance_name(self.run_id, self.session)
+
+    @property
+    def prefix(self) -> str:
+        return run_prefix(self.bucket_url, self.run_id)
+
+    @property
+    def run_url(self) -> str:
+        bucket, _ = parse_url(self.bucket_url)
+        return f"gs://{bucket}/{self.prefix}"
+
+    @property
+    def launch_record(self) -> Path:
+        return self.run_dir / LAUNCH_DIR / f"launch-{self.session}.json"
+
+    def startup_script(self, **overrides) -> str:
+        wheel_url = f"{self.run_url}/dist/{self.install.wheel}" if self.install.wheel else ""
+        params = StartupParams(
+            run_id=self.run_id,
+            session=self.session,
+            run_url=self.run_url,
+            cap_usd=money(self.cap),
+            price_per_hour=str(self.instance.usd_per_hour),
+            boot_estimate_s=boot_seconds(),
+            wheel_url=wheel_url,
+            pip_spec=self.install.pip_spec,
+        )
+        if overrides:
+            params = StartupParams(**{**params.__dict__, **overrides})
+        return render(params)
+
+    def request(self, zone: str, script: str | None = None) -> dict:
+        spec = req.VmSpec(
+            name=self.name,
+            zone=zone,
+            instance=self.instance,
+            max_run_seconds=self.estimate.max_run_seconds,
+            startup_script=script if script is not None else self.startup_script(),
+            service_account=req.service_account(self.project or "PROJECT_ID"),
+            image=self.image,
+            labels=req.labels(self.run_id, self.session, self.spec.name),
+        )
+        return req.instance_request(spec)
+
+
+def make_plan(
+    job: str | None,
+    overrides: list[str],
+    budget: Decimal | None,
+    *,
+    gpu: str | None,
+    machine: str | None,
+    zone: str | None,
+    region: str | None,
+    spot: bool,
+    project: str | None,
+    bucket: str | None,
+    out: Path | None,
+    resume: Path | None,
+) -> LaunchPlan:
+    from budgetft.cloud.gcp import project_from_environment
+
+    if zone and region and req.region_of(zone) != region:
+        raise LaunchError(f"--zone {zone} is not in --region {region}; give one of them")
+    region = req.region_of(zone) if zone else (region or None)
+
+    # The run directory, its cap and what it has spent.
+    if resume is not None:
+        run = RunDir(resume)
+        if not (run.job_yaml.is_file() or run.run_json.is_file()):
+            raise LaunchError(f"{resume} is not a run directory (no job.yaml or run.json); give the directory of the run to continue")
+        if run.run().get("status") == "finished":
+            raise LaunchError(f"{resume} finished already; start a new run instead")
+        spec = load_job(job or str(run.job_yaml), overrides)
+        charges = read_charges(run.ledger) if run.ledger.exists() else []
+        stored_cap = run.run().get("cap_usd") or (str(charges[-1].cap) if charges else None)
+        if stored_cap is None and budget is None:
+            raise LaunchError(f"{resume} records no cap; pass --budget")
+        cap = round_up(usd(stored_cap if stored_cap is not None else budget))
+        if budget is not None and round_up(usd(budget)) != cap:
+            raise LaunchError(f"a resumed run keeps its cap of ${cap}; drop --budget (or start a new run)")
+        spent = charges[-1].total if charges else Decimal(0)
+        run_dir = Path(resume)
+        run_id = str(run.run().get("run_id") or run_dir.name)
+        launches = sorted((run_dir / LAUNCH_DIR).glob("launch-*.json"))
+        session = len(launches) + 1
+        # By default a resumed run keeps its instance (same price, and its calibration holds).
+        last = read_json(launches[-1], {}) if launches else {}
+        if not gpu and not machine:
+            gpu, machine = last.get("gpu"), last.get("machine")
+        region = region or last.get("region")
+    else:
+        if budget is None:
+            raise LaunchError("--budget is required, e.g. --budget 1.00")
+        spec = load_job(job, overrides)
+        cap, spent = round_up(usd(budget)), Decimal(0)
+        run_dir = Path(out) if out is not None else Path("runs") / f"{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "run.json").exists() or (run_dir / "ledger.jsonl").exists():
+            raise LaunchError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+        run_id = run_dir.name
+        session = 1
+        last = {}
+    if cap <= 0:
+        raise LaunchError("--budget must be more than $0")
+    if spent >= cap:
+        raise LaunchError(f"{run_dir}: the ledger already holds ${spent} of the ${cap} cap; nothing is left to spend")
+
+    vm_yaml, inputs = vm_job(spec, run_dir, resumed=resume is not None)
+    region = region or DEFAULT_REGION
+    params, _ = model_params(spec.model.name)
+    calibration = run_dir / "calibration.json" if resume is not None else None
+    choice = choose(
+        default_catalog(),
+        model_name=spec.model.name,
+        tokens_per_example=spec.prompt.max_length,
+        full_finetune="full" in spec.methods,
+        budget=cap - spent,
+        gpu=gpu,
+        machine=machine,
+        region=region,
+        spot=spot,
+        disk_gb=disk_gb_for(params),
+        calibration=calibration if calibration and calibration.is_file() else None,
+    )
+    est = estimate(cap - spent, choice.instance)
+    if not est.enough:
+        raise LaunchError(est.refusal(choice.instance))
+
+    project = project or project_from_environment()
+    bucket_url = bucket or os.environ.get(BUCKET_ENV) or (f"gs://{project}-budgetft" if project else "gs://PROJECT_ID-budgetft")
+    parse_url(bucket_url)  # a malformed --bucket is refused here
+    if resume is not None and not bucket and last.get("bucket_url") and not os.environ.get(BUCKET_ENV):
+        bucket_url = last["bucket_url"]  # the run's results are already there
+    return LaunchPlan(
+        spec=spec,
+        vm_job_yaml=vm_yaml,
+        inputs=inputs,
+        run_dir=run_dir,
+        run_id=run_id,
+        session=session,
+        resumed=resume is not None,
+        cap=cap,
+        spent=spent,
+        choice=choice,
+        estimate=est,
+        project=project,
+        bucket_url=bucket_url,
+        region=region,
+        zones=req.zones_for(region, zone),
+        zone_given=zone is not None,
+        install=install_source(),
+        image=req.image(),
+    )
+
+
+def vm_job(spec: JobSpec, run_dir: Path, resumed: bool) -> tuple[str, list[tuple[Path, str]]]:
+    """The job as the VM runs it. Local data files travel in the run directory (run/inputs/) and
+    the job points at their place on the VM; a local model directory cannot travel (too big)."""
+    if spec.model.source == "local" or (spec.model.source == "auto" and Path(spec.model.name).expanduser().is_dir()):
+        raise LaunchError(
+            f"model.name {spec.model.name!r} is a local directory, which the VM cannot see; "
+            "use a Hugging Face hub id (push the model there), or run locally without --cloud"
+        )
+    if resumed and (run_dir / "job.yaml").is_file():
+        return (run_dir / "job.yaml").read_text(encoding="utf-8"), []
+    data = spec.data
+    inputs: list[tuple[Path, str]] = []
+
+    def ship(path_text: str) -> str:
+        path = Path(path_text).expanduser()
+        if not path.is_file():
+            return path_text  # a hub name: the VM downloads it
+        name = f"{len(inputs) + 1}-{path.name}"
+        inputs.append((path.resolve(), name))
+        return f"{VM_WORK}/run/inputs/{name}"
+
+    files = {split: ship(p) for split, p in data.files.items()} if data.files else None
+    name = ship(data.name) if not data.files else data.name
+    if not inputs:
+        return dump_job(spec), []
+    moved = spec.model_copy(update={"data": data.model_copy(update={"name": name, "files": files})})
+    return dump_job(moved), inputs
+
+
+def summary_lines(plan: LaunchPlan) -> list[tuple[str, str]]:
+    """(label, text) rows that a dry run and a launch print up front."""
+    from budgetft.cloud.estimate import duration_text
+
+    inst, est = plan.instance, plan.estimate
+    parts = [f"machine ${inst.machine_usd_per_hour:.4f}"]
+    if inst.gpus_usd_per_hour > 0:
+        parts.append(f"GPU ${inst.gpus_usd_per_hour:.4f}")
+    parts.append(f"{inst.disk_gb} GB {inst.disk_type} ${inst.disk_usd_per_hour:.4f}")
+    rows = [
+        ("instance", plan.choice.reason()),
+        ("price", f"${inst.usd_per_hour:.4f}/h ({' + '.join(parts)}), {inst.provisioning}"),
+        ("budget", f"cap ${money(plan.cap)}, spent ${money(plan.spent)}, ${money(plan.remaining)} left" + (f" (resuming {plan.run_dir}, VM #{plan.session})" if plan.resumed else "")),
+        (
+            "max run",
+            f"{est.max_run_seconds} s ({duration_text(est.max_run_seconds)}): scheduling.maxRunDuration; Compute Engine "
+            "deletes the VM then, whatever happens to this machine",
+        ),
+    ]
+    for line in est.overheads:
+        rows.append(("estimate" if line is est.overheads[0] else "", f"{line.category:<9} ${line.usd:.4f}  {line.seconds:>4} s  {line.what}"))
+    rows.append(("", f"{'run':<9} ${est.run_usd:.4f}  {est.run_seconds:>4} s  at most: `budgetft run` on the VM meters it into the same ledger"))
+    rows.append(("", f"{'total':<9} ${est.total_usd:.4f}  of the ${money(plan.remaining)} left"))
+    zones = plan.zones
+    rows.append(("zone", zones[0] + ("" if plan.zone_given or len(zones) < 2 else f" (then {', '.join(zones[1:])} if it has no capacity)")))
+    rows.append(("bucket", f"{plan.run_url}/"))
+    rows.append(("install", plan.install.describe()))
+    rows.append(("image", plan.image))
+    rows.append(("run dir", str(plan.run_dir)))
+    return rows
+
+
+def request_json(plan: LaunchPlan, zone: str) -> str:
+    """The request as JSON, after checking that the client library accepts every field of it."""
+    from google.cloud import compute_v1
+
+    request = plan.request(zone)
+    try:
+        compute_v1.Instance.from_json(json.dumps(request))
+    except Exception as exc:  # a field the API does not know: a bug in request.py
+        raise CloudError(f"the instance request does not match the Compute API: {exc}") from None
+    return json.dumps(request, indent=2)

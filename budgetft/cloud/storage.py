@@ -1,0 +1,201 @@
+"""The results bucket: the launcher seeds a run there, the VM uploads its run directory there as it
+goes, and the launcher reads progress from it and brings the results home.
+
+Layout under gs://BUCKET/budgetft/<run_id>/:
+  run/        the run directory (job.yaml, ledger.jsonl, run.json, trials/, reports, ...)
+  dist/       the budgetft wheel the VM installs (same version as the launching machine)
+  vm/         phase (what the VM is doing), exit_code (written last), startup-<n>.log
+
+The endpoint is injectable (`endpoint`, or STORAGE_EMULATOR_HOST which google-cloud-storage reads
+itself) so tests use gcp-storage-emulator on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from budgetft.cloud.errors import BucketError, NoCredentials
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+ROOT = "budgetft"  # every object budgetft writes lives under this prefix
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """'gs://bucket/some/prefix' -> ('bucket', 'some/prefix')."""
+    if not url.startswith("gs://") or len(url) <= 5:
+        raise BucketError(f"--bucket {url!r}: write it as gs://BUCKET_NAME")
+    name, _, prefix = url[5:].partition("/")
+    if not name:
+        raise BucketError(f"--bucket {url!r}: the bucket name is empty; write it as gs://BUCKET_NAME")
+    return name, prefix.strip("/")
+
+
+def run_prefix(url: str, run_id: str) -> str:
+    """Object prefix for a run, e.g. 'budgetft/boolq-20250601-120000' (no trailing slash)."""
+    _, prefix = parse_url(url)
+    return "/".join(p for p in (prefix, ROOT, run_id) if p)
+
+
+@dataclass(frozen=True)
+class Blob:
+    name: str
+    size: int
+    updated: datetime | None
+
+
+class Bucket:
+    def __init__(self, url: str, *, project: str | None = None, endpoint: str | None = None, credentials: Any = None):
+        self.url = url
+        self.name, _ = parse_url(url)
+        self.project = project
+        self.endpoint = endpoint
+        self._credentials = credentials
+        self._bucket = None
+
+    def _handle(self):
+        if self._bucket is not None:
+            return self._bucket
+        from google.cloud import storage
+
+        credentials = self._credentials
+        options = {"api_endpoint": self.endpoint} if self.endpoint else None
+        if credentials is None and (self.endpoint or os.environ.get(EMULATOR_ENV)):
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()
+        with self._errors():
+            client = storage.Client(project=self.project or "budgetft", credentials=credentials, client_options=options)
+        self._bucket = client.bucket(self.name)
+        return self._bucket
+
+    def _errors(self, missing_ok: bool = False):
+        return _mapped_errors(self, missing_ok)
+
+    # -- checks
+
+    def check_writable(self, prefix: str) -> None:
+        """Write and delete a probe object: the one way to know we may write, before any money
+        is spent. Raises BucketError with the fix."""
+        probe = f"{prefix}/.write-probe"
+        with self._errors():
+            blob = self._handle().blob(probe)
+            blob.upload_from_string(b"budgetft write probe\n")
+            blob.delete()
+
+    # -- writing
+
+    def upload_file(self, local: Path, name: str) -> None:
+        with self._errors():
+            self._handle().blob(name).upload_from_filename(str(local))
+
+    def upload_text(self, name: str, text: str) -> None:
+        with self._errors():
+            self._handle().blob(name).upload_from_string(text.encode("utf-8"))
+
+    def upload_dir(self, local_dir: Path, prefix: str, skip: tuple[str, ...] = ()) -> int:
+        """Upload every file under local_dir to prefix/<relative path>; returns the count."""
+        count = 0
+        for path in sorted(Path(local_dir).rglob("*")):
+            rel = path.relative_to(local_dir).as_posix()
+            if path.is_file() and not any(rel.startswith(s) for s in skip):
+                self.upload_file(path, f"{prefix}/{rel}")
+                count += 1
+        return count
+
+    def delete_prefix(self, prefix: str) -> None:
+        with self._errors():
+            for blob in list(self._handle().client.list_blobs(self.name, prefix=prefix + "/")):
+                blob.delete()
+
+    # -- reading
+
+    def list(self, prefix: str) -> list[Blob]:
+        with self._errors():
+            blobs = self._handle().client.list_blobs(self.name, prefix=prefix.rstrip("/") + "/")
+            return [Blob(b.name, int(b.size or 0), b.updated) for b in blobs]
+
+    def read_text(self, name: str) -> str | None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            with self._errors(missing_ok=True):
+                return self._handle().blob(name).download_as_bytes().decode("utf-8", "replace")
+        except NotFound:
+            return None
+
+    def download_prefix(self, prefix: str, local_dir: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+        """Copy prefix/** into local_dir, each file written atomically (a reader of the local run
+        never sees half a file). Returns the local paths written."""
+        written = []
+        for blob in self.list(prefix):
+            rel = blob.name[len(prefix.rstrip("/")) + 1 :]
+            if not rel or rel.endswith("/") or any(rel.startswith(s) for s in skip):
+                continue
+            target = Path(local_dir) / rel
+            self.download_file(blob.name, target)
+            written.append(target)
+        return written
+
+    def download_file(self, name: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+        try:
+            with self._errors():
+                self._handle().blob(name).download_to_filename(tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
+class _mapped_errors:
+    """Context manager: storage and auth exceptions -> BucketError / NoCredentials with the fix."""
+
+    def __init__(self, bucket: Bucket, missing_ok: bool = False):
+        self.bucket, self.missing_ok = bucket, missing_ok
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            return False
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+
+        url = f"gs://{self.bucket.name}"
+        if isinstance(exc, auth_exc.DefaultCredentialsError):
+            raise NoCredentials(str(exc).split("\n")[0][:160]) from None
+        if isinstance(exc, gexc.NotFound):
+            if self.missing_ok and _bucket_exists(self.bucket):
+                return False  # the object is missing, not the bucket: let the caller decide
+            raise BucketError(
+                f"bucket {url} does not exist (or is not visible to you). Fix: "
+                f"`gcloud storage buckets create {url} --location=us-central1 --uniform-bucket-level-access` "
+                "(see infra/gcp/README.md), or pass --bucket gs://AN_EXISTING_BUCKET"
+            ) from None
+        if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized)):
+            raise BucketError(
+                f"bucket {url} is not writable with your credentials ({_first_line(exc)}). Fix: "
+                f"`gcloud storage buckets add-iam-policy-binding {url} --member=user:YOU@EXAMPLE.COM "
+                "--role=roles/storage.objectUser` (and the same for the VM's service account; see infra/gcp/README.md)"
+            ) from None
+        if isinstance(exc, gexc.GoogleAPICallError):
+            raise BucketError(f"bucket {url}: {_first_line(exc)}") from None
+        return False
+
+
+def _bucket_exists(bucket: Bucket) -> bool:
+    try:
+        return bool(bucket._handle().exists())
+    except Exception:
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).split("\n")[0][:200]

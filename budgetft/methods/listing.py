@@ -1,0 +1,116 @@
+"""The facts `budgetft methods` shows: per method, its trainable parameters on the job's model,
+its search space, and what calibration measured on this machine (if it ran)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from budgetft import methods
+
+
+@dataclass
+class MethodFacts:
+    method: str
+    summary: str
+    architectures: list[str]
+    supported: bool  # supports the job's model's architecture
+    trainable_params: int | None  # at counted_config: what `budgetft train` would run
+    total_params: int | None  # the model with the method applied (adapters included)
+    share: float | None  # trainable / the base model's parameters
+    space: dict[str, Any]
+    space_source: str  # job | default
+    saves_as: str
+    passes: str  # what one optimiser step costs, in passes
+    seconds_per_step: float | None = None
+    examples_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    error: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def space_text(space: dict[str, Any]) -> str:
+    """A search space as one line: `r ∈ {4, 8, 16}; learning_rate ~ loguniform[0.0002, 0.003]`."""
+    from budgetft.search_space import parse_space
+
+    parts = []
+    for name, param in parse_space(space).items():
+        if param.kind == "fixed":
+            parts.append(f"{name} = {param.values[0]}")
+        elif param.kind == "choice":
+            parts.append(f"{name} ∈ {{{', '.join(map(str, param.values))}}}")
+        else:
+            parts.append(f"{name} ~ {param.kind}[{param.values[0]:g}, {param.values[1]:g}]")
+    return "; ".join(parts)
+
+
+def counted_config(method, space: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a single trial runs (`budgetft train`): the method's default where
+    the space allows it, else the space's first choice or (geometric) centre."""
+    from budgetft.search_space import parse_space, point
+
+    return point(parse_space(space), method.defaults)
+
+
+def model_config(spec) -> Any:
+    """The job's model configuration, without its weights."""
+    from transformers import AutoConfig
+
+    from budgetft.models.loading import resolve_model
+
+    resolved = resolve_model(spec.model)
+    return AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
+
+
+def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodFacts], int, str]:
+    """Facts for every registered method on the job's model. Returns (facts, the base model's
+    parameter count, its architecture)."""
+    import warnings
+
+    from budgetft.methods.arch import architecture_of
+    from budgetft.methods.counting import build_meta_model
+
+    config = config if config is not None else model_config(spec)
+    base = build_meta_model(config)
+    architecture = architecture_of(base)
+    base_total = sum(p.numel() for p in base.parameters())
+    rates = rates or {}
+    facts = []
+    for method in methods.REGISTRY.values():
+        in_job = method.name in spec.methods and bool(spec.methods[method.name])
+        space = spec.methods[method.name] if in_job else dict(method.default_space)
+        passes = f"{method.forward_passes} forward" + (" + backward" if method.backward else ", no backward")
+        fact = MethodFacts(
+            method.name, method.summary, list(method.architectures), method.supports(architecture),
+            None, None, None, space, "job" if in_job else "default", method.saves_as, passes,
+        )
+        if fact.supported:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    trainable, total = method.count_params(config, counted_config(method, space))
+                fact.trainable_params, fact.total_params = trainable, total
+                fact.share = trainable / base_total
+            except Exception as exc:  # one method failing to apply must not hide the others
+                fact.error = f"{type(exc).__name__}: {exc}"
+        rate = rates.get(method.name)
+        if rate is not None:
+            fact.seconds_per_step = rate.seconds_per_step
+            fact.examples_per_s = rate.examples_per_s
+            fact.peak_memory_mb = rate.peak_memory_mb
+        facts.append(fact)
+    return facts, base_total, architecture
+
+
+def stored_rates_for(spec) -> tuple[dict, str]:
+    """Rates calibration stored on this machine for this job's model, batch size and length."""
+    from types import SimpleNamespace
+
+    from budgetft.runner.calibration import stored_rates
+    from budgetft.runner.driver import device_name
+
+    device = device_name()
+    rates, _ = stored_rates(SimpleNamespace(job=spec), device, methods.names())
+    return rates, device
