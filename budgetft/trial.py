@@ -117,8 +117,13 @@ def count_params(model) -> tuple[int, int]:
 
 
 def evaluate(model, task: Task, batch_size: int = 16) -> dict:
-    """Verbalizer accuracy and friends on the task's evaluation rows; eval_loss is the gold
-    label words' mean NLL per token (nats)."""
+    """Verbalizer accuracy and friends on the task's evaluation rows.
+
+    eval_loss is the trial's own objective on these rows (nats), so it falls when training
+    works: for the "classes" loss the cross-entropy over the classes' scores per row, for "lm"
+    the gold label words' NLL per token over the whole vocabulary. The latter is always kept
+    as label_word_nll; under the "classes" loss it may rise while the decision improves, since
+    nothing asks the label words to take mass from the rest of the vocabulary."""
     import torch
 
     from budgetft.telemetry.precision import autocast
@@ -130,15 +135,19 @@ def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     n = len(task.eval)
     preds = np.zeros(n, dtype=np.int64)
     nll = np.zeros(n, dtype=np.float64)
+    class_ce = np.zeros(n, dtype=np.float64)
     gold_len = np.array([len(task.class_tokens[y]) for y in task.eval.labels])
     with torch.inference_mode(), autocast(precision):
         for idx in sorted_batches(task.eval.lengths, batch_size):
             scores = class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
             preds[idx] = scores.argmax(dim=1).numpy()
-            nll[idx] = -scores[torch.arange(len(idx)), torch.as_tensor(task.eval.labels[idx])].double().numpy() / gold_len[idx]
+            gold = scores[torch.arange(len(idx)), torch.as_tensor(task.eval.labels[idx])].double()
+            nll[idx] = -gold.numpy() / gold_len[idx]
+            class_ce[idx] = (torch.logsumexp(scores.double(), dim=1) - gold).numpy()
     model.train(was_training)
     metrics = classification_metrics(task.eval.labels, preds, task.class_names)
-    metrics["eval_loss"] = float(nll.mean())
+    metrics["label_word_nll"] = float(nll.mean())
+    metrics["eval_loss"] = float(class_ce.mean()) if task.job.train.loss == "classes" else metrics["label_word_nll"]
     return metrics
 
 

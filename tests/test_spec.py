@@ -27,10 +27,10 @@ def test_set_overrides_are_typed_and_nested():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("train.max_stepz=3", "train.max_stepz: unknown key (valid keys: batch_size"),
+        ("train.max_stepz=3", "train.max_stepz: unknown key (valid keys: loss, batch_size, micro_batch_size, max_steps"),
         ("train.batch_size=0", "train.batch_size: Input should be greater than or equal to 1"),
         ("methods.loraa={}", "unknown method 'loraa'; valid methods: lora, prompt_tuning"),
-        ("methods.lora.rank=3", "lora: unknown parameter(s) rank; valid: learning_rate"),
+        ("methods.lora.rank=3", "lora: unknown parameter(s) rank; valid: init, learning_rate, lora_alpha, lora_dropout, r,"),
         ("prompt.labels={a: x}", "prompt.labels: needs two or more classes"),
         ("prompt.template=no fields", "template uses no data field"),
         ("methods.lora.learning_rate={loguniform: [0, 1]}", "loguniform needs a positive low bound"),

@@ -53,7 +53,8 @@ def quiet_libraries() -> None:
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    # Messages soft-wrap: the terminal folds them, so an error stays one line to copy or grep.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
