@@ -5,6 +5,8 @@ Unknown keys are errors that name the key; every error names the field and the f
 
 from __future__ import annotations
 
+import json
+
 import string
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +35,9 @@ class ModelSpec(_Strict):
     # auto: a local directory if it exists, else the hub when reachable, else an embedded copy.
     source: Literal["auto", "hub", "local", "embedded"] = "auto"
     revision: str | None = None
+    # decoder: a causal LM scored by its label words (the verbalizer); encoder: a model given a
+    # sequence-classification head with one output per class. auto: read from its config.
+    architecture: Literal["auto", "decoder", "encoder"] = "auto"
 
 
 class DataSpec(_Strict):
@@ -237,6 +242,27 @@ def load_job(job: str | Path | None = None, overrides: list[str] | None = None) 
         raise JobError(f"{path}: a job is a YAML mapping of fields, got {type(data).__name__}")
     data = apply_overrides(data, overrides or [])
     return validate_job(data, source=str(path))
+
+
+def methods_override(job: str | Path | None, overrides: list[str], names: str | None) -> list[str]:
+    """`overrides` plus one `--set methods=...` that keeps only the comma-separated `names`,
+    each with the job's own search space (a registered method the job does not list gets its
+    default space). As an override it reaches every path that loads the job, a cloud VM's
+    included."""
+    if not names:
+        return overrides
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise JobError("--methods: name one or more methods, e.g. --methods lora,bitfit")
+    spaces = load_job(job, overrides).methods
+    chosen: dict[str, Any] = {}
+    for name in wanted:
+        try:
+            method = method_registry.get(name)
+        except KeyError as exc:
+            raise JobError(f"--methods: {exc.args[0]}") from None
+        chosen[method.name] = spaces.get(method.name, {})
+    return [*overrides, "methods=" + json.dumps(chosen)]
 
 
 def validate_job(data: dict[str, Any], source: str = "job") -> JobSpec:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from budgetft.data.checks import check_splits, class_token_ids
 from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
 from budgetft.data.sources import load_splits
-from budgetft.models.loading import ResolvedModel, load_tokenizer, resolve_model
+from budgetft.models.loading import ResolvedModel, detect_architecture, load_tokenizer, resolve_model
 from budgetft.spec import JobSpec
 
 
@@ -53,6 +53,7 @@ def prepare_task(job: JobSpec) -> Task:
     splits = load_splits(job.data, job.seed)
     check_splits(splits, job.prompt, job.data.label_field, (job.data.train_split, job.data.eval_split))
     resolved = resolve_model(job.model)
+    resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
     tokenizer = load_tokenizer(resolved)
     class_tokens = class_token_ids(tokenizer, job.prompt.labels)
     budget = job.prompt.max_length - max(len(t) for t in class_tokens)

@@ -15,10 +15,11 @@ from typing import Callable
 import numpy as np
 
 from budgetft import methods
+from budgetft import scoring as verbalizer
 from budgetft.data.batching import length_grouped_batches, sorted_batches
+from budgetft.methods import seqcls
 from budgetft.methods._peft import virtual_token_offset
 from budgetft.metrics import classification_metrics
-from budgetft.scoring import class_cross_entropy, class_scores, label_word_nll
 from budgetft.task import Task
 
 
@@ -116,6 +117,15 @@ def count_params(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def scoring_of(model):
+    """The scoring functions for a model's architecture: the label words' log-probabilities
+    (the verbalizer) for a causal LM, the classification head for an encoder. Both modules
+    have the same functions with the same arguments."""
+    from budgetft.methods.arch import architecture_of
+
+    return seqcls if architecture_of(model) == methods.ENCODER else verbalizer
+
+
 def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     """Verbalizer accuracy and friends on the task's evaluation rows.
 
@@ -136,10 +146,12 @@ def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     preds = np.zeros(n, dtype=np.int64)
     nll = np.zeros(n, dtype=np.float64)
     class_ce = np.zeros(n, dtype=np.float64)
-    gold_len = np.array([len(task.class_tokens[y]) for y in task.eval.labels])
+    scoring = scoring_of(model)
+    # Label-word NLL is per label token; an encoder's head scores a class in one go.
+    gold_len = np.array([1 if scoring is seqcls else len(task.class_tokens[y]) for y in task.eval.labels])
     with torch.inference_mode(), autocast(precision):
         for idx in sorted_batches(task.eval.lengths, batch_size):
-            scores = class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
+            scores = scoring.class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
             preds[idx] = scores.argmax(dim=1).numpy()
             gold = scores[torch.arange(len(idx)), torch.as_tensor(task.eval.labels[idx])].double()
             nll[idx] = -gold.numpy() / gold_len[idx]
@@ -300,9 +312,10 @@ def _accumulate(
 
     from budgetft.telemetry.precision import autocast
 
-    if loss_kind == "lm":
+    scoring = scoring_of(model)
+    if loss_kind == "lm" and scoring is verbalizer:  # per label token
         denominator = sum(len(task.class_tokens[task.train.labels[i]]) for i in idx)
-    else:
+    else:  # per row (an encoder's "lm" loss is its head's cross-entropy, per row)
         denominator = len(idx)
     loss_sum = 0.0
     tokens = padded = 0
@@ -312,10 +325,10 @@ def _accumulate(
         labels = [int(task.train.labels[i]) for i in part]
         with autocast(precision) if precision is not None else nullcontext():
             if loss_kind == "lm":
-                total, _ = label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+                total, _ = scoring.label_word_nll(model, prompts, labels, task.class_tokens, task.pad_id, offset)
                 lengths = [len(p) + len(task.class_tokens[y]) for p, y in zip(prompts, labels)]
             else:
-                total, _ = class_cross_entropy(model, prompts, labels, task.class_tokens, task.pad_id, offset)
+                total, _ = scoring.class_cross_entropy(model, prompts, labels, task.class_tokens, task.pad_id, offset)
                 multi = any(len(t) > 1 for t in task.class_tokens)
                 lengths = [len(p) + (max(map(len, task.class_tokens)) if multi else 0) for p in prompts]
         if backward:

@@ -2,9 +2,9 @@
 every architecture it supports applies, trains a few steps (the loss on fixed rows falls),
 saves, loads onto a fresh base model and evaluates exactly as before saving.
 
-Decoders run the real trial loop; encoders run the same loop with the sequence-classification
-scoring (budgetft.methods.seqcls) swapped in for the verbalizer, which is how the trial will
-dispatch once encoders are wired into it.
+Both run the real trial loop: a decoder is scored by its label words (the verbalizer), an
+encoder by its classification head (budgetft.methods.seqcls), chosen by the trial from the
+model itself; the encoder's architecture is detected from its config by prepare_task.
 """
 
 import numpy as np
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from budgetft import methods, trial
-from budgetft.methods import DECODER, ENCODER, ApplyContext, seqcls
+from budgetft.methods import DECODER, ApplyContext
 from budgetft.methods._peft import virtual_token_offset
 from budgetft.methods.persist import load_trained, save_trained
 from budgetft.search_space import parse_space
@@ -103,16 +103,12 @@ def _load(task, architecture):
     in transformers 5 even for 20k parameters; a deep copy takes milliseconds)."""
     import copy
 
+    from budgetft.models.loading import load_model
+
+    assert task.model.architecture == architecture  # detected from the model's config
     key = (architecture, task.model.location)
     if key not in _BASES:
-        if architecture == DECODER:
-            from budgetft.models.loading import load_model
-
-            _BASES[key] = load_model(task.model)
-        else:
-            from transformers import AutoModelForSequenceClassification
-
-            _BASES[key] = AutoModelForSequenceClassification.from_pretrained(task.model.location)
+        _BASES[key] = load_model(task.model)
     return copy.deepcopy(_BASES[key])
 
 
@@ -125,24 +121,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def scoring_for(monkeypatch):
-    """Point the trial at the scoring of an architecture (the verbalizer is the default)."""
-    def use(architecture):
-        if architecture == ENCODER:
-            monkeypatch.setattr(trial, "class_scores", seqcls.class_scores)
-            monkeypatch.setattr(trial, "class_cross_entropy", seqcls.class_cross_entropy)
-            monkeypatch.setattr(trial, "label_word_nll", seqcls.label_word_nll)
-
-    return use
-
-
 def fixed_rows_loss(model, task, n=48) -> float:
     """Mean class cross-entropy on the first n training rows, with the scoring the trial uses."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        total, rows = trial.class_cross_entropy(
+        total, rows = trial.scoring_of(model).class_cross_entropy(
             model, task.train.prompts[:n], task.train.labels[:n].tolist(), task.class_tokens, task.pad_id, virtual_token_offset(model)
         )
     model.train(was_training)
@@ -173,9 +157,8 @@ def _matrix():
 
 
 @pytest.mark.parametrize("architecture, name", list(_matrix()))
-def test_method_trains_saves_loads(architecture, name, decoder_task, encoder_task, scoring_for, tmp_path):
+def test_method_trains_saves_loads(architecture, name, decoder_task, encoder_task, tmp_path):
     task = decoder_task if architecture == DECODER else encoder_task
-    scoring_for(architecture)
     method = methods.get(name)
     config = method.config({"learning_rate": LEARNING_RATES[name], **SMALL.get(name, {})})
     settings = TrialSettings.from_job(task, name, config, steps=STEPS.get(name, 10))
@@ -305,7 +288,7 @@ def test_mezo_step_matches_a_hand_computed_zeroth_order_step(decoder_task):
 
     def loss_of(model):
         with torch.no_grad():
-            total, rows = trial.class_cross_entropy(
+            total, rows = trial.scoring_of(model).class_cross_entropy(
                 model, [task.train.prompts[i] for i in idx], task.train.labels[idx].tolist(), task.class_tokens, task.pad_id
             )
         return total.item() / rows

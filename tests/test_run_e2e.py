@@ -49,7 +49,10 @@ def test_run_under_the_cap_with_asha(asha_job, tmp_path):
     # The report was written inside paid time (a slice is labelled "report" only when the
     # report outlasts the time already prepaid, so the label alone would be timing-dependent).
     assert json.loads((out / "meter.json").read_text())["paid_until"] >= (out / "report.md").stat().st_mtime
-    assert {c.trial for c in charges if c.trial} == {t["trial_id"] for t in run.trials()}
+    # Slices are labelled with the trials running when they were bought: a trial that lives
+    # only seconds (the tiny model's stopped one) can run entirely in time prepaid under the
+    # previous label. Every label names a real trial; the long trial's cost is checked below.
+    assert {c.trial for c in charges if c.trial} <= {t["trial_id"] for t in run.trials()}
     assert set(run.baselines()) == {"majority", "zero_shot"}
     assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}
     plan = run.plan()
@@ -65,6 +68,9 @@ def test_run_under_the_cap_with_asha(asha_job, tmp_path):
     assert (run.trial_dir(good["trial_id"]) / "adapter").is_dir()  # the best weights survive
     assert Decimal(good["cost_usd"]) > 0
     assert "ledger total" in result.output
+    # Without a terminal, each trial event is a plain line with the spend so far.
+    assert f"{bad['trial_id']}: stopped early after {bad['steps']} steps  [spent $" in result.output
+    assert f"{good['trial_id']}: started" in result.output
 
 
 def test_budget_errors_come_before_any_spending(tiny_job_file, tmp_path):

@@ -12,6 +12,7 @@ from rich.console import Console
 
 JOB_ARG = typer.Argument(None, help="Job YAML file or the name of a job in jobs/ (default: boolq-smollm2, the embedded default).", show_default=False)
 SET_OPT = typer.Option([], "--set", "-s", help="Override a job field, e.g. --set train.batch_size=16 (repeatable).")
+METHODS_OPT = typer.Option(None, "--methods", "-m", help="Only these of the job's methods, comma-separated, e.g. --methods ia3,bitfit (each keeps the job's search space).", show_default=False)
 
 # Domain errors whose message already says what is wrong and how to fix it.
 USER_ERRORS: tuple[type[BaseException], ...] = ()
@@ -54,7 +55,8 @@ def quiet_libraries() -> None:
 
 def stderr_console() -> Console:
     # Messages soft-wrap: the terminal folds them, so an error stays one line to copy or grep.
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    # Not a terminal (a log file, a VM's console): tables get 100 columns instead of rich's 80.
+    return Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 100)
 
 
 def stdout_console() -> Console:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console
 
 
 def plan(
@@ -15,6 +15,7 @@ def plan(
     price_per_hour: Optional[str] = typer.Option(None, "--price-per-hour", help="What the machine costs, USD/hour."),
     no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Spend nothing: plan from stored or estimated rates instead of measuring."),
     set_: list[str] = SET_OPT,
+    methods: Optional[str] = METHODS_OPT,
 ) -> None:
     """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve)."""
     from budgetft.runner.pricing import PriceError, local_price, parse_money
@@ -29,9 +30,9 @@ def plan(
     from budgetft.planner import BudgetTooSmall
 
     with cli_errors(err):
-        from budgetft.spec import load_job
+        from budgetft.spec import load_job, methods_override
 
-        spec = load_job(job, list(set_))
+        spec = load_job(job, methods_override(job, list(set_), methods))
         quiet_libraries()
         try:
             _plan(spec, cap, price, no_calibrate, err)
@@ -92,9 +93,8 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {eval_seconds:.0f} s for {len(task.eval)} rows")
     err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
     plan_table_out = plan_table(plan)
-    from rich.console import Console
 
-    Console().print(plan_table_out)
+    stdout_console().print(plan_table_out)
     if spent_s:
         err.print(f"calibrating took {spent_s:.0f} s (${seconds_to_usd(spent_s, price.usd_per_hour)} at ${price.usd_per_hour}/h; not charged to any run)")
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console
 
 
 def run(
@@ -17,6 +17,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default: runs/<job>-<time>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory, spending only what is left of its cap."),
     set_: list[str] = SET_OPT,
+    methods: Optional[str] = METHODS_OPT,
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
     cloud: Optional[str] = typer.Option(None, "--cloud", help="Rent a cloud VM for the run: gcp."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
@@ -39,6 +40,14 @@ def run(
     except PriceError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if methods is not None:
+        if resume is not None:
+            err.print("[bold red]error:[/] --methods cannot change a run being resumed: it goes on with the methods it planned")
+            raise typer.Exit(2)
+        from budgetft.spec import methods_override
+
+        with cli_errors(err):
+            set_ = methods_override(job, list(set_), methods)
     if cloud is not None:
         if cloud != "gcp":
             err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")

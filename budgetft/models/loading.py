@@ -40,6 +40,8 @@ class ResolvedModel:
     source: str  # hub | local | embedded
     location: str  # hub id or directory
     revision: str | None = None
+    architecture: str = "decoder"  # decoder | encoder (budgetft.methods.base)
+    num_labels: int | None = None  # classes of the job: an encoder's head gets one output each
 
     def describe(self) -> str:
         return f"{self.source}:{self.location}"
@@ -117,11 +119,53 @@ def load_tokenizer(resolved: ResolvedModel):
     return tokenizer
 
 
-def load_model(resolved: ResolvedModel, dtype=None):
-    import torch
-    from transformers import AutoModelForCausalLM
+# Architecture names that end like these are causal LMs (LlamaForCausalLM, GPT2LMHeadModel).
+_DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
-    model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
+
+def detect_architecture(resolved: ResolvedModel, wanted: str = "auto") -> str:
+    """decoder or encoder, from the model's config (no weights are read). A config that names a
+    causal-LM class is a decoder; one whose type transformers can give a sequence-
+    classification head (BERT, MiniLM, RoBERTa, ...) is an encoder."""
+    if wanted != "auto":
+        return wanted
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the configuration of model {resolved.location!r}: {exc}") from None
+    names = list(getattr(config, "architectures", None) or [])
+    if any(n.endswith(_DECODER_SUFFIXES) for n in names):
+        return "decoder"
+    if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and (names or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        return "encoder"
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "decoder"
+    raise ModelError(
+        f"model {resolved.location!r} ({config.model_type}) is neither a causal LM nor a model transformers can give a "
+        "classification head; use a decoder-only LM or an encoder such as BERT, or set model.architecture"
+    )
+
+
+def load_model(resolved: ResolvedModel, dtype=None):
+    """The untuned model: a causal LM, or an encoder with a fresh classification head of
+    `num_labels` outputs (the head is trained by every method)."""
+    import torch
+
+    if resolved.architecture == "encoder":
+        from transformers import AutoModelForSequenceClassification
+
+        if not resolved.num_labels:
+            raise ModelError("an encoder needs the job's number of classes to size its classification head")
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolved.location, revision=resolved.revision, dtype=dtype or torch.float32, num_labels=resolved.num_labels,
+        )
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
     model.config.use_cache = False  # training and scoring never reuse a key/value cache
     return model
 

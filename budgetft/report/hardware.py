@@ -11,6 +11,8 @@ UTILIZATION_PNG = "utilization.png"
 
 
 def hardware_summary(root: Path) -> dict:
+    from budgetft.rundir import read_json
+    from budgetft.telemetry.packing import input_bound_warning
     from budgetft.telemetry.summary import read_samples, trial_usage
 
     run = RunDir(root)
@@ -22,10 +24,14 @@ def hardware_summary(root: Path) -> dict:
         "price_reason": info.get("price_reason"),
         "telemetry_samples": 0,
         "trials": {},
+        # GPU runs: how many trials shared a GPU and the measured figures behind it.
+        "packing": (read_json(run.calibration_json, {}) or {}).get("packing"),
+        "warning": None,
     }
     if run.telemetry.exists():
         samples = read_samples(run.telemetry)
         out["telemetry_samples"] = len(samples)
+        out["warning"] = input_bound_warning(samples)
         out["source"] = samples[0].get("source") if samples else None
         for trial_id, u in trial_usage(samples, run.trials()).items():
             out["trials"][trial_id] = u.to_dict()
@@ -55,6 +61,10 @@ def markdown_section(summary: dict, has_plot: bool) -> str:
             lines.append(f"| {trial_id} | {u.get('samples', 0)} | {util} | {mem} |")
     else:
         lines.append("- **Telemetry:** none recorded")
+    if summary.get("packing"):
+        lines.insert(3, f"- **Trials per GPU:** {summary['packing']['reason']}")
+    if summary.get("warning"):
+        lines.insert(3, f"- **Warning:** {summary['warning']}")
     if has_plot:
         lines += ["", f"![Utilization over time]({UTILIZATION_PNG})"]
     return "\n".join(lines) + "\n"

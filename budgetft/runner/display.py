@@ -27,9 +27,20 @@ class RunDisplay:
         if self.live:
             self.live.__exit__(*exc)
 
-    def refresh(self) -> None:
+    def refresh(self, event: str | None = None) -> None:
+        """Redraw the live view; without a terminal (a log file, a cloud VM's console), print
+        each trial event as a plain line with the spend so far."""
         if self.live:
             self.live.refresh()
+        elif event:
+            r = self.r
+            best = ""
+            if r.tracker is not None and r.tracker.best:
+                best = f"; best {100 * r.tracker.best[0]:.1f}%"
+                majority = r.run.baselines().get("majority")
+                if majority:
+                    best += f" vs majority {100 * majority['accuracy']:.1f}%"
+            self.console.print(f"{event}  [spent ${r.ledger.spent:.4f} of ${r.ledger.cap}{best}]", highlight=False, markup=False)
 
     def note(self, line: str) -> None:
         self.console.print(line)
@@ -63,6 +74,9 @@ class RunDisplay:
 
     def show_plan(self, plan, trials: list[dict]) -> None:
         self.console.print(plan_table(plan, len(trials)))
+        packing = self.r.packing_decision()
+        if packing:
+            self.console.print(f"packing: {packing['reason']}", highlight=False)
 
     def final(self, written: list) -> None:
         from budgetft.runner.summary import results_table

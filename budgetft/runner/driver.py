@@ -79,6 +79,7 @@ class Run:
         self.meter = None
         self.tracker = None
         self.display = None
+        self.watched_pids: dict[str, int] = {}  # packed calibration's workers, while they run
 
     # -- the stages
 
@@ -160,8 +161,9 @@ class Run:
         return run
 
     def _trial_pids(self) -> dict[str, int]:
-        """Processes to watch: the driver (baselines, calibration) and each running trial."""
-        pids = {"driver": os.getpid()}
+        """Processes to watch: the driver (baselines, calibration), packed calibration's
+        workers, and each running trial."""
+        pids = {"driver": os.getpid(), **self.watched_pids}
         if self.tracker is not None:
             for trial_id in list(self.tracker.running):
                 pid = (read_json(self.run.trial_dir(trial_id) / "trial.json", {}) or {}).get("pid")
@@ -222,11 +224,48 @@ class Run:
         results: dict[str, dict] = {}
         for name in self.spec.methods:
             self.display.note(f"calibration: {name}, {self.opts.calibration_steps + 1} steps")
+            started = time.time()
             results[name] = calibrate_method(self.task, name, self.opts.calibration_steps)
+            results[name]["window"] = [started, time.time()]  # unix times, for its telemetry
+        packing = self._calibrate_packing(results)
         baselines = run.baselines()
         eval_rows_per_s = len(self.task.eval) / baselines["zero_shot"]["seconds"]
-        write_json(run.calibration_json, {"methods": results, "eval_rows_per_s": eval_rows_per_s, "device": device_name()})
+        write_json(run.calibration_json, {"methods": results, "eval_rows_per_s": eval_rows_per_s, "device": device_name(), "packing": packing})
         store_rates(self.task, device_name(), results, eval_rows_per_s)
+
+    def _calibrate_packing(self, results: dict[str, dict]) -> dict | None:
+        """On a GPU: how many trials share it, from measured levels (budgetft.runner.
+        packed_calibration); None on a CPU, where trials run one at a time."""
+        if _device_type() != "cuda":
+            return None
+        import torch
+
+        from budgetft.runner.packed_calibration import calibrate_packing, measure_level
+
+        torch.cuda.empty_cache()  # the driver's cached blocks would count against packed levels
+        gpu_mem_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
+        job = self.spec.model_dump(mode="json")
+        packing = calibrate_packing(
+            results, gpu_mem_mb, self._samples_during,
+            lambda name, k: measure_level(job, name, k, self.opts.calibration_steps, self._samples_during, self._watch),
+            note=self.display.note,
+        )
+        self.display.note(f"packing: {packing['reason']}")
+        return packing
+
+    def _samples_during(self, start: float, end: float) -> list[dict]:
+        from datetime import timezone
+
+        from budgetft.telemetry.summary import read_samples, samples_between
+
+        utc = timezone.utc
+        return samples_between(read_samples(self.run.telemetry), datetime.fromtimestamp(start, utc), datetime.fromtimestamp(end, utc))
+
+    def _watch(self, pids: dict[str, int]) -> None:
+        self.watched_pids = dict(pids)
+
+    def packing_decision(self) -> dict | None:
+        return (read_json(self.run.calibration_json, {}) or {}).get("packing")
 
     def stage_plan(self) -> Plan | None:
         from budgetft.runner.calibration import rates_from
@@ -246,6 +285,7 @@ class Run:
             write_json(self.run.plan_json, {"trials": [], "refused": str(exc)})
             return None
         data = plan.to_json()
+        data["packing"] = self.packing_decision()
         data["trials"] = self._trial_specs(plan)
         data["eval_seconds"] = eval_seconds
         write_json(self.run.plan_json, data)
@@ -255,7 +295,7 @@ class Run:
     def _concurrency(self) -> int:
         import torch
 
-        return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+        return tuning_resources(self.packing_decision(), os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0)[0]
 
     def _trial_specs(self, plan: Plan) -> list[dict]:
         from budgetft.runner.configs import trial_configs
@@ -290,7 +330,6 @@ class Run:
         from budgetft.runner.tracking import CapStopper, TrialTracker
 
         specs = read_json(self.run.plan_json)["trials"]
-        concurrency = plan.concurrency
         cpus = os.cpu_count() or 1
         if self.opts.ray_address:
             ray.init(address=self.opts.ray_address, log_to_driver=False)
@@ -303,15 +342,16 @@ class Run:
         self.meter.set_stage("tuning")
         import torch
 
-        gpu = 1 if torch.cuda.is_available() else 0
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        concurrency, resources = tuning_resources(self.packing_decision(), cpus, gpus)
         ctx = {
             "run_dir": str(self.run.root.resolve()),
             "job": self.spec.model_dump(mode="json"),
-            "threads": max(1, cpus // concurrency),
+            "threads": int(resources["cpu"]),
             "session": self.meter.session,
         }
         max_t = max(s["max_steps"] / s["grace"] for s in specs)
-        trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), {"cpu": max(1, cpus // concurrency), "gpu": gpu})
+        trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), resources)
         tuner = tune.Tuner(
             trainable,
             param_space={"trial": tune.grid_search(specs)},
@@ -361,6 +401,15 @@ class Run:
         self.meter.close()
         self.ledger.refresh()
         self.display.final(written)
+
+
+def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, dict]:
+    """(trials at once, Ray resources per trial). On GPUs: one trial per GPU unless packing
+    chose more (a fractional GPU each); CPU threads are split between the trials at once."""
+    per_gpu = int((packing or {}).get("trials_per_gpu") or 1) if gpus else 1
+    concurrency = max(1, gpus * per_gpu)
+    gpu = float((packing or {}).get("gpu_fraction") or 1.0) if gpus and per_gpu > 1 else float(bool(gpus))
+    return concurrency, {"cpu": max(1, cpus // concurrency), "gpu": gpu}
 
 
 def _device_type() -> str:

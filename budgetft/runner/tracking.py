@@ -12,7 +12,7 @@ from ray import tune
 from budgetft.money.ledger import read_charges
 from budgetft.rundir import RunDir, read_json, write_json
 from budgetft.runner.machine_meter import METER_FILE
-from budgetft.runner.trainable import PHASE_FILE, utc_now
+from budgetft.runner.trainable import PHASE_FILE, settle_status, utc_now
 
 
 def meter_stopped(run_dir: Path) -> bool:
@@ -49,18 +49,7 @@ def finalize_trial(run: RunDir, trial_id: str, *, budget_stopped: bool, interrup
     record = read_json(path)
     if record is None:
         return None
-    if record.get("status") == "running":
-        if error:
-            record["status"], record["error"] = "failed", record.get("error") or error
-        elif budget_stopped:
-            record["status"] = "stopped_by_cap"
-        elif interrupted:
-            record["status"] = "interrupted"
-        elif record.get("steps", 0) >= record.get("max_steps", 0):
-            record["status"] = "finished"
-        else:
-            record["status"] = "stopped_early"  # ASHA cut it at a rung
-        record["ended"] = record.get("ended") or utc_now()
+    settle_status(record, budget_stopped=budget_stopped, interrupted=interrupted, error=error)
     record["cost_usd"] = str(trial_costs(run).get(trial_id, Decimal(0)))
     write_json(path, record)
     (run.trial_dir(trial_id) / PHASE_FILE).unlink(missing_ok=True)
@@ -70,7 +59,7 @@ def finalize_trial(run: RunDir, trial_id: str, *, budget_stopped: bool, interrup
 class TrialTracker(tune.Callback):
     def __init__(self, run: RunDir, on_change=None):
         self.run = run
-        self.on_change = on_change or (lambda: None)
+        self.on_change = on_change or (lambda event=None: None)  # hears a one-line event
         self.ids: dict[str, str] = {}  # Ray's trial id -> ours
         self.running: set[str] = set()
         self.best: tuple[float, str] | None = None
@@ -84,7 +73,7 @@ class TrialTracker(tune.Callback):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.on_change = lambda: None
+        self.on_change = lambda event=None: None
         self._lock = threading.Lock()
 
     def phases(self) -> dict[str, str]:
@@ -105,13 +94,14 @@ class TrialTracker(tune.Callback):
         with self._lock:
             self.ids[trial.trial_id] = ours
             self.running.add(ours)
-        self.on_change()
+        self.on_change(f"{ours}: started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         acc = result.get("accuracy")
         if acc is not None and (self.best is None or acc > self.best[0]):
             self.best = (acc, self.ids.get(trial.trial_id, "?"))
-        self.on_change()
+        ours = self.ids.get(trial.trial_id, "?")
+        self.on_change(f"{ours}: step {result.get('step')}, accuracy {100 * acc:.1f}%" if acc is not None else None)
 
     def _end(self, trial, error: str | None) -> None:
         ours = self.ids.get(trial.trial_id, trial.config["trial"]["trial_id"])
@@ -120,7 +110,8 @@ class TrialTracker(tune.Callback):
         record = finalize_trial(self.run, ours, budget_stopped=meter_stopped(self.run.root), error=error)
         if record:
             self.finished.append(record)
-        self.on_change()
+        status = (record or {}).get("status", "ended")
+        self.on_change(f"{ours}: {status.replace('_', ' ')} after {(record or {}).get('steps', '?')} steps")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._end(trial, None)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from budgetft.rundir import RunDir, read_json, write_json
+from budgetft.runner.machine_meter import METER_FILE
 
 PHASE_FILE = "phase"
 
@@ -63,12 +64,34 @@ def train_trial(config: dict, ctx: dict) -> None:
     except BaseException as exc:  # ASHA's stop arrives here as well as real failures
         if isinstance(exc, Exception) and not _is_tune_stop(exc):
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        elif _is_tune_stop(exc):  # ASHA at a rung or its last step, or the cap's stop-all
+            meter = read_json(run.root / METER_FILE, {}) or {}
+            settle_status(record, budget_stopped=bool(meter.get("stop")))
         record["ended"] = utc_now()
         record["cost_usd"] = trial_cost(run.root, spec["trial_id"])
         write_json(folder / "trial.json", record)
         raise
     finally:
         (folder / PHASE_FILE).unlink(missing_ok=True)
+
+
+def settle_status(record: dict, *, budget_stopped: bool, interrupted: bool = False, error: str | None = None) -> None:
+    """Give a trial that is still "running" its final status. The worker (when Tune stops it)
+    and the driver's tracker (when the worker could not) both call this: whichever writes
+    last writes the same answer."""
+    if record.get("status") != "running":
+        return
+    if error:
+        record["status"], record["error"] = "failed", record.get("error") or error
+    elif record.get("steps", 0) >= record.get("max_steps", 0):
+        record["status"] = "finished"  # every planned step done, whatever stopped it after
+    elif budget_stopped:
+        record["status"] = "stopped_by_cap"
+    elif interrupted:
+        record["status"] = "interrupted"
+    else:
+        record["status"] = "stopped_early"  # ASHA cut it at a rung
+    record["ended"] = record.get("ended") or utc_now()
 
 
 def _is_tune_stop(exc: BaseException) -> bool:
