@@ -58,7 +58,7 @@ def test_empty_split(tiny_job_data, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     tiny_job_data["data"]["files"]["validation"] = str(empty)
-    assert "the 'validation' split is empty" in refused(tiny_job_data)
+    assert f"the 'validation' split is empty (file:{empty})" in refused(tiny_job_data)
 
 
 def test_label_word_that_tokenizes_to_nothing(tiny_job_data):

@@ -21,6 +21,8 @@ from budgetft.task import prepare_task
 from budgetft.trial import TrialSettings, _template_words, count_params, evaluate, run_trial
 from tests.conftest import tiny_job_dict
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ORIGINAL_SEVEN = ["lora", "prompt_tuning", "p_tuning", "prefix_tuning", "ia3", "bitfit", "full"]
 ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
@@ -110,15 +112,6 @@ def _load(task, architecture):
     if key not in _BASES:
         _BASES[key] = load_model(task.model)
     return copy.deepcopy(_BASES[key])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def fixed_rows_loss(model, task, n=48) -> float:

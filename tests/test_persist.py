@@ -13,20 +13,13 @@ from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.trial import TrialSettings, _template_words, evaluate, run_trial
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Large enough that a few steps move every adapter far from its initialisation, so a load that
 # silently kept the fresh initialisation would score differently.
 LEARNING_RATES = {"lora": 3e-2, "prompt_tuning": 1e-1, "p_tuning": 1e-2, "prefix_tuning": 3e-2, "ia3": 1e-1, "bitfit": 3e-2, "full": 3e-3}
 SMALL = {"p_tuning": {"encoder_hidden_size": 16}}
 PERSISTED = ("lora", "prompt_tuning", "p_tuning", "prefix_tuning", "ia3", "bitfit", "full")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,38 @@ def test_budget_errors_come_before_any_spending(tiny_job_file, tmp_path):
 def test_run_needs_a_price_on_a_cpu_machine(tiny_job_file):
     result = runner.invoke(app, ["run", str(tiny_job_file), "--budget", "1"])
     assert result.exit_code == 2 and "--price-per-hour" in result.output
+
+
+def test_money_that_asha_frees_buys_another_round(tiny_job_data, tmp_path):
+    """A continuous space and a budget of ~80 s: when the first round's trials are done (the
+    tiny model trains in seconds), the money left is planned again, with new configurations,
+    until no useful trial fits; the spend stays under the cap."""
+    tiny_job_data["methods"] = {"bitfit": {"learning_rate": {"loguniform": [1e-3, 1e-1]}}}
+    tiny_job_data["train"]["max_steps"] = 12
+    tiny_job_data["eval"]["limit"] = 20
+    job = tmp_path / "rounds.yaml"
+    job.write_text(yaml.safe_dump(tiny_job_data))
+    out = tmp_path / "run"
+    # $36/h = 1 cent a second: 80 s, of which ~45 s are the planner's fixed costs and reserve.
+    result = runner.invoke(app, ["run", str(job), "--budget", "0.80", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    plan = run.plan()
+    assert plan["round"] >= 2 and len(plan["rounds"]) == plan["round"], result.output
+    assert "round 2: $" in result.output and "no further round" in result.output
+    trials = run.trials()
+    assert {t["trial_id"] for t in trials} == {t["trial_id"] for t in plan["trials"]}
+    configs = [t["config"]["learning_rate"] for t in trials]
+    assert len(set(configs)) == len(configs)  # no configuration is tried twice
+    assert sum(c.amount for c in read_charges(run.ledger)) <= Decimal("0.80")
+
+
+def test_trial_configs_skip_what_was_tried():
+    from budgetft.runner.configs import trial_configs
+
+    space = {"learning_rate": {"loguniform": [1e-4, 1e-2]}}
+    first = trial_configs(space, "bitfit", 3, seed=0)
+    assert first[0]["learning_rate"] == pytest.approx(1e-3)  # the default point leads
+    again = trial_configs(space, "bitfit", 3, seed=3, tried=first)
+    assert len(again) == 3 and not any(c in first for c in again)
+    assert trial_configs({"learning_rate": [1e-3, 1e-2]}, "bitfit", 3, seed=0, tried=[{**first[0], "learning_rate": 1e-3}, {**first[0], "learning_rate": 1e-2}]) == []

@@ -27,9 +27,9 @@ def class_of(value, lookup: dict[str, int]) -> int | None:
 
 def check_splits(splits: Splits, prompt: PromptSpec, label_field: str, split_names: tuple[str, str]) -> None:
     lookup = class_lookup(prompt.labels)
-    for rows, split in zip((splits.train, splits.eval), split_names):
+    for index, (rows, split) in enumerate(zip((splits.train, splits.eval), split_names)):
         if not rows:
-            raise DataError(f"the {split!r} split is empty ({splits.origin}); give a split with rows")
+            raise DataError(f"the {split!r} split is empty ({splits.origin_of(index)}); give a split with rows")
         needed = [*prompt.fields, label_field]
         for i, row in enumerate(rows):
             missing = [f for f in needed if f not in row or row[f] is None]

@@ -21,6 +21,11 @@ class Splits:
     train: list[dict]
     eval: list[dict]
     origin: str  # where the rows came from, for reports
+    # Where each split (train, eval) came from, when they differ: for messages about one split.
+    split_origins: tuple[str, str] | None = None
+
+    def origin_of(self, index: int) -> str:
+        return self.split_origins[index] if self.split_origins else self.origin
 
 
 def resolve_source(spec: DataSpec) -> str:
@@ -74,7 +79,10 @@ def _from_files(spec: DataSpec, seed: int) -> Splits:
         )
     train = read_rows(files[spec.train_split])
     if spec.eval_split in files:
-        return Splits(train, read_rows(files[spec.eval_split]), f"file:{files[spec.train_split]}")
+        return Splits(
+            train, read_rows(files[spec.eval_split]), f"file:{files[spec.train_split]}",
+            (f"file:{files[spec.train_split]}", f"file:{files[spec.eval_split]}"),
+        )
     # One file: hold out a seeded share of it for evaluation, so no row is in both.
     rows = list(train)
     random.Random(seed).shuffle(rows)

@@ -27,12 +27,18 @@ def sample(param: Param, rng: random.Random):
     return rng.uniform(low, high)
 
 
-def trial_configs(space_raw: dict, method_name: str, n: int, seed: int) -> list[dict]:
+def trial_configs(space_raw: dict, method_name: str, n: int, seed: int, tried: list[dict] = ()) -> list[dict]:
+    """n distinct configurations, none of them one already `tried` (by an earlier round or
+    session of the run): the default point first if it is new, then samples."""
     method = methods.get(method_name)
     space = parse_space(space_raw)
     rng = random.Random(seed * 1_000_003 + zlib.crc32(method.name.encode()))
-    configs = [point(space, method.defaults)]
-    seen = {tuple(sorted(configs[0].items()))}
+    seen = {tuple(sorted(c.items())) for c in tried}
+    configs = []
+    default = point(space, method.defaults)
+    if tuple(sorted(default.items())) not in seen:
+        configs.append(default)
+        seen.add(tuple(sorted(default.items())))
     attempts = 0
     while len(configs) < n and attempts < 50 * n:
         attempts += 1

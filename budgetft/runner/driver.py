@@ -146,9 +146,14 @@ class Run:
             with self.display:
                 self.stage_baselines()
                 self.stage_calibration()
-                plan = self.stage_plan()
-                if plan is not None:
-                    self.stage_tuning(plan)
+                # Rounds: money that ASHA freed by stopping trials early buys another round,
+                # planned with what is left, until the next useful trial no longer fits.
+                rounds = 0
+                while (planned := self.stage_plan(again=rounds > 0)) is not None:
+                    rounds += 1
+                    self.stage_tuning(*planned)
+                    if self.meter.stopped.is_set() or not self._round_learned(planned[1]):
+                        break
         except KeyboardInterrupt:
             status = "interrupted"
             self.meter.stopped.set()
@@ -267,7 +272,9 @@ class Run:
     def packing_decision(self) -> dict | None:
         return (read_json(self.run.calibration_json, {}) or {}).get("packing")
 
-    def stage_plan(self) -> Plan | None:
+    def stage_plan(self, again: bool = False) -> tuple[Plan, list[dict]] | None:
+        """Plan trials with the money left; None when not one useful trial fits. `again`: a
+        round of this session already ran, so a refusal just ends the run."""
         from budgetft.runner.calibration import rates_from
 
         self.meter.set_stage("overhead")
@@ -278,19 +285,41 @@ class Run:
         self.ledger.refresh()
         # What has really been used so far: the ledger minus time prepaid but not yet used.
         used = self.ledger.spent - self.meter.unused_usd()
+        previous = read_json(self.run.plan_json, {}) or {}
         try:
             plan = plan_budget(self.ledger.cap, used, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps, concurrency=self._concurrency())
         except BudgetTooSmall as exc:
-            self.display.note(f"[yellow]no trials: {exc}[/]")
-            write_json(self.run.plan_json, {"trials": [], "refused": str(exc)})
+            if again:
+                self.display.note(f"no further round: ${self.ledger.cap - used} left does not buy one more useful trial")
+            else:
+                self.display.note(f"[yellow]no trials: {exc}[/]")
+                write_json(self.run.plan_json, {"trials": [], **previous, "refused": str(exc)})
+            return None
+        specs = self._trial_specs(plan)
+        if not specs:  # small discrete spaces run out: every configuration has been tried
+            self.display.note(f"no further round: every configuration in the job's search spaces has been tried (${self.ledger.cap - used} left)")
             return None
         data = plan.to_json()
+        data["round"] = len(previous.get("rounds", [])) + 1
         data["packing"] = self.packing_decision()
-        data["trials"] = self._trial_specs(plan)
         data["eval_seconds"] = eval_seconds
+        # Every round's plan, and every trial planned so far (for reports and benchmarks).
+        data["rounds"] = [*previous.get("rounds", []), {k: v for k, v in data.items() if k not in ("rounds", "trials")} | {"trials": [t["trial_id"] for t in specs]}]
+        data["trials"] = [*previous.get("trials", []), *specs]
         write_json(self.run.plan_json, data)
-        self.display.show_plan(plan, data["trials"])
-        return plan
+        if data["round"] > 1:
+            self.display.note(f"round {data['round']}: ${self.ledger.cap - used} of the cap is left; planning more trials with it")
+        self.display.show_plan(plan, specs)
+        return plan, specs
+
+    def _round_learned(self, specs: list[dict]) -> bool:
+        """Whether a round got anywhere: a round whose every trial failed is not repeated."""
+        ids = {s["trial_id"] for s in specs}
+        statuses = [t.get("status") for t in self.run.trials() if t["trial_id"] in ids]
+        if statuses and all(status == "failed" for status in statuses):
+            self.display.note("[red]every trial of this round failed; not planning another (see the trials' errors)[/]")
+            return False
+        return True
 
     def _concurrency(self) -> int:
         import torch
@@ -300,10 +329,12 @@ class Run:
     def _trial_specs(self, plan: Plan) -> list[dict]:
         from budgetft.runner.configs import trial_configs
 
-        existing = len(self.run.trials())
+        trials = self.run.trials()
+        existing = len(trials)
         specs = []
         for mp in plan.methods:
-            for config in trial_configs(self.spec.space_for(mp.method), mp.method, mp.trials, self.spec.seed + existing):
+            tried = [t["config"] for t in trials if t.get("method") == mp.method]
+            for config in trial_configs(self.spec.space_for(mp.method), mp.method, mp.trials, self.spec.seed + existing, tried):
                 specs.append(
                     {
                         "trial_id": f"t{existing + len(specs) + 1:03d}-{mp.method}",
@@ -316,7 +347,7 @@ class Run:
                 )
         return specs
 
-    def stage_tuning(self, plan: Plan) -> None:
+    def stage_tuning(self, plan: Plan, specs: list[dict]) -> None:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us: we stop and report
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Ray starts workers niced (15): on a small machine the trial, the run's main work,
@@ -329,13 +360,14 @@ class Run:
         from budgetft.runner.trainable import train_trial
         from budgetft.runner.tracking import CapStopper, TrialTracker
 
-        specs = read_json(self.run.plan_json)["trials"]
         cpus = os.cpu_count() or 1
         if self.opts.ray_address:
             ray.init(address=self.opts.ray_address, log_to_driver=False)
         elif not ray.is_initialized():
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        best = self.tracker.best if self.tracker is not None else None  # an earlier round's
         self.tracker = TrialTracker(self.run, on_change=self.display.refresh)
+        self.tracker.best = best
         self.meter.running = self.tracker.phases
         self.meter.slice_s = 5.0
         self.meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_of(self.run).values()))
@@ -362,7 +394,7 @@ class Run:
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
             ),
             run_config=tune.RunConfig(
-                name="ray",
+                name=f"session{self.meter.session}-round{read_json(self.run.plan_json, {}).get('round', 1)}",
                 storage_path=str((self.run.root / "ray").resolve()),
                 stop=CapStopper(self.run.root),
                 callbacks=[self.tracker],

@@ -106,7 +106,7 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
     from budgetft.runner.machine_meter import worker_may_continue
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.trial import TrialSettings, count_params, run_trial
 
     quiet_libraries()
     torch.set_num_threads(max(1, int(ctx.get("threads") or os.cpu_count() or 1)))
@@ -153,6 +153,11 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         )
 
     model_ref: list = [None]
+
+    def on_model(model) -> None:
+        # Recorded now: a trial that Tune stops never returns from run_trial.
+        model_ref[0] = model
+        record["trainable_params"], record["total_params"] = count_params(model)
     from budgetft.models.loading import load_model
 
     result, _ = run_trial(
@@ -163,7 +168,7 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         on_eval=on_eval,
         may_continue=may_continue,
         on_phase=on_phase,
-        on_model=lambda m: model_ref.__setitem__(0, m),
+        on_model=on_model,
     )
     record.update(
         trainable_params=result.trainable_params,
