@@ -38,8 +38,16 @@ def describe(path: Path) -> None:
     print(f"  training steps bought {100 * training / total if total else 0:.1f}% of the spend; overhead (everything else) {100 * (total - training) / total if total else 0:.1f}%")
     trials = run.trials()
     planned = {t["trial_id"]: t for t in plan.get("trials", [])}
-    if plan.get("expected_usd"):
-        print(f"  planner: expected ${plan['expected_usd']}, worst case ${plan['worst_case_usd']}; actual ${total} ({float(total) / float(plan['expected_usd']):.2f}× expected)")
+    rounds = plan.get("rounds") or ([plan] if plan.get("expected_usd") else [])
+    for i, r in enumerate(rounds, 1):
+        # Each round is planned with the money left when it starts (spent_usd): its expected
+        # and worst-case figures are run totals at that point.
+        print(f"  planner round {i}: {len(r.get('trials', []))} trials planned with ${r['spent_usd']} spent; "
+              f"expected total ${r['expected_usd']}, worst case ${r['worst_case_usd']}")
+    if rounds:
+        first = rounds[0]
+        print(f"  actual ${total}: {float(total) / float(first['expected_usd']):.2f}× the first plan's expected total"
+              + (f", the rest bought by {len(rounds) - 1} more round(s) with money ASHA freed" if len(rounds) > 1 else ""))
     steps_planned = sum(t["max_steps"] for t in planned.values())
     steps_done = sum(t.get("steps", 0) for t in trials)
     print(f"  steps: {steps_done} run of {steps_planned} planned at most ({len(trials)} trials of {len(planned)} planned)")

@@ -7,10 +7,13 @@ output plus eval_loss, including the per-row `correct` vector for significance t
                       price_per_hour, price_source, device, hardware}
                      status: running | finished | interrupted | failed
   job.yaml           the resolved job spec
-  plan.json          the planner's decision (trials per method, max steps, rungs, reserve, ...)
+  plan.json          the latest round's plan (trials per method, max steps, rungs, reserve, ...),
+                     with "round", "rounds" (every round's plan and its trial ids: money that
+                     ASHA freed is planned again) and "trials" (every trial planned so far)
   ledger.jsonl       every charge, append-only, fsynced (budgetft.money.ledger)
   baselines.json     {"majority": metrics + majority_class, "zero_shot": metrics + seconds}
-  calibration.json   per method: seconds_per_step, examples_per_s, peak_memory_mb, ...
+  calibration.json   per method: seconds_per_step, examples_per_s, peak_memory_mb, ...; and on a
+                     GPU "packing": trials per GPU and the measured figures behind it
   telemetry.jsonl    hardware samples, about one per second
   trials/<trial_id>/trial.json
                      {trial_id, method, config, status, steps, examples, trainable_params,

@@ -64,6 +64,13 @@ def test_an_encoder_with_a_classification_head_trains_from_the_cli(tiny_model_di
     assert record["final"]["n"] == 20 and sum(record["final"]["prediction_share"].values()) == 1.0
     # The head is trained along with the adapter; nothing else of the encoder is.
     assert 0 < record["trainable_params"] < 0.5 * record["total_params"]
+    # `budgetft methods` sizes the same model: an encoder, with the job's two-class head.
+    listed = runner.invoke(app, ["methods", str(job), "--json"])
+    assert listed.exit_code == 0, listed.output
+    listing = json.loads(listed.stdout[listed.stdout.index("{"):])
+    lora = next(m for m in listing["methods"] if m["method"] == "lora")
+    assert listing["architecture"] == "encoder" and lora["trainable_params"] == record["trainable_params"]
+    assert not next(m for m in listing["methods"] if m["method"] == "prefix_tuning")["error"]
 
 
 def test_methods_option_keeps_the_jobs_spaces_of_the_chosen_methods(tiny_job_file):

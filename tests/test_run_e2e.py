@@ -123,3 +123,22 @@ def test_trial_configs_skip_what_was_tried():
     again = trial_configs(space, "bitfit", 3, seed=3, tried=first)
     assert len(again) == 3 and not any(c in first for c in again)
     assert trial_configs({"learning_rate": [1e-3, 1e-2]}, "bitfit", 3, seed=0, tried=[{**first[0], "learning_rate": 1e-3}, {**first[0], "learning_rate": 1e-2}]) == []
+
+
+def test_ctrl_c_keeps_every_record_and_writes_the_report(tiny_job_file, tmp_path, monkeypatch):
+    from budgetft.runner.driver import Run
+
+    def interrupted(self, plan, specs):
+        raise KeyboardInterrupt  # what Ctrl-C raises in the driver while trials run
+
+    monkeypatch.setattr(Run, "stage_tuning", interrupted)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(tiny_job_file), "--budget", "2", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 130, result.output
+    assert "interrupted: stopping trials, keeping every result, writing the report" in result.output
+    assert f"budgetft run --resume {out}" in result.output
+    run = RunDir(out)
+    assert run.run()["status"] == "interrupted" and (out / "report.md").exists()
+    assert set(run.baselines()) == {"majority", "zero_shot"} and run.calibration_json.exists()
+    charges = read_charges(run.ledger)
+    assert charges and charges[-1].total <= Decimal("2")

@@ -88,10 +88,13 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
 
         err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
         try:
-            Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err).execute()
+            run = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err).execute()
         except (BudgetTooSmall, RunError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
+        if run.run().get("status") == "interrupted":
+            err.print(f"continue it with: budgetft run --resume {run.root}")
+            raise typer.Exit(130)  # the shell's code for Ctrl-C, after the report is written
 
 
 def _resume_info(resume: Path) -> dict:

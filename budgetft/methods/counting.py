@@ -11,14 +11,21 @@ import copy
 from typing import Any
 
 
-def build_meta_model(model_config: Any) -> Any:
-    """A weight-free model of the config's architecture: a sequence classifier when the config
-    names one (config.architectures), else a causal LM."""
+def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: int | None = None) -> Any:
+    """A weight-free model as training would load it: a causal LM, or an encoder with a
+    classification head of `num_labels` outputs (default: the config's own)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    names = getattr(model_config, "architectures", None) or []
-    auto = AutoModelForSequenceClassification if any(n.endswith("ForSequenceClassification") for n in names) else AutoModelForCausalLM
+    from budgetft.models.loading import architecture_from_config
+
+    if architecture_from_config(model_config, architecture) == "encoder":
+        if num_labels is not None:
+            model_config = copy.deepcopy(model_config)
+            model_config.num_labels = num_labels
+        auto = AutoModelForSequenceClassification
+    else:
+        auto = AutoModelForCausalLM
     with torch.device("meta"):
         return auto.from_config(model_config)
 

@@ -73,7 +73,7 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
     from budgetft.methods.counting import build_meta_model
 
     config = config if config is not None else model_config(spec)
-    base = build_meta_model(config)
+    base = build_meta_model(config, spec.model.architecture, num_labels=len(spec.prompt.labels))
     architecture = architecture_of(base)
     base_total = sum(p.numel() for p in base.parameters())
     rates = rates or {}
@@ -90,7 +90,7 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    trainable, total = method.count_params(config, counted_config(method, space))
+                    trainable, total = method.count_params(base, counted_config(method, space))
                 fact.trainable_params, fact.total_params = trainable, total
                 fact.share = trainable / base_total
             except Exception as exc:  # one method failing to apply must not hide the others

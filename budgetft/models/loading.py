@@ -124,18 +124,25 @@ _DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
 def detect_architecture(resolved: ResolvedModel, wanted: str = "auto") -> str:
-    """decoder or encoder, from the model's config (no weights are read). A config that names a
-    causal-LM class is a decoder; one whose type transformers can give a sequence-
-    classification head (BERT, MiniLM, RoBERTa, ...) is an encoder."""
+    """decoder or encoder, from the model's config (no weights are read)."""
     if wanted != "auto":
         return wanted
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     try:
         config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the configuration of model {resolved.location!r}: {exc}") from None
+    return architecture_from_config(config)
+
+
+def architecture_from_config(config, wanted: str = "auto") -> str:
+    """A config that names a causal-LM class is a decoder; one whose type transformers can give
+    a sequence-classification head (BERT, MiniLM, RoBERTa, ...) is an encoder."""
+    if wanted != "auto":
+        return wanted
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
     names = list(getattr(config, "architectures", None) or [])
     if any(n.endswith(_DECODER_SUFFIXES) for n in names):
         return "decoder"
@@ -144,7 +151,7 @@ def detect_architecture(resolved: ResolvedModel, wanted: str = "auto") -> str:
     if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return "decoder"
     raise ModelError(
-        f"model {resolved.location!r} ({config.model_type}) is neither a causal LM nor a model transformers can give a "
+        f"model type {config.model_type!r} is neither a causal LM nor a model transformers can give a "
         "classification head; use a decoder-only LM or an encoder such as BERT, or set model.architecture"
     )
 

@@ -364,6 +364,11 @@ class Run:
         if self.opts.ray_address:
             ray.init(address=self.opts.ray_address, log_to_driver=False)
         elif not ray.is_initialized():
+            import logging
+
+            # Ray turns token authentication on for a new local cluster and says so at length;
+            # that secure default stays, the notice (nothing for our user to do) does not.
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         best = self.tracker.best if self.tracker is not None else None  # an earlier round's
         self.tracker = TrialTracker(self.run, on_change=self.display.refresh)
