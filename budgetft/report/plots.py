@@ -27,6 +27,27 @@ CATEGORY_COLORS = {"boot": "#8c564b", "upload": "#e377c2", "baselines": "#7f7f7f
                    "teardown": "#9467bd"}
 
 
+def _place_labels(fig, ax, labels: list[tuple[str, float, float, str]]) -> None:
+    """Name each point, moving a name down a line at a time (at most 6) while its box would
+    overlap one already placed: trials often share a cost and an accuracy."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    # The markers are taken space too: 9 points around each point (a Pareto ring is 8 points
+    # in radius), converted to the renderer's pixels.
+    r = 9 * fig.dpi / 72
+    taken = [Bbox.from_bounds(px - r, py - r, 2 * r, 2 * r) for px, py in (ax.transData.transform((x, y)) for _, x, y, _ in labels)]
+    own = list(taken)
+    for (text, x, y, color), marker in zip(labels, own):
+        for line in range(7):
+            note = ax.annotate(text, (x, y), xytext=(6, 5 - 10 * line), textcoords="offset points", fontsize=8, color=color)
+            box = note.get_window_extent(renderer)
+            if line == 6 or not any(box.overlaps(other) for other in taken if other is not marker):
+                taken.append(box)
+                break
+            note.remove()
+
+
 def _text(s: str) -> str:
     """Matplotlib reads a pair of '$' as maths; every dollar in our labels is money."""
     return s.replace("$", r"\$")
@@ -50,6 +71,8 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
     color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
     scored = [t for t in report.trials if t.accuracy is not None and t.cost is not None]
 
+    labels: list[tuple[str, float, float, str]] = []  # placed once the axes are final
+
     for t in scored:
         c = color[t.method]
         path_pts = [(float(cost), 100 * acc) for _, acc, cost in t.trajectory if cost is not None]
@@ -60,7 +83,7 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
         ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], color=c, alpha=0.5, capsize=3, lw=1, zorder=3)
         ax.scatter(x, y, s=80, marker=ENDED_MARKERS.get(t.status, "o"), zorder=4, linewidths=1.6,
                    facecolors=c if t.beats_majority else "white", edgecolors=c)
-        ax.annotate(_text(t.id), (x, y), xytext=(6, 5), textcoords="offset points", fontsize=8, color=c)
+        labels.append((_text(t.id), x, y, c))
 
     front = sorted((t for t in scored if t.on_pareto_front), key=lambda t: (t.cost, -t.accuracy))
     if front:
@@ -72,11 +95,14 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
 
     costs = [float(t.cost) for t in scored] + [float(c) for t in scored for _, _, c in t.trajectory if c is not None]
     xmax = max(costs + [0.01]) * 1.2
+    # Baselines are named in the legend, not on the plot: trials often sit right on the
+    # majority line, where a label would cover theirs.
+    baseline_handles = []
     for row, style, name in ((report.majority, "--", "majority"), (report.zero_shot, ":", "zero-shot")):
         if row is not None and row.accuracy is not None:
             label = f"{name} ({fmt.method_and_settings(row)}) {fmt.pct(row.accuracy)}%"
             ax.axhline(100 * row.accuracy, color="0.3", ls=style, lw=1.3, zorder=1)
-            ax.text(xmax * 0.99, 100 * row.accuracy, _text(label), ha="right", va="bottom", fontsize=8, color="0.25")
+            baseline_handles.append(Line2D([], [], color="0.3", ls=style, lw=1.3, label=_text(label)))
     if not scored:
         ax.text(0.5, 0.5, "no trial evaluated yet", transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.4")
         ax.set_ylim(0, 100)
@@ -86,6 +112,7 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
         ax.text(0.01, 0.01, _text(f"not shown, no evaluation: {names}"), transform=ax.transAxes, fontsize=8, color="0.35")
 
     ax.set_xlim(0, xmax)
+    _place_labels(fig, ax, labels)
     ax.set_xlabel("cost of the trial (USD)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.25)
@@ -101,6 +128,7 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
                 Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="hollow: not a significant win"),
                 Line2D([], [], color="black", lw=1.5, marker="o", mfc="none", ms=11, label="Pareto front"),
                 Line2D([], [], color="0.3", alpha=0.35, marker=".", label="accuracy at each evaluation")]
+    handles += baseline_handles
     if scored:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.savefig(path)
