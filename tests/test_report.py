@@ -271,6 +271,9 @@ def test_compare_with_no_significant_win_names_no_winner(tmp_path, run_dir):
             (run / "trials" / tid / "trial.json").unlink()
     comp = compare([load_run(run_dir), load_run(other)])
     assert comp.winner is None and comp.verdict.startswith("No run bought a significant win")
+    # It still says which did better per dollar, as a hint within noise.
+    lines = sorted(comp.lines, key=lambda ln: ln.run_lift_per_usd, reverse=True)
+    assert f"{lines[0].report.run_id} got the most lift per dollar" in comp.verdict and "within noise" in comp.verdict
 
 
 # -- the command line

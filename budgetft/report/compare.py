@@ -62,8 +62,16 @@ def compare(reports: list[RunReport]) -> Comparison:
         warnings.append("the runs were scored on different evaluation rows: compare their lifts, not their accuracies")
     contenders = [ln for ln in lines if ln.wins and ln.run_lift_per_usd is not None]
     if not contenders:
+        # Still say which run did better per dollar, as what it is: a hint, not a win.
+        scored = sorted((ln for ln in lines if ln.run_lift_per_usd is not None), key=lambda ln: ln.run_lift_per_usd, reverse=True)
+        hint = ""
+        if len(scored) > 1:
+            top = scored[0]
+            hint = (f" {top.report.run_id} got the most lift per dollar ({fmt.number(top.run_lift_per_usd)} points per dollar, against "
+                    + "; ".join(f"{fmt.number(ln.run_lift_per_usd)} for {ln.report.run_id}" for ln in scored[1:])
+                    + "), a difference within noise until one of them wins.")
         return Comparison(lines, None, "No run bought a significant win over the majority baseline, so none bought "
-                          "accuracy worth its price; compare the lifts below only as hints.", warnings)
+                          "accuracy worth its price." + hint, warnings)
     ranked = sorted(contenders, key=lambda ln: ln.run_lift_per_usd, reverse=True)
     win = ranked[0]
     verdict = (f"{win.report.run_id}, on {win.report.machine}, bought more accuracy per dollar: "
