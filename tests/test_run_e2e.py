@@ -83,6 +83,12 @@ def test_budget_errors_come_before_any_spending(tiny_job_file, tmp_path):
     assert not (tmp_path / "r").exists()
     result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "0.0001", "--price-per-hour", "2.86", "--no-calibrate"])
     assert result.exit_code == 2 and "the minimum is $" in result.output
+    # With calibration on, the same budget is refused before any step is measured.
+    from budgetft.paths import cache_root
+
+    result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "0.0001", "--price-per-hour", "2.86"])
+    assert result.exit_code == 2 and "the minimum is $" in result.output
+    assert not (cache_root() / "rates.json").exists()  # nothing was calibrated
 
 
 def test_run_needs_a_price_on_a_cpu_machine(tiny_job_file):
