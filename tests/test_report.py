@@ -303,3 +303,21 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, run_dir):
     assert result.exit_code == 2 and "no such directory" in result.output
     result = runner.invoke(app, ["report", str(run_dir), "--sort", "colour"])
     assert result.exit_code == 2 and "valid: rank" in result.output
+
+
+def test_printed_markdown_and_json_are_the_files_the_run_writes(run_dir):
+    """`budgetft report RUN --format md|json` prints what report.md / report.json hold,
+    the hardware section included."""
+    from budgetft.report import render, write_reports
+
+    import re
+
+    def undated(text):  # the report's time stamp is the only line allowed to differ
+        return re.sub(r"report of \S+", "report of <time>", text)
+
+    write_reports(run_dir)
+    assert undated(render(run_dir, "md")) == undated((run_dir / "report.md").read_text())
+    assert "## Hardware" in render(run_dir, "md")
+    printed, written = json.loads(render(run_dir, "json")), json.loads((run_dir / "report.json").read_text())
+    printed.pop("generated"), written.pop("generated")
+    assert printed == written and "hardware" in printed

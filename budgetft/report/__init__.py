@@ -40,8 +40,7 @@ def write_reports(run_dir: Path | str) -> list[Path]:
     that cannot be drawn becomes a note in the report instead.
     """
     from budgetft.report import plots
-    from budgetft.report.json_report import report_json
-    from budgetft.report.tables import csv_text, markdown
+    from budgetft.report.tables import csv_text
 
     report, summary, trials = build(run_dir)
     root = Path(run_dir)
@@ -52,7 +51,7 @@ def write_reports(run_dir: Path | str) -> list[Path]:
         except Exception as exc:  # a report without a picture beats no report
             report.warnings.append(f"{name} could not be drawn: {type(exc).__name__}: {exc}")
     plot_names = [p.name for p in written]
-    from budgetft.report.hardware import UTILIZATION_PNG, draw_utilization, hardware_summary, markdown_section
+    from budgetft.report.hardware import UTILIZATION_PNG, draw_utilization, hardware_summary
 
     try:
         drawn = draw_utilization(root, root / UTILIZATION_PNG)
@@ -62,11 +61,9 @@ def write_reports(run_dir: Path | str) -> list[Path]:
     if drawn:
         written.append(Path(drawn))
     hardware = hardware_summary(root)
-    data = report_json(report, summary, trials)
-    data["hardware"] = hardware
     texts = {
-        "report.md": markdown(report, summary, trials, plot_names) + "\n" + markdown_section(hardware, bool(drawn)),
-        "report.json": json.dumps(data, indent=2) + "\n",
+        "report.md": _markdown_document(report, summary, trials, plot_names, hardware, bool(drawn)),
+        "report.json": _json_document(report, summary, trials, hardware),
         "results.csv": csv_text(report, trials),
     }
     for name, text in texts.items():
@@ -74,18 +71,36 @@ def write_reports(run_dir: Path | str) -> list[Path]:
     return written
 
 
+def _markdown_document(report, summary, trials, plots: list[str], hardware: dict, has_utilization_plot: bool) -> str:
+    """report.md, the same whether the run writes it or `budgetft report` prints it."""
+    from budgetft.report.hardware import markdown_section
+    from budgetft.report.tables import markdown
+
+    return markdown(report, summary, trials, plots) + "\n" + markdown_section(hardware, has_utilization_plot)
+
+
+def _json_document(report, summary, trials, hardware: dict) -> str:
+    from budgetft.report.json_report import report_json
+
+    data = report_json(report, summary, trials)
+    data["hardware"] = hardware
+    return json.dumps(data, indent=2) + "\n"
+
+
 def render(run_dir: Path | str, format: str = "md", sort: str = "rank") -> str:
     """The report of one run as text. Markdown links the PNGs already in the run directory."""
-    from budgetft.report.json_report import report_json
-    from budgetft.report.tables import csv_text, markdown
+    from budgetft.report.tables import csv_text
+
+    from budgetft.report.hardware import UTILIZATION_PNG, hardware_summary
 
     report, summary, trials = build(run_dir, sort)
-    if format == "json":
-        return json.dumps(report_json(report, summary, trials), indent=2) + "\n"
     if format == "csv":
         return csv_text(report, trials)
+    hardware = hardware_summary(report.root)
+    if format == "json":
+        return _json_document(report, summary, trials, hardware)
     plots = [p for p in PLOT_FILES if (report.root / p).is_file()]
-    text = markdown(report, summary, trials, plots)
+    text = _markdown_document(report, summary, trials, plots, hardware, (report.root / UTILIZATION_PNG).is_file())
     if format == "html":
         from budgetft.report.html_page import html_page
 
