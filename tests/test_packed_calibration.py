@@ -103,3 +103,45 @@ def test_a_failing_worker_fails_its_level_not_the_run(tiny_job_data):
     job = validate_job(tiny_job_data).model_dump(mode="json")
     level = measure_level(job, "no_such_method", 2, 1, lambda a, b: [])
     assert level["examples_per_s_total"] == 0.0 and "no_such_method" in level["error"]
+
+
+def test_a_failing_worker_ends_its_siblings_at_once():
+    """A worker that dies before the barrier must not leave the others waiting out the
+    barrier's timeout (ten minutes)."""
+    import subprocess
+    import sys
+    import time
+
+    from budgetft.runner.packed_calibration import _wait_all
+
+    waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stderr=subprocess.PIPE, text=True)
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit('cannot load the model')"], stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    assert _wait_all([waiting, failing], 600) == ["cannot load the model"]
+    assert time.time() - t0 < 30 and waiting.returncode < 0
+
+
+def test_concurrent_tokenizers_share_the_cache_safely(tiny_job_data, monkeypatch):
+    """Trials that start together tokenize the same rows at once. Here a second writer finishes
+    the same cache entry while the first is between writing its temporary file and moving it
+    into place (a shared temporary name once made the first crash there)."""
+    import numpy as np
+
+    from budgetft.data import encode
+    from budgetft.spec import validate_job
+    from budgetft.task import prepare_task
+
+    job = validate_job(tiny_job_data)
+    real_savez = np.savez
+    nested = []
+
+    def savez_then_another_writer(path, **arrays):
+        real_savez(path, **arrays)
+        if not nested:
+            nested.append(True)
+            prepare_task(job)  # the other trial: writes and moves the same entry now
+
+    monkeypatch.setattr(encode.np, "savez", savez_then_another_writer)
+    task = prepare_task(job)
+    assert nested and len(task.train) > 0
+    assert not list((encode.cache_root() / "tokenized").glob("*.tmp.npz"))  # nothing left behind

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +117,9 @@ def cached_encode(
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.concatenate([[0], np.cumsum(encoded.lengths)]).astype(np.int64)
     flat = np.concatenate(encoded.prompts) if encoded.prompts else np.zeros(0, np.int32)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    # A temporary name of this process's own: trials that start together (packed, or one per
+    # GPU) tokenize the same rows at once, and a shared name let one move the other's file away.
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz")
     np.savez(tmp, tokens=flat, offsets=offsets, labels=encoded.labels, truncated=encoded.truncated)
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    tmp.replace(path)  # atomic: a reader never sees half a file; the last writer wins, same bytes
     return encoded, False

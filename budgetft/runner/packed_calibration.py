@@ -93,24 +93,40 @@ def measure_level(
         keys = {f"pack-{i}": p.pid for i, p in enumerate(procs)}
         watch(keys)
         start = time.time()
-        errors = []
-        for proc in procs:
-            try:
-                _, err = proc.communicate(timeout=LEVEL_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-            if proc.returncode != 0:
-                errors.append((err or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"])
+        errors = _wait_all(procs, LEVEL_TIMEOUT_S)
         end = time.time()
         watch({})
         if errors:
             # Out of memory with k at once is an answer, not a crash: this level does not fit.
-            return {"trials": k, "examples_per_s_total": 0.0, "peak_mem_mb": None, "mean_util_pct": None, "error": errors[0][0][:300]}
+            return {"trials": k, "examples_per_s_total": 0.0, "peak_mem_mb": None, "mean_util_pct": None, "error": errors[0][:300]}
         results = [json.loads((folder / f"result-{i}.json").read_text()) for i in range(k)]
         began = max(r["timed_from"] for r in results)  # the window in which all k were stepping
     figures = window_figures(samples_during(began, end), set(keys))
     return {"trials": k, "examples_per_s_total": sum(r["examples_per_s"] for r in results), **figures, "wall_s": round(end - start, 1)}
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[str]:
+    """Wait for every worker; the first that fails, or the time limit, ends the others at once,
+    so a level never waits on workers that can no longer finish. Returns the errors: the last
+    line of what each failed worker said (one we killed, exit code < 0, says nothing useful)."""
+    deadline = time.time() + timeout_s
+    late = False
+    while any(p.poll() is None for p in procs):
+        failed = any(p.poll() not in (None, 0) for p in procs)
+        late = time.time() > deadline
+        if failed or late:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            break
+        time.sleep(0.1)
+    errors = [f"the level did not finish in {timeout_s:.0f} s"] if late else []
+    for p in procs:
+        _, err = p.communicate()
+        if p.returncode > 0:
+            lines = (err or "").strip().splitlines()
+            errors.append(lines[-1] if lines else f"exit {p.returncode}")
+    return errors
 
 
 def _worker(folder: Path, method: str, steps: int, index: int, k: int) -> None:
