@@ -48,7 +48,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     from budgetft.planner import plan_budget, seconds_to_usd
     from budgetft.runner.calibration import calibrate_method, estimated_rates, rates_from, store_rates, stored_rates
     from budgetft.runner.display import plan_table
-    from budgetft.runner.driver import CALIBRATION_STEPS, device_name
+    from budgetft.runner.driver import CALIBRATION_STEPS, device_name, run_costs
     from budgetft.task import prepare_task
 
     with err.status("checking and tokenizing data…"):
@@ -68,7 +68,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     if not no_calibrate:
         # A budget that stored or estimated rates already refuse is refused before calibrating,
         # as `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, _costs(task, rates, len(task.eval) / eval_rows_per_s), spec.train.max_steps)
+        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(rates, len(task.eval) / eval_rows_per_s), spec.train.max_steps)
         from budgetft.models.loading import load_model
         from budgetft.trial import evaluate
 
@@ -87,7 +87,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         store_rates(task, device, results, eval_rows_per_s)
         rates, source = rates_from(results), f"calibrated now on {device}"
     eval_seconds = len(task.eval) / eval_rows_per_s
-    costs = _costs(task, rates, eval_seconds)
+    costs = run_costs(rates, eval_seconds)
     plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
     err.print(f"rates: {source}")
     for r in rates.values():
@@ -99,14 +99,6 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     stdout_console().print(plan_table_out)
     if spent_s:
         err.print(f"calibrating took {spent_s:.0f} s (${seconds_to_usd(spent_s, price.usd_per_hour)} at ${price.usd_per_hour}/h; not charged to any run)")
-
-
-def _costs(task, rates, eval_seconds: float):
-    """What a run pays around training: baselines (one evaluation) and calibration."""
-    from budgetft.planner import Costs
-    from budgetft.runner.driver import CALIBRATION_STEPS
-
-    return Costs(eval_seconds=eval_seconds, baseline_seconds=eval_seconds + 5, calibration_seconds=sum((CALIBRATION_STEPS + 1) * r.seconds_per_step + 3 for r in rates.values()))
 
 
 def _subset_eval(task, n):
