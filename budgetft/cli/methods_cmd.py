@@ -15,8 +15,7 @@ def methods(
     set_: list[str] = SET_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
-    """List every method with its trainable parameters on the job's model, its search space,
-    and the speed and memory calibration measured on this machine (after `budgetft plan` or a run)."""
+    """List every method with its trainable parameters on the job's model, its search space, and measured speed and memory."""
     from budgetft.spec import load_job
 
     err = stderr_console()
