@@ -12,6 +12,7 @@ import inspect
 
 import numpy as np
 
+from budgetft import class_bias
 from budgetft.data.batching import pad_right
 
 
@@ -67,7 +68,14 @@ def label_word_nll(model, prompts: list[np.ndarray], labels: list[int], class_to
 
 
 def class_scores(model, prompts: list[np.ndarray], class_tokens: list[list[int]], pad_id: int, offset: int = 0):
-    """(rows, classes) tensor of summed label-word log-probabilities."""
+    """(rows, classes) tensor of summed label-word log-probabilities, plus the model's fitted
+    per-class bias if it has one (budgetft.class_bias)."""
+    scores = _label_word_scores(model, prompts, class_tokens, pad_id, offset)
+    bias = getattr(model, class_bias.ATTRIBUTE, None)
+    return scores if bias is None else scores + bias.to(scores.dtype)
+
+
+def _label_word_scores(model, prompts: list[np.ndarray], class_tokens: list[list[int]], pad_id: int, offset: int = 0):
     import torch
 
     if all(len(words) == 1 for words in class_tokens):

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from budgetft import methods
+from budgetft import class_bias, methods
 from budgetft import scoring as verbalizer
 from budgetft.data.batching import length_grouped_batches, sorted_batches
 from budgetft.methods import seqcls
@@ -39,6 +39,7 @@ class TrialSettings:
     # Evaluate at exactly these steps (e.g. ASHA's rungs); None: every eval_every and the last.
     eval_steps: list[int] | None = None
     loss: str = "classes"  # see TrainSpec.loss
+    class_bias: str = "fit"  # see TrainSpec.class_bias
 
     def is_eval_step(self, step: int) -> bool:
         if self.eval_steps is not None:
@@ -61,6 +62,7 @@ class TrialSettings:
             eval_batch_size=task.job.eval.batch_size,
             seed=task.job.seed,
             loss=t.loss,
+            class_bias=t.class_bias,
         )
 
 
@@ -90,6 +92,8 @@ class TrialResult:
     evals: list[dict] = field(default_factory=list)
     stop_reason: str = ""
     precision: dict = field(default_factory=dict)
+    class_bias: list[float] | None = None  # the fitted per-class bias before training, nats
+    class_bias_seconds: float = 0.0  # what fitting it took
 
     @property
     def final(self) -> dict:
@@ -113,8 +117,10 @@ def precision_for(device):
 
 
 def count_params(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameters of the model and its method; the verbalizer's class bias
+    (one value per class, budgetft.class_bias) is the trial's, not the method's, and not counted."""
+    params = [p for n, p in model.named_parameters() if n != class_bias.ATTRIBUTE]
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
 def scoring_of(model):
@@ -219,25 +225,33 @@ def run_trial(
     model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text, label_words))
     model.to(device)
     model.train()
-    if on_model:
-        on_model(model)
+    from budgetft.telemetry.precision import apply_precision, grad_scaler
+
+    precision = precision_for(device)
+    apply_precision(precision)
     trainable, total = count_params(model)
     if trainable == 0:
         raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
+    bias, bias_seconds = None, 0.0
+    if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
+        t0 = time.perf_counter()
+        bias = class_bias.fit_on_training_rows(model, task, settings.seed, precision, batch_size=settings.eval_batch_size)
+        class_bias.attach(model, bias)
+        bias_seconds = time.perf_counter() - t0
+    if on_model:
+        on_model(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=float(settings.config["learning_rate"]), weight_decay=settings.weight_decay)
     warmup = math.ceil(settings.warmup_ratio * settings.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
     offset = virtual_token_offset(model)
-    from budgetft.telemetry.precision import apply_precision, grad_scaler
-
-    precision = precision_for(device)
-    apply_precision(precision)
     scaler = grad_scaler(precision)  # scales only for fp16
     micro = settings.micro_batch_size or settings.batch_size
     batches = _batches(task, settings.batch_size, settings.seed)
 
     result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=precision.to_dict())
+    result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
+    result.class_bias_seconds = bias_seconds
     tokens = padded = 0
     t_train = 0.0
     for step in range(1, settings.steps + 1):

@@ -45,6 +45,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     import time
     from decimal import Decimal
 
+    from budgetft.class_bias import planned_seconds
     from budgetft.planner import plan_budget, seconds_to_usd
     from budgetft.runner.calibration import calibrate_method, estimated_rates, rates_from, store_rates, stored_rates
     from budgetft.runner.display import plan_table
@@ -68,7 +69,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     if not no_calibrate:
         # A budget that stored or estimated rates already refuse is refused before calibrating,
         # as `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(rates, len(task.eval) / eval_rows_per_s), spec.train.max_steps)
+        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(rates, len(task.eval) / eval_rows_per_s, class_bias_seconds=planned_seconds(spec, 1 / eval_rows_per_s)), spec.train.max_steps)
         from budgetft.models.loading import load_model
         from budgetft.trial import evaluate
 
@@ -87,7 +88,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         store_rates(task, device, results, eval_rows_per_s)
         rates, source = rates_from(results), f"calibrated now on {device}"
     eval_seconds = len(task.eval) / eval_rows_per_s
-    costs = run_costs(rates, eval_seconds)
+    costs = run_costs(rates, eval_seconds, class_bias_seconds=planned_seconds(spec, 1 / eval_rows_per_s))
     plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
     err.print(f"rates: {source}")
     for r in rates.values():

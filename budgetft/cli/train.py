@@ -81,6 +81,8 @@ def train(
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
         "wall_seconds": wall,
+        "class_bias": None if result.class_bias is None else dict(zip(task.class_names, result.class_bias)),
+        "class_bias_seconds": result.class_bias_seconds,
         "data_stats": task.stats,
         "baselines": {"majority": _public(majority), "zero_shot": _public(zero_shot)},
         "evals": [_public(e) for e in result.evals],

@@ -79,4 +79,13 @@ def result_table(record: dict, class_names: list[str]) -> Group:
         f"trainable {record['trainable_params']:,} of {record['total_params']:,} parameters "
         f"({100 * record['trainable_params'] / record['total_params']:.2f}%); wall {record['wall_seconds']:.0f} s"
     )
-    return Group(table, verdict, facts)
+    parts = [table, verdict, facts]
+    if record.get("class_bias"):
+        from budgetft.class_bias import FIT_ROWS
+
+        offsets = ", ".join(f"{name!r} {value:+.2f}" for name, value in record["class_bias"].items())
+        parts.append(Text(
+            f"class bias fitted on {FIT_ROWS} training rows before step 1 ({record['class_bias_seconds']:.0f} s): {offsets} nats",
+            style="dim",
+        ))
+    return Group(*parts)

@@ -9,7 +9,8 @@ go in.
   adapter_model.safetensors), loaded with peft's own state-dict loader.
 - our methods: the trainable tensors in `trainable.safetensors`.
 
-Both also write `budgetft_method.json` (method name and configuration), which `load_trained`
+Both also write `budgetft_method.json` (method name, configuration, and the verbalizer's
+trained per-class bias if the trial fitted one: budgetft.class_bias), which `load_trained`
 checks, so an adapter is never loaded under the wrong method.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from budgetft import class_bias
 
 MANIFEST = "budgetft_method.json"
 TENSORS = "trainable.safetensors"
@@ -37,12 +40,19 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
         from safetensors.torch import save_file
 
         # named_parameters() lists a tied weight once, so no tensor is stored twice.
-        tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        tensors = {
+            n: p.detach().cpu().contiguous()
+            for n, p in model.named_parameters()
+            if p.requires_grad and n != class_bias.ATTRIBUTE  # the bias goes in the manifest
+        }
         if not tensors:
             raise ValueError(f"method {method.name!r}: the model has no trainable parameters to save")
         save_file(tensors, str(path / TENSORS))
         layout = "tensors"
     manifest = {"method": method.name, "config": _jsonable(config), "layout": layout}
+    bias = class_bias.class_bias_of(model)
+    if bias is not None:
+        manifest["class_bias"] = bias
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -64,6 +74,8 @@ def load_trained(base_model: Any, method_name: str, config: dict, path: Path, co
         _load_peft(model, path)
     else:
         _load_tensors(model, path / TENSORS)
+    if manifest.get("class_bias") is not None:
+        class_bias.attach(model, manifest["class_bias"])
     model.eval()
     return model
 

@@ -50,6 +50,7 @@ def calibrate_method(task: Task, method_name: str, steps: int = 2) -> dict:
     config = point(parse_space(task.job.space_for(method.name)), method.defaults)
     settings = TrialSettings.from_job(task, method.name, config, steps=steps + 1)
     settings.eval_steps = []  # calibration measures training only
+    settings.class_bias = "none"  # its forward passes are planned from the evaluation rate
     device = pick_device()
     if device.type == "cuda":
         import torch

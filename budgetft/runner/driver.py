@@ -197,7 +197,12 @@ class Run:
         return rates, len(self.task.eval) / eval_rows_per_s
 
     def _costs(self, eval_seconds: float, *, baselines_done: bool, calibration_done: bool, rates) -> Costs:
-        return run_costs(rates, eval_seconds, self.opts.calibration_steps, baselines_done=baselines_done, calibration_done=calibration_done)
+        from budgetft.class_bias import planned_seconds
+
+        return run_costs(
+            rates, eval_seconds, self.opts.calibration_steps, baselines_done=baselines_done, calibration_done=calibration_done,
+            class_bias_seconds=planned_seconds(self.spec, eval_seconds / max(1, len(self.task.eval))),
+        )
 
     def stage_baselines(self) -> None:
         run = self.run
@@ -435,16 +440,21 @@ class Run:
         self.display.final(written)
 
 
-def run_costs(rates, eval_seconds: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False, calibration_done: bool = False) -> Costs:
+def run_costs(
+    rates, eval_seconds: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
+    calibration_done: bool = False, class_bias_seconds: float = 0.0,
+) -> Costs:
     """What a run pays around training, in seconds: the zero-shot baseline (one evaluation and
     ~5 s to load the model) and calibration (each method's timed steps plus a warm-up step and
-    ~3 s to apply it), unless already done. `budgetft plan` and `budgetft run` share it, so they
-    quote the same minimum budget."""
+    ~3 s to apply it), unless already done; and per trial, fitting the verbalizer's class bias
+    (class_bias_seconds: budgetft.class_bias.planned_seconds). `budgetft plan` and `budgetft run`
+    share it, so they quote the same minimum budget."""
     steps = calibration_steps + 1
     return Costs(
         eval_seconds=eval_seconds,
         baseline_seconds=0.0 if baselines_done else eval_seconds + 5,
         calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 for r in rates.values()),
+        trial_startup_seconds=Costs.trial_startup_seconds + class_bias_seconds,
     )
 
 

@@ -177,6 +177,8 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         padded_share=result.padded_share,
         train_seconds=result.train_seconds,
         eval_seconds=result.eval_seconds,
+        class_bias=result.class_bias,
+        class_bias_seconds=result.class_bias_seconds,
         ended=utc_now(),
         cost_usd=trial_cost(run.root, spec["trial_id"]),
     )
