@@ -321,3 +321,14 @@ def test_printed_markdown_and_json_are_the_files_the_run_writes(run_dir):
     printed, written = json.loads(render(run_dir, "json")), json.loads((run_dir / "report.json").read_text())
     printed.pop("generated"), written.pop("generated")
     assert printed == written and "hardware" in printed
+
+
+def test_a_fitted_class_bias_is_reported(run_dir):
+    write_reports(run_dir)
+    assert "class prior" not in (run_dir / "report.md").read_text()  # the recorded run predates it
+    edit_json(run_dir / "trials" / "lora-000" / "trial.json", class_bias=[0.86, -0.86])
+    write_reports(run_dir)
+    assert "Trials start from the training split's class prior" in (run_dir / "report.md").read_text()
+    doc = json.loads((run_dir / "report.json").read_text())
+    by_id = {t["id"]: t for t in doc["trials"]}
+    assert by_id["lora-000"]["class_bias"] == [0.86, -0.86] and by_id["ia3-001"]["class_bias"] is None

@@ -96,6 +96,7 @@ def row_json(r: Row) -> dict[str, Any]:
         "trainable_params": r.trainable_params,
         "total_params": r.total_params,
         "examples_per_s": _f(r.examples_per_s),
+        "class_bias": r.class_bias,
         "on_pareto_front": r.on_pareto_front,
         "error": r.error,
     }

@@ -79,6 +79,7 @@ class Row:
     trainable_params: int | None = None
     total_params: int | None = None
     examples_per_s: float | None = None
+    class_bias: list[float] | None = None  # the verbalizer's fitted class bias at step 0, nats
     error: str | None = None
     # derived against the baselines
     lift_points: float | None = None  # vs majority, percentage points

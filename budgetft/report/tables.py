@@ -112,6 +112,12 @@ def _lift_sentence(report: RunReport, row: Row) -> str:
 
 def notes(report: RunReport) -> list[str]:
     lines = [METHOD_NOTES[k] for k in ("kept_evaluation", "significance", "ci95", "cost", "lift_per_usd")]
+    if any(t.class_bias for t in report.trials):
+        lines.append(
+            "Trials start from the training split's class prior: before step 1 each fits a per-class bias "
+            "on the label-word scores to a sample of training rows and trains it with the method. The "
+            "zero-shot baseline is the untuned model's raw label-word scores, without it."
+        )
     if report.pareto:
         lines.append(f"Pareto front of accuracy against cost (no other trial is both cheaper and more accurate): {', '.join(report.pareto)}.")
     return lines
