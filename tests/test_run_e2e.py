@@ -66,6 +66,8 @@ def test_run_under_the_cap_with_asha(asha_job, tmp_path):
     best = max(e["accuracy"] for e in good["evals"])
     assert best > run.baselines()["majority"]["accuracy"]
     assert (run.trial_dir(good["trial_id"]) / "adapter").is_dir()  # the best weights survive
+    # Each trial records the class bias it fitted before step 1, the ASHA-stopped one too.
+    assert all(len(t["class_bias"]) == 2 and abs(sum(t["class_bias"])) < 1e-5 for t in trials.values())
     assert Decimal(good["cost_usd"]) > 0
     assert "ledger total" in result.output
     # Without a terminal, each trial event is a plain line with the spend so far.

@@ -106,6 +106,7 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
     from budgetft.runner.machine_meter import worker_may_continue
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
+    from budgetft.class_bias import class_bias_of
     from budgetft.trial import TrialSettings, count_params, run_trial
 
     quiet_libraries()
@@ -158,6 +159,7 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         # Recorded now: a trial that Tune stops never returns from run_trial.
         model_ref[0] = model
         record["trainable_params"], record["total_params"] = count_params(model)
+        record["class_bias"] = class_bias_of(model)  # as fitted, before step 1
     from budgetft.models.loading import load_model
 
     result, _ = run_trial(
@@ -177,8 +179,6 @@ def _train(spec: dict, ctx: dict, run: RunDir, folder: Path, record: dict, t_sta
         padded_share=result.padded_share,
         train_seconds=result.train_seconds,
         eval_seconds=result.eval_seconds,
-        class_bias=result.class_bias,
-        class_bias_seconds=result.class_bias_seconds,
         ended=utc_now(),
         cost_usd=trial_cost(run.root, spec["trial_id"]),
     )
