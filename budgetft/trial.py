@@ -234,6 +234,8 @@ def run_trial(
         raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
     bias, bias_seconds = None, 0.0
     if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
+        if on_phase:
+            on_phase("training")  # fitting the classifier's bias is training, paid as such
         t0 = time.perf_counter()
         bias = class_bias.fit_on_training_rows(model, task, settings.seed, precision, batch_size=settings.eval_batch_size)
         class_bias.attach(model, bias)

@@ -114,3 +114,15 @@ def test_saved_and_loaded_with_the_method(task, name, tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     bare = load_trained(load_model(task.model), name, config, tmp_path, context)
     assert evaluate(bare, task)["eval_loss"] != pytest.approx(evaluate(trained, task)["eval_loss"], rel=1e-5)
+
+
+def test_the_fit_is_announced_as_training(task):
+    # The run's meter charges a trial's time by its phase: the fit is part of training, not start-up.
+    settings = TrialSettings.from_job(task, "lora", methods.get("lora").config({}), steps=1)
+    events = []
+    run_trial(
+        task, settings, model=load_model(task.model),
+        on_phase=lambda phase: events.append(phase),
+        on_model=lambda m: events.append("model ready, bias fitted" if class_bias.class_bias_of(m) else "model ready"),
+    )
+    assert events[:2] == ["training", "model ready, bias fitted"]
