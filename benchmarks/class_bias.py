@@ -57,12 +57,8 @@ def roc_auc(margin: np.ndarray, positive: np.ndarray) -> float:
 
 
 def run(job: str, method: str, steps: int, overrides: list[str], class_bias: str) -> list[dict]:
-    import torch
-
     from budgetft import trial as trial_module
-    from budgetft.data.batching import sorted_batches
     from budgetft.methods import get as get_method
-    from budgetft.methods._peft import virtual_token_offset
     from budgetft.search_space import parse_space, point
     from budgetft.spec import load_job
     from budgetft.task import prepare_task
@@ -76,16 +72,7 @@ def run(job: str, method: str, steps: int, overrides: list[str], class_bias: str
     holder: dict = {}
 
     def on_eval(step: int, metrics: dict) -> None:
-        model = holder["model"]
-        scoring = trial_module.scoring_of(model)
-        scores = np.zeros((len(task.eval), len(task.class_names)))
-        was_training = model.training
-        model.eval()
-        with torch.inference_mode():
-            for idx in sorted_batches(task.eval.lengths, settings.eval_batch_size):
-                prompts = [task.eval.prompts[i] for i in idx]
-                scores[idx] = scoring.class_scores(model, prompts, task.class_tokens, task.pad_id, virtual_token_offset(model)).float().cpu().numpy()
-        model.train(was_training)
+        scores = trial_module.score_rows(holder["model"], task, task.eval, batch_size=settings.eval_batch_size)
         labels = task.eval.labels
         auc = roc_auc(scores[:, 0] - scores[:, 1], labels == 0) if scores.shape[1] == 2 else float("nan")
         rows.append({

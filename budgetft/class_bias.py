@@ -72,25 +72,11 @@ def planned_seconds(job, seconds_per_eval_row: float) -> float:
     return FIT_ROWS * seconds_per_eval_row if job.train.class_bias == "fit" else 0.0
 
 
-def fit_on_training_rows(model, task, seed: int, precision, rows: int = FIT_ROWS, batch_size: int = 16) -> np.ndarray:
+def fit_on_training_rows(model, task, seed: int, precision=None, rows: int = FIT_ROWS, batch_size: int = 16) -> np.ndarray:
     """Fit the offsets on `rows` training rows (sampled with the seed) scored by `model` as it
-    is, its forward passes under `precision` (the trial's)."""
-    import torch
-
-    from budgetft import scoring
-    from budgetft.data.batching import sorted_batches
-    from budgetft.methods._peft import virtual_token_offset
-    from budgetft.telemetry.precision import autocast
+    is, its forward passes under `precision` (default: its device's)."""
+    from budgetft.trial import score_rows
 
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(task.train), size=min(rows, len(task.train)), replace=False)
-    offset = virtual_token_offset(model)
-    scores = np.zeros((len(sample), len(task.class_tokens)))
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), autocast(precision):
-        for idx in sorted_batches(task.train.lengths[sample], batch_size):
-            prompts = [task.train.prompts[i] for i in sample[idx]]
-            scores[idx] = scoring.class_scores(model, prompts, task.class_tokens, task.pad_id, offset).float().cpu().numpy()
-    model.train(was_training)
-    return fit(scores, task.train.labels[sample])
+    return fit(score_rows(model, task, task.train, sample, batch_size, precision), task.train.labels[sample])

@@ -132,6 +132,28 @@ def scoring_of(model):
     return seqcls if architecture_of(model) == methods.ENCODER else verbalizer
 
 
+def score_rows(model, task: Task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
+    """(rows, classes) class scores of `encoded`'s rows (all, or those at `rows`), longest batch
+    first, with the model in eval mode, no gradients, under `precision` (default: its device's)."""
+    import torch
+
+    from budgetft.telemetry.precision import autocast
+
+    rows = np.arange(len(encoded)) if rows is None else np.asarray(rows)
+    precision = precision or precision_for(next(model.parameters()).device)
+    offset = virtual_token_offset(model)
+    scoring = scoring_of(model)
+    scores = np.zeros((len(rows), len(task.class_tokens)))
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode(), autocast(precision):
+        for idx in sorted_batches(encoded.lengths[rows], batch_size):
+            prompts = [encoded.prompts[i] for i in rows[idx]]
+            scores[idx] = scoring.class_scores(model, prompts, task.class_tokens, task.pad_id, offset).float().cpu().numpy()
+    model.train(was_training)
+    return scores
+
+
 def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     """Verbalizer accuracy and friends on the task's evaluation rows.
 
@@ -140,31 +162,15 @@ def evaluate(model, task: Task, batch_size: int = 16) -> dict:
     the gold label words' NLL per token over the whole vocabulary. The latter is always kept
     as label_word_nll; under the "classes" loss it may rise while the decision improves, since
     nothing asks the label words to take mass from the rest of the vocabulary."""
-    import torch
-
-    from budgetft.telemetry.precision import autocast
-
-    was_training = model.training
-    model.eval()
-    offset = virtual_token_offset(model)
-    precision = precision_for(next(model.parameters()).device)
-    n = len(task.eval)
-    preds = np.zeros(n, dtype=np.int64)
-    nll = np.zeros(n, dtype=np.float64)
-    class_ce = np.zeros(n, dtype=np.float64)
-    scoring = scoring_of(model)
+    scores = score_rows(model, task, task.eval, batch_size=batch_size)
+    labels = task.eval.labels
+    gold = scores[np.arange(len(labels)), labels]
     # Label-word NLL is per label token; an encoder's head scores a class in one go.
-    gold_len = np.array([1 if scoring is seqcls else len(task.class_tokens[y]) for y in task.eval.labels])
-    with torch.inference_mode(), autocast(precision):
-        for idx in sorted_batches(task.eval.lengths, batch_size):
-            scores = scoring.class_scores(model, [task.eval.prompts[i] for i in idx], task.class_tokens, task.pad_id, offset).cpu()
-            preds[idx] = scores.argmax(dim=1).numpy()
-            gold = scores[torch.arange(len(idx)), torch.as_tensor(task.eval.labels[idx])].double()
-            nll[idx] = -gold.numpy() / gold_len[idx]
-            class_ce[idx] = (torch.logsumexp(scores.double(), dim=1) - gold).numpy()
-    model.train(was_training)
-    metrics = classification_metrics(task.eval.labels, preds, task.class_names)
-    metrics["label_word_nll"] = float(nll.mean())
+    gold_len = np.array([1 if scoring_of(model) is seqcls else len(task.class_tokens[y]) for y in labels])
+    top = scores.max(axis=1)
+    class_ce = top + np.log(np.exp(scores - top[:, None]).sum(axis=1)) - gold
+    metrics = classification_metrics(labels, scores.argmax(axis=1), task.class_names)
+    metrics["label_word_nll"] = float((-gold / gold_len).mean())
     metrics["eval_loss"] = float(class_ce.mean()) if task.job.train.loss == "classes" else metrics["label_word_nll"]
     return metrics
 

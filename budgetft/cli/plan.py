@@ -45,11 +45,10 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     import time
     from decimal import Decimal
 
-    from budgetft.class_bias import planned_seconds
     from budgetft.planner import plan_budget, seconds_to_usd
-    from budgetft.runner.calibration import calibrate_method, estimated_rates, rates_from, store_rates, stored_rates
+    from budgetft.runner.calibration import calibrate_method, offline_rates, rates_from, store_rates
     from budgetft.runner.display import plan_table
-    from budgetft.runner.driver import CALIBRATION_STEPS, device_name, run_costs
+    from budgetft.runner.driver import CALIBRATION_STEPS, _device_type, device_name, run_costs
     from budgetft.task import prepare_task
 
     with err.status("checking and tokenizing data…"):
@@ -57,19 +56,11 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     names = list(spec.methods)
     device = device_name()
     spent_s = 0.0
-    rates, eval_rows_per_s = stored_rates(task, device, names)
-    source = "stored rates from an earlier calibration on this machine"
-    if len(rates) < len(names) or not eval_rows_per_s:
-        from budgetft.models.loading import count_parameters
-        from budgetft.runner.driver import _device_type
-
-        est, est_eval = estimated_rates(task, count_parameters(task.model), _device_type(), names)
-        rates, eval_rows_per_s = {**est, **rates}, eval_rows_per_s or est_eval
-        source = "estimated rates (nothing stored for this machine: run without --no-calibrate to measure)"
+    rates, eval_rows_per_s, source = offline_rates(task, names, device, _device_type())
     if not no_calibrate:
         # A budget that stored or estimated rates already refuse is refused before calibrating,
         # as `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(rates, len(task.eval) / eval_rows_per_s, class_bias_seconds=planned_seconds(spec, 1 / eval_rows_per_s)), spec.train.max_steps)
+        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(task, rates, eval_rows_per_s), spec.train.max_steps)
         from budgetft.models.loading import load_model
         from budgetft.trial import evaluate
 
@@ -87,13 +78,12 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         spent_s = time.perf_counter() - t0
         store_rates(task, device, results, eval_rows_per_s)
         rates, source = rates_from(results), f"calibrated now on {device}"
-    eval_seconds = len(task.eval) / eval_rows_per_s
-    costs = run_costs(rates, eval_seconds, class_bias_seconds=planned_seconds(spec, 1 / eval_rows_per_s))
+    costs = run_costs(task, rates, eval_rows_per_s)
     plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
     err.print(f"rates: {source}")
     for r in rates.values():
         err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else ""))
-    err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {eval_seconds:.0f} s for {len(task.eval)} rows")
+    err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {costs.eval_seconds:.0f} s for {len(task.eval)} rows")
     err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
     plan_table_out = plan_table(plan)
 

@@ -203,9 +203,9 @@ def _trial_row(t: dict, model: str, by_trial: dict[str, Decimal], run_status: st
                       for e in evals if e.get("accuracy") is not None]
     row.steps = _int(t.get("steps"))
     row.trainable_params = _int(t.get("trainable_params"))
-    row.class_bias = t.get("class_bias") or None
     row.total_params = _int(t.get("total_params"))
     row.examples_per_s = R._float(t.get("examples_per_s"))
+    row.class_bias = t.get("class_bias") or None
     row.error = str(t["error"]) if t.get("error") else None
     if trial_id in by_trial:
         row.cost = by_trial[trial_id]

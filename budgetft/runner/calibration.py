@@ -133,6 +133,19 @@ def stored_rates(task: Task, device_name: str, method_names: list[str]) -> tuple
     return rates, (evals or {}).get("rows_per_s")
 
 
+def offline_rates(task: Task, method_names: list[str], device_name: str, device_type: str) -> tuple[dict[str, MethodRate], float, str]:
+    """Rates without measuring: those stored for this machine, with estimates for whatever is
+    missing; and the evaluation rate (rows/s) and a line saying where they came from."""
+    rates, eval_rows_per_s = stored_rates(task, device_name, method_names)
+    if len(rates) == len(method_names) and eval_rows_per_s:
+        return rates, eval_rows_per_s, "stored rates from an earlier calibration on this machine"
+    from budgetft.models.loading import count_parameters
+
+    est, est_eval = estimated_rates(task, count_parameters(task.model), device_type, method_names)
+    source = "estimated rates (nothing stored for this machine: run without --no-calibrate to measure)"
+    return {**est, **rates}, eval_rows_per_s or est_eval, source
+
+
 def estimated_rates(task: Task, n_params: int, device_type: str, method_names: list[str]) -> tuple[dict[str, MethodRate], float]:
     """6·N FLOPs per training token (forward 2N + backward 4N; PEFT saves little of the
     backward since activations' gradients are still needed), 2·N per evaluation token."""

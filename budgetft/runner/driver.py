@@ -179,30 +179,14 @@ class Run:
     def _precheck(self, cap: Decimal, spent: Decimal) -> None:
         """Refuse a budget too small for one useful trial before spending, using stored or
         estimated rates (the real plan after calibration uses measured ones)."""
-        rates, eval_s = self._offline_rates()
-        costs = self._costs(eval_s, baselines_done=self.run.baselines_json.exists(), calibration_done=self.run.calibration_json.exists(), rates=rates)
+        from budgetft.runner.calibration import offline_rates
+
+        rates, eval_rows_per_s, _ = offline_rates(self.task, list(self.spec.methods), device_name(), _device_type())
+        costs = self._costs(eval_rows_per_s, baselines_done=self.run.baselines_json.exists(), calibration_done=self.run.calibration_json.exists(), rates=rates)
         plan_budget(cap, spent, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps)
 
-    def _offline_rates(self):
-        from budgetft.runner.calibration import estimated_rates, stored_rates
-
-        names = list(self.spec.methods)
-        rates, eval_rows_per_s = stored_rates(self.task, device_name(), names)
-        if len(rates) < len(names) or not eval_rows_per_s:
-            from budgetft.models.loading import count_parameters
-
-            est, est_eval = estimated_rates(self.task, count_parameters(self.task.model), _device_type(), names)
-            rates = {**est, **rates}
-            eval_rows_per_s = eval_rows_per_s or est_eval
-        return rates, len(self.task.eval) / eval_rows_per_s
-
-    def _costs(self, eval_seconds: float, *, baselines_done: bool, calibration_done: bool, rates) -> Costs:
-        from budgetft.class_bias import planned_seconds
-
-        return run_costs(
-            rates, eval_seconds, self.opts.calibration_steps, baselines_done=baselines_done, calibration_done=calibration_done,
-            class_bias_seconds=planned_seconds(self.spec, eval_seconds / max(1, len(self.task.eval))),
-        )
+    def _costs(self, eval_rows_per_s: float, *, baselines_done: bool, calibration_done: bool, rates) -> Costs:
+        return run_costs(self.task, rates, eval_rows_per_s, self.opts.calibration_steps, baselines_done=baselines_done, calibration_done=calibration_done)
 
     def stage_baselines(self) -> None:
         run = self.run
@@ -280,8 +264,7 @@ class Run:
         self.meter.set_stage("overhead")
         calibration = read_json(self.run.calibration_json)
         rates = rates_from(calibration["methods"])
-        eval_seconds = len(self.task.eval) / calibration["eval_rows_per_s"]
-        costs = self._costs(eval_seconds, baselines_done=True, calibration_done=True, rates=rates)
+        costs = self._costs(calibration["eval_rows_per_s"], baselines_done=True, calibration_done=True, rates=rates)
         self.ledger.refresh()
         # What has really been used so far: the ledger minus time prepaid but not yet used.
         used = self.ledger.spent - self.meter.unused_usd()
@@ -302,7 +285,7 @@ class Run:
         data = plan.to_json()
         data["round"] = len(previous.get("rounds", [])) + 1
         data["packing"] = self.packing_decision()
-        data["eval_seconds"] = eval_seconds
+        data["eval_seconds"] = costs.eval_seconds
         # Every round's plan, and every trial planned so far (for reports and benchmarks).
         data["rounds"] = [*previous.get("rounds", []), {k: v for k, v in data.items() if k not in ("rounds", "trials")} | {"trials": [t["trial_id"] for t in specs]}]
         data["trials"] = [*previous.get("trials", []), *specs]
@@ -441,20 +424,23 @@ class Run:
 
 
 def run_costs(
-    rates, eval_seconds: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
-    calibration_done: bool = False, class_bias_seconds: float = 0.0,
+    task, rates, eval_rows_per_s: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
+    calibration_done: bool = False,
 ) -> Costs:
-    """What a run pays around training, in seconds: the zero-shot baseline (one evaluation and
-    ~5 s to load the model) and calibration (each method's timed steps plus a warm-up step and
-    ~3 s to apply it), unless already done; and per trial, fitting the verbalizer's class bias
-    (class_bias_seconds: budgetft.class_bias.planned_seconds). `budgetft plan` and `budgetft run`
-    share it, so they quote the same minimum budget."""
+    """What a run pays around training, in seconds: one evaluation of the task's rows at
+    eval_rows_per_s; the zero-shot baseline (one evaluation and ~5 s to load the model) and
+    calibration (each method's timed steps plus a warm-up step and ~3 s to apply it), unless
+    already done; and per trial, fitting the verbalizer's class bias. `budgetft plan` and
+    `budgetft run` share it, so they quote the same minimum budget."""
+    from budgetft.class_bias import planned_seconds
+
+    eval_seconds = len(task.eval) / eval_rows_per_s
     steps = calibration_steps + 1
     return Costs(
         eval_seconds=eval_seconds,
         baseline_seconds=0.0 if baselines_done else eval_seconds + 5,
         calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 for r in rates.values()),
-        trial_startup_seconds=Costs.trial_startup_seconds + class_bias_seconds,
+        trial_startup_seconds=Costs.trial_startup_seconds + planned_seconds(task.job, 1 / eval_rows_per_s),
     )
 
 
