@@ -38,29 +38,54 @@ def attach(model, values) -> None:
     model.register_parameter(ATTRIBUTE, torch.nn.Parameter(torch.as_tensor(np.asarray(values, dtype=np.float32), device=device)))
 
 
+# Newton's method with a line search (each step must lower the objective) and a trust region
+# (no offset moves more than MAX_STEP_NATS in one iteration). Plain Newton diverges when a class's
+# label word is far less likely than the others' for every row: the curvature along that class
+# is tiny (its probability, ~1e-8) while the gradient is its share of the labels, so the first
+# step was thousands of nats (seen on a three-class task: offsets of +4844, -6875, +2031).
+MAX_STEP_NATS = 5.0
+RIDGE = 1e-4
+
+
+def _objective(scores: np.ndarray, onehot: np.ndarray, b: np.ndarray) -> float:
+    z = scores + b
+    top = z.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    return float((lse - (onehot * z).sum(axis=1)).mean() + 0.5 * RIDGE * (b @ b))
+
+
 def fit(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-class offsets b (summing to zero) minimising the mean cross-entropy of scores + b.
 
-    scores: (rows, classes) log-probabilities; labels: (rows,) class indices. Newton's method on
-    a convex objective; classes absent from the sample keep a finite offset through a small
-    ridge term (1e-4), so one unlucky sample cannot push a class to minus infinity."""
+    scores: (rows, classes) log-probabilities; labels: (rows,) class indices. Damped Newton on a
+    convex objective (see MAX_STEP_NATS); classes absent from the sample keep a finite offset
+    through a small ridge term, so one unlucky sample cannot push a class to minus infinity."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, k = scores.shape
     onehot = np.eye(k)[labels]
-    ridge = 1e-4
     b = np.zeros(k)
-    for _ in range(100):
+    value = _objective(scores, onehot, b)
+    for _ in range(200):
         z = scores + b
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
-        grad = (p - onehot).mean(axis=0) + ridge * b
-        hess = (np.diag(p.sum(axis=0)) - p.T @ p) / n + ridge * np.eye(k)
+        grad = (p - onehot).mean(axis=0) + RIDGE * b
+        hess = (np.diag(p.sum(axis=0)) - p.T @ p) / n + RIDGE * np.eye(k)
         # The objective is flat along b + c·1 (softmax ignores a common shift): solve in the
         # subspace orthogonal to it by adding the all-ones direction to the Hessian.
         step = np.linalg.solve(hess + np.ones((k, k)) / k, grad)
-        b -= step
-        if np.abs(step).max() < 1e-9:
+        t = min(1.0, MAX_STEP_NATS / max(np.abs(step).max(), 1e-300))
+        while t > 1e-10:  # backtracking (Armijo): accept only a step that lowers the objective
+            candidate = b - t * step
+            new_value = _objective(scores, onehot, candidate)
+            if new_value <= value - 1e-4 * t * float(grad @ step):
+                break
+            t /= 2
+        else:
+            break  # no descent left: at the optimum to machine precision
+        b, value = candidate, new_value
+        if np.abs(t * step).max() < 1e-9:
             break
     return b - b.mean()
 

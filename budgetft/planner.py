@@ -23,6 +23,10 @@ from budgetft.money.catalog import SECONDS_PER_HOUR, round_up, usd
 REDUCTION_FACTOR = 3
 MIN_STEPS = 10  # a trial shorter than this learns nothing worth paying for (on BoolQ: the label prior)
 MIN_GRACE = 4  # the first rung: fewer steps than this is noise, not a signal to stop on
+# At most this many trials of one method in one round: 81 = 3^4 gives ASHA (η = 3) four full
+# halvings, more than a run's rungs use; a larger budget leaves the rest unspent rather than
+# planning thousands of trials (a $1e9 plan once counted its way to 6,119 and never printed).
+MAX_TRIALS_PER_METHOD = 81
 
 
 class BudgetTooSmall(ValueError):
@@ -141,8 +145,11 @@ def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_s
             grace = max_steps // eta**k
             if grace < MIN_GRACE or grace * eta**k < MIN_STEPS:
                 continue  # too few steps for this many rungs: try fewer
-            while _method_time(n + 1, grace, k, eta, s, e, st)[0] <= seconds:
-                n += 1
+            # Expected time is linear in n: solve for it rather than count up (a $1e9 budget
+            # would count to billions), and cap it so that a plan stays bounded in size.
+            first = _method_time(1, grace, k, eta, s, e, st)[0]
+            per_trial = _method_time(2, grace, k, eta, s, e, st)[0] - first
+            n = max(n, min(MAX_TRIALS_PER_METHOD, 1 + math.floor((seconds - first) / per_trial)))
         expected, worst = _method_time(n, grace, k, eta, s, e, st)
         r = grace * eta**k
         return MethodPlan(rate.method, n, r, grace, _rungs(grace, eta, r), expected, worst)
@@ -168,6 +175,10 @@ def plan_budget(
         raise ValueError("a plan needs a positive price per hour (--price-per-hour)")
     if not rates:
         raise ValueError("a plan needs at least one method")
+    if max_steps < MIN_STEPS:  # no budget can buy a useful trial: say so, not "too small"
+        from budgetft.spec import JobError
+
+        raise JobError(f"train.max_steps is {max_steps}, below the {MIN_STEPS} steps a trial needs to learn more than the label prior; raise it, e.g. --set train.max_steps={MIN_STEPS * 10}")
     left = (cap - spent) * SECONDS_PER_HOUR / usd_per_hour  # machine seconds the money buys
     fixed = costs.baseline_seconds + costs.calibration_seconds + costs.startup_seconds
     # Concurrent trials share the machine: `concurrency` slots run in each machine second.

@@ -20,7 +20,8 @@ output plus eval_loss, including the per-row `correct` vector for significance t
                       total_params, examples_per_s, padded_share, cost_usd, started, ended,
                       error|null, evals: [metrics + {step, train_loss, cost_usd, elapsed_s}]}
                      status: running | finished | stopped_early | stopped_by_cap | interrupted | failed
-                     (interrupted: the run was stopped by Ctrl-C or a crash mid-trial)
+                     (interrupted: the run was stopped by Ctrl-C, SIGTERM or a crash mid-trial)
+                     stop_reason: why it stopped before its plan, in words; error: why it failed
   trials/<trial_id>/adapter/   the trial's best weights (peft adapter or trainable tensors)
   report.md, report.json, results.csv, *.png   written by `budgetft report`
 """

@@ -238,7 +238,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_job(job: str | Path | None = None, overrides: list[str] | None = None) -> JobSpec:
     path = resolve_job_path(job)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise JobError(
+            f"{path}: not a UTF-8 text file (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+            "save the job as UTF-8 YAML (e.g. `iconv -f latin1 -t utf-8`), or check that this is the job file"
+        ) from None
+    except IsADirectoryError:
+        raise JobError(f"{path} is a directory; give a job YAML file or the name of a job in jobs/") from None
     except yaml.YAMLError as exc:
         raise JobError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -252,7 +259,7 @@ def methods_override(job: str | Path | None, overrides: list[str], names: str | 
     each with the job's own search space (a registered method the job does not list gets its
     default space). As an override it reaches every path that loads the job, a cloud VM's
     included."""
-    if not names:
+    if names is None:
         return overrides
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     if not wanted:

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from budgetft import methods
 from budgetft.data.checks import check_splits, class_token_ids
 from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
 from budgetft.data.sources import load_splits
@@ -54,6 +55,8 @@ def prepare_task(job: JobSpec) -> Task:
     check_splits(splits, job.prompt, job.data.label_field, (job.data.train_split, job.data.eval_split))
     resolved = resolve_model(job.model)
     resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
+    for name in job.methods:  # a method that cannot run on this model is refused now, not mid-run
+        methods.get(name).check_supports(resolved.architecture)
     tokenizer = load_tokenizer(resolved)
     class_tokens = class_token_ids(tokenizer, job.prompt.labels)
     budget = job.prompt.max_length - max(len(t) for t in class_tokens)

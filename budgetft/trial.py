@@ -49,6 +49,7 @@ class TrialSettings:
     @classmethod
     def from_job(cls, task: Task, method: str, config: dict, steps: int | None = None) -> "TrialSettings":
         t = task.job.train
+        methods.get(method).check_supports(task.model.architecture)
         return cls(
             method=methods.get(method).name,
             config=config,
@@ -207,13 +208,14 @@ def run_trial(
     model=None,
     on_step: Callable[[StepLog], None] | None = None,
     on_eval: Callable[[int, dict], bool | None] | None = None,
-    may_continue: Callable[[], bool] | None = None,
+    may_continue: Callable[[str], bool] | None = None,
     on_phase: Callable[[str], None] | None = None,
     on_model: Callable[[object], None] | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
-    asked before every step (False stops the trial: e.g. its time is not paid for); on_phase
+    asked before every step ("step") and every evaluation ("evaluation"); False stops the
+    trial (e.g. the money is spent); on_phase
     hears "training" / "evaluating" as the loop switches; on_model gets the model once the
     method is applied (e.g. to checkpoint it from on_eval).
     Returns the result and the trained model."""
@@ -263,7 +265,7 @@ def run_trial(
     tokens = padded = 0
     t_train = 0.0
     for step in range(1, settings.steps + 1):
-        if may_continue is not None and not may_continue():
+        if may_continue is not None and not may_continue("step"):
             result.stop_reason = "stopped before step %d: not paid for" % step
             break
         idx = next(batches)
@@ -302,6 +304,9 @@ def run_trial(
         if on_step:
             on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
         if settings.is_eval_step(step):
+            if may_continue is not None and not may_continue("evaluation"):
+                result.stop_reason = "stopped before the evaluation at step %d: not paid for" % step
+                break
             t1 = time.perf_counter()
             if on_phase:
                 on_phase("evaluating")

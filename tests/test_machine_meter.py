@@ -11,7 +11,7 @@ import time
 from decimal import Decimal
 
 from budgetft.money.ledger import Ledger, read_charges
-from budgetft.runner.machine_meter import MachineMeter, worker_may_continue
+from budgetft.runner.machine_meter import MachineMeter, wait_for_payment, worker_may_continue
 
 PRICE = Decimal("36")  # $0.01 per second: easy arithmetic
 
@@ -103,7 +103,13 @@ def test_kill_minus_9_then_resume_stays_under_the_cap(tmp_path):
     assert spent_at_kill >= Decimal("0.01")
     assert json.loads((tmp_path / "meter.json").read_text())["paid_until"] <= kill_time + 2.0
     time.sleep(1.5)
-    assert not worker_may_continue(tmp_path)[0]  # nobody pays any more: workers must stop
+    assert not worker_may_continue(tmp_path)[0]  # nobody pays any more: no new work starts
+    # A worker waits for the payment, and gives up once the heartbeat is stale by the margin
+    # (a minute in a run; two seconds here): a killed driver stops its workers.
+    t0 = time.time()
+    verdict = wait_for_payment(tmp_path, 0.5, session=1, dead_after=2.0)
+    assert not verdict.ok and not verdict.by_cap and "stopped paying" in verdict.reason
+    assert time.time() - t0 < 5
 
     second = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), "2"], capture_output=True, env=env, text=True, timeout=120)
     assert second.returncode == 0 and "done" in second.stdout

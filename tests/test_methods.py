@@ -363,3 +363,16 @@ def test_methods_command_shows_calibrated_speed_and_memory(tiny_job_file):
     lora_row = next(line for line in result.stdout.splitlines() if "│ lora " in line)
     assert "0.25" in lora_row and "32.0" in lora_row and "1,234" in lora_row
     assert "calibrated on" in result.stdout
+
+
+def test_a_method_that_cannot_run_on_the_architecture_is_refused_up_front(encoder_dir, tmp_path):
+    """prefix_tuning on an encoder: peft 0.21 + transformers 5 fail at the first step ("Model
+    does not support past key values"); budgetft refuses it before any model is loaded."""
+    from budgetft.methods import MethodUnsupported
+
+    data = tiny_job_dict(encoder_dir, tmp_path)
+    data["methods"] = {"lora": {}, "prefix_tuning": {}}
+    with pytest.raises(MethodUnsupported) as err:
+        prepare_task(validate_job(data))
+    message = str(err.value)
+    assert "'prefix_tuning'" in message and "encoder models" in message and "p_tuning" in message

@@ -10,6 +10,8 @@ from typing import Iterator
 import typer
 from rich.console import Console
 
+from budgetft.quiet import quiet_libraries  # noqa: F401 - the commands' shared import
+
 JOB_ARG = typer.Argument(None, help="Job YAML file or the name of a job in jobs/ (default: boolq-smollm2, the embedded default).", show_default=False)
 SET_OPT = typer.Option([], "--set", "-s", help="Override a job field, e.g. --set train.batch_size=16 (repeatable).")
 METHODS_OPT = typer.Option(None, "--methods", "-m", help="Only these of the job's methods, comma-separated, e.g. --methods ia3,bitfit (each keeps the job's search space).", show_default=False)
@@ -20,10 +22,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = ()
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from budgetft.data import DataError
+    from budgetft.methods import MethodUnsupported
     from budgetft.models.loading import ModelError
     from budgetft.spec import JobError
 
-    return (JobError, DataError, ModelError)
+    return (JobError, DataError, ModelError, MethodUnsupported)
 
 
 @contextmanager
@@ -37,20 +40,6 @@ def cli_errors(console: Console) -> Iterator[None]:
     except KeyError as exc:  # registries raise KeyError with a full sentence
         console.print(f"[bold red]error:[/] {exc.args[0]}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-
-
-def quiet_libraries() -> None:
-    """Hide library progress bars and advice that a user of this tool cannot act on."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def stderr_console() -> Console:

@@ -48,7 +48,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     from budgetft.planner import plan_budget, seconds_to_usd
     from budgetft.runner.calibration import calibrate_method, offline_rates, rates_from, store_rates
     from budgetft.runner.display import plan_table
-    from budgetft.runner.driver import CALIBRATION_STEPS, _device_type, device_name, run_costs
+    from budgetft.runner.driver import CALIBRATION_STEPS, _device_type, budget_check, device_name, run_costs
     from budgetft.task import prepare_task
 
     with err.status("checking and tokenizing data…"):
@@ -60,7 +60,7 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     if not no_calibrate:
         # A budget that stored or estimated rates already refuse is refused before calibrating,
         # as `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        plan_budget(cap, Decimal(0), price.usd_per_hour, rates, run_costs(task, rates, eval_rows_per_s), spec.train.max_steps)
+        budget_check(task, cap, Decimal(0), price.usd_per_hour)
         from budgetft.models.loading import load_model
         from budgetft.trial import evaluate
 

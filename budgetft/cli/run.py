@@ -40,6 +40,13 @@ def run(
     except PriceError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if cloud is None:
+        # Cloud-only options without --cloud would be silently ignored: say so instead.
+        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--region": region, "--project": project, "--bucket": bucket}
+        given = [name for name, value in cloud_only.items() if value is not None] + (["--spot"] if spot else [])
+        if given:
+            err.print(f"[bold red]error:[/] {', '.join(given)} only apply to cloud runs; add --cloud gcp, or drop {'them' if len(given) > 1 else 'it'} to run on this machine")
+            raise typer.Exit(2)
     if methods is not None:
         if resume is not None:
             err.print("[bold red]error:[/] --methods cannot change a run being resumed: it goes on with the methods it planned")
@@ -64,10 +71,8 @@ def run(
 
 
 def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
-    from decimal import Decimal
-
     from budgetft.planner import BudgetTooSmall
-    from budgetft.runner.driver import RunError, RunOptions
+    from budgetft.runner.driver import RunError, RunOptions, check_out_dir
     from budgetft.runner.pricing import PriceError, local_price
     from budgetft.spec import load_job
 
@@ -76,8 +81,10 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
             if resume is not None:
                 info = _resume_info(resume)
                 job = job or str(resume / "job.yaml")
-                cap = cap or Decimal(info["cap_usd"])
+                cap = _resume_cap(info, cap, resume)
                 price_per_hour = price_per_hour or info["price_per_hour"]
+            elif out is not None:
+                check_out_dir(out)
             spec = load_job(job, overrides)
             price = local_price(price_per_hour)
         except (PriceError, RunError) as exc:
@@ -87,14 +94,46 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
         from budgetft.runner.driver import Run
 
         err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
+        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err)
         try:
-            run = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err).execute()
+            run = runner.execute()
         except (BudgetTooSmall, RunError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
-        if run.run().get("status") == "interrupted":
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the records kept
+            where = getattr(runner, "run", None)
+            kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.root / 'error.log'})" if where is not None and where.root.exists() else ""
+            err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
+            raise typer.Exit(1) from None
+        status = run.run().get("status")
+        if status == "interrupted":
             err.print(f"continue it with: budgetft run --resume {run.root}")
-            raise typer.Exit(130)  # the shell's code for Ctrl-C, after the report is written
+            # The shell's codes for Ctrl-C (130) and SIGTERM (143), after the report is written.
+            raise typer.Exit(143 if runner.stopped_by == "SIGTERM" else 130)
+        refused = run.plan().get("refused")
+        if refused and not any(run.trials()):
+            err.print(f"[bold red]error:[/] no trial was run: {refused}")
+            raise typer.Exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else "no message"
+
+
+def _resume_cap(info: dict, cap, resume: Path):
+    """The cap of a resumed run is the one it started with: it never changes."""
+    from decimal import Decimal
+
+    from budgetft.runner.driver import RunError
+
+    recorded = Decimal(info["cap_usd"])
+    if cap is not None and cap != recorded:
+        raise RunError(
+            f"{resume} was started with a cap of ${recorded.normalize():f}, and a run's cap never changes on resume; "
+            f"drop --budget to continue it, or start a new run with --budget {cap}"
+        )
+    return recorded
 
 
 def _resume_info(resume: Path) -> dict:
@@ -106,5 +145,5 @@ def _resume_info(resume: Path) -> dict:
         raise RunError(f"{resume} is not a run directory (no run.json); give the directory a run was writing to")
     info = run.run()
     if info.get("status") == "finished":
-        raise RunError(f"{resume} finished already; start a new run instead")
+        raise RunError(f"{resume} finished already; start a new run instead (its report: `budgetft report {resume}`)")
     return info

@@ -41,6 +41,7 @@ def train(
 
         with err.status("checking and tokenizing data…"):
             task = prepare_task(spec)
+        chosen.check_supports(task.model.architecture)
 
     from budgetft.models.loading import load_model
     from budgetft.trial import TrialSettings, evaluate, majority_baseline, run_trial

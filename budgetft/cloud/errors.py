@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def first_line(text: object, limit: int = 300) -> str:
+    """The first line of an error's text, shortened at a word boundary (never mid-word) when it
+    runs past `limit` characters, with an ellipsis to say so."""
+    line = str(text).strip().split("\n")[0].strip()
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " …"
+
+
 class CloudError(RuntimeError):
     """A cloud operation failed; the message names the problem and how to fix it."""
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from budgetft.cloud.errors import (
+    first_line,
     ApiDisabled,
     CloudError,
     NoCredentials,
@@ -53,7 +54,7 @@ def classify(zone: str | None, codes: list[str], message: str, project: str, sta
     text = message or ", ".join(codes) or "unknown error"
     lowered = text.lower()
     if set(codes) & DISABLED_CODES or "has not been used in project" in lowered or "is disabled" in lowered:
-        return ApiDisabled(project, detail=text[:200])
+        return ApiDisabled(project, detail=first_line(text, 200))
     if set(codes) & CAPACITY_CODES or "does not have enough resources available" in lowered:
         return ZoneUnavailable(zone or "?", f"out of capacity ({text})")
     if set(codes) & QUOTA_CODES or ("quota" in lowered and "exceeded" in lowered):
@@ -171,7 +172,7 @@ class GcpProvider(Provider):
         try:
             return fn(*args, **kwargs)
         except auth_exc.DefaultCredentialsError as exc:
-            raise NoCredentials(str(exc).split("\n")[0][:160]) from None
+            raise NoCredentials(first_line(exc)) from None
         except auth_exc.RefreshError as exc:
             raise NoCredentials(f"the stored credentials were refused: {exc}") from None
         except gexc.GoogleAPICallError as exc:
@@ -259,7 +260,7 @@ def default_credentials():
     try:
         return google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except auth_exc.DefaultCredentialsError as exc:
-        raise NoCredentials(str(exc).split("\n")[0][:160]) from None
+        raise NoCredentials(first_line(exc)) from None
 
 
 def project_from_environment() -> str | None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from budgetft.cloud.errors import BucketError, NoCredentials
+from budgetft.cloud.errors import BucketError, NoCredentials, first_line
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 ROOT = "budgetft"  # every object budgetft writes lives under this prefix
@@ -170,7 +170,7 @@ class _mapped_errors:
 
         url = f"gs://{self.bucket.name}"
         if isinstance(exc, auth_exc.DefaultCredentialsError):
-            raise NoCredentials(str(exc).split("\n")[0][:160]) from None
+            raise NoCredentials(first_line(exc)) from None
         if isinstance(exc, gexc.NotFound):
             if self.missing_ok and _bucket_exists(self.bucket):
                 return False  # the object is missing, not the bucket: let the caller decide
@@ -198,4 +198,4 @@ def _bucket_exists(bucket: Bucket) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).split("\n")[0][:200]
+    return first_line(exc, 200)

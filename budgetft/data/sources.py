@@ -90,8 +90,23 @@ def _from_files(spec: DataSpec, seed: int) -> Splits:
     return Splits(rows[n_eval:], rows[:n_eval], f"file:{files[spec.train_split]} (held out {spec.eval_fraction:.0%})")
 
 
+def _json_lines(text: str, path: Path) -> list:
+    """One JSON value per line; a bad line is named by its line number in the file."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"data file {path}, line {number}, column {exc.colno}: not valid JSON ({exc.msg}); fix or remove that line") from None
+    return rows
+
+
 def read_rows(path_text: str) -> list[dict]:
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise DataError(f"data file {path} is a directory; give one .jsonl/.csv/.parquet file (data.name, or data.files per split)")
     if not path.is_file():
         raise DataError(f"data file not found: {path}; check data.name / data.files in the job (paths are relative to {Path.cwd()})")
     suffix = path.suffix.lower()
@@ -109,7 +124,7 @@ def read_rows(path_text: str) -> list[dict]:
         if suffix == ".json" and text.lstrip().startswith("["):
             rows = json.loads(text)
         else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = _json_lines(text, path)
     except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"data file {path} could not be parsed: {exc}") from None
     except Exception as exc:  # pyarrow raises its own error types

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from budgetft.methods.base import ARCHITECTURES, DECODER, ENCODER, ApplyContext, Method
+from budgetft.methods.base import ARCHITECTURES, DECODER, ENCODER, ApplyContext, Method, MethodUnsupported
 
 _MODULES = (
     # via Hugging Face peft
@@ -45,4 +45,4 @@ def for_architecture(architecture: str) -> list[Method]:
     return [m for m in REGISTRY.values() if m.supports(architecture)]
 
 
-__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "REGISTRY", "for_architecture", "get", "names"]
+__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "MethodUnsupported", "REGISTRY", "for_architecture", "get", "names"]

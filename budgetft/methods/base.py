@@ -18,6 +18,10 @@ VERBALIZER, CLASSIFICATION_HEAD = "verbalizer", "classification_head"
 TASK_TYPE_OF = {DECODER: VERBALIZER, ENCODER: CLASSIFICATION_HEAD}
 
 
+class MethodUnsupported(ValueError):
+    """A method asked for on an architecture it cannot run on; the message names both and the fix."""
+
+
 @dataclass(frozen=True)
 class ApplyContext:
     """What a method may need besides the model: the tokenizer (for text-initialised prompts),
@@ -73,6 +77,18 @@ class Method:
 
     def supports(self, architecture: str) -> bool:
         return architecture in self.architectures
+
+    def check_supports(self, architecture: str) -> None:
+        """Refuse, before anything is spent, a method that cannot run on this architecture."""
+        if not self.supports(architecture):
+            from budgetft import methods
+
+            others = [m.name for m in methods.for_architecture(architecture)][:6]
+            why = f" ({self.notes})" if self.notes else ""
+            raise MethodUnsupported(
+                f"method {self.name!r} does not run on {architecture} models{why}; "
+                f"remove it from the job's methods (or --methods), or use one of: {', '.join(others)}"
+            )
 
     def config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         config = dict(self.defaults)

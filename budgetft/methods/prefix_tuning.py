@@ -1,7 +1,13 @@
-"""Prefix tuning: trainable key/value prefixes at every attention layer (Li & Liang, 2021)."""
+"""Prefix tuning: trainable key/value prefixes at every attention layer (Li & Liang, 2021).
+
+Decoders only. peft feeds the prefixes to the model as a key/value cache (`past_key_values`);
+transformers 5 encoders (BERT, MiniLM, RoBERTa) no longer take one, so peft refuses with "Model
+does not support past key values" at the first step. The registry refuses it up front instead;
+p_tuning and prompt_tuning (soft prompts on the input) run on encoders.
+"""
 
 from budgetft.methods._peft import task_type, wrap
-from budgetft.methods.base import Method
+from budgetft.methods.base import DECODER, Method
 
 
 def apply(model, config, context):
@@ -26,4 +32,6 @@ METHOD = Method(
     },
     apply=apply,
     aliases=("prefix",),
+    architectures=(DECODER,),
+    notes="transformers 5 encoders take no key/value cache, which is how peft feeds the prefixes",
 )

@@ -99,6 +99,7 @@ def row_json(r: Row) -> dict[str, Any]:
         "class_bias": r.class_bias,
         "on_pareto_front": r.on_pareto_front,
         "error": r.error,
+        "stop_reason": r.stop_reason,
     }
 
 

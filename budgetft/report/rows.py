@@ -81,6 +81,7 @@ class Row:
     examples_per_s: float | None = None
     class_bias: list[float] | None = None  # the verbalizer's fitted class bias at step 0, nats
     error: str | None = None
+    stop_reason: str | None = None  # why a trial stopped before its plan, in words (trial.json)
     # derived against the baselines
     lift_points: float | None = None  # vs majority, percentage points
     lift_vs_zero_shot: float | None = None

@@ -124,7 +124,19 @@ def notes(report: RunReport) -> list[str]:
 
 
 def failures(report: RunReport) -> list[str]:
-    return [f"{t.id} failed: {t.error}" for t in report.trials if t.status == "failed"]
+    """What happened to each trial that did not end as planned (failed, interrupted, or stopped
+    before its first evaluation), one line each in plain words."""
+    lines = []
+    for t in report.trials:
+        if t.status == "failed":
+            lines.append(f"{t.id} failed: {t.error}")
+        elif t.status == "interrupted":
+            why = t.stop_reason or "the run was stopped (Ctrl-C, a signal, or its driver died) while it trained"
+            lines.append(f"{t.id} was interrupted after {t.steps or 0} steps: {why}")
+        elif t.evaluations == 0 and t.status in ("stopped_by_cap", "stopped_early"):
+            why = t.stop_reason or ("the money ran out" if t.status == "stopped_by_cap" else "the scheduler stopped it")
+            lines.append(f"{t.id} stopped before its first evaluation, after {t.steps or 0} steps: {why}")
+    return lines
 
 
 # -- terminal
@@ -222,7 +234,7 @@ def markdown(report: RunReport, summary: Summary, trials: list[Row], plots: list
     out += [md_table(DETAIL_COLUMNS, [detail_cells(r) for r in [*report.baselines, *trials]], right=set(range(1, 9))), ""]
     fails = failures(report)
     if fails:
-        out += ["### Failed trials", ""] + [f"- {_md_cell(f)}" for f in fails] + [""]
+        out += ["### Trials that did not end as planned", ""] + [f"- {_md_cell(f)}" for f in fails] + [""]
     if plots:
         out += ["## Plots", ""] + [f"![{PLOTS.get(p, p)}]({p})\n" for p in plots]
     out += ["## How to read this", ""] + [f"- {n}" for n in notes(report)] + [""]

@@ -13,6 +13,7 @@ model size and a nominal speed, labelled as such.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -103,6 +104,29 @@ def rate_key(task: Task, method: str) -> str:
     return f"{j.model.name}|{method}|bs{j.train.batch_size}|len{j.prompt.max_length}"
 
 
+# Measurements kept per rate, newest last. A stored rate is their median, so that one run
+# calibrated on a busy machine (bitfit measured at 14 s/step with a second run sharing the
+# cores, against 2.9 s alone) cannot skew the plans that follow it.
+KEPT_MEASUREMENTS = 5
+FASTER_IS_HIGHER = {"rows_per_s", "examples_per_s"}
+
+
+def _robust(history: list[dict], key: str) -> float | None:
+    """The median of `key` over the kept measurements (the lower middle one of an even
+    count's two: the faster, since contention only ever slows a measurement down)."""
+    values = sorted(float(h[key]) for h in history if h.get(key) is not None)
+    if not values:
+        return None
+    return values[len(values) // 2] if key in FASTER_IS_HIGHER else values[(len(values) - 1) // 2]
+
+
+def _remember(entry: dict, key: str, measurement: dict) -> None:
+    old = entry.get(key) or {}
+    history = old.get("history") or ([{k: v for k, v in old.items() if k != "history"}] if old else [])
+    history = [*history, measurement][-KEPT_MEASUREMENTS:]
+    entry[key] = {**{k: _robust(history, k) for k in measurement}, "history": history}
+
+
 def store_rates(task: Task, device_name: str, calibration: dict[str, dict], eval_rows_per_s: float | None) -> None:
     path = _store_path()
     try:
@@ -111,10 +135,10 @@ def store_rates(task: Task, device_name: str, calibration: dict[str, dict], eval
         data = {}
     entry = data.setdefault(machine_key(device_name), {})
     for name, c in calibration.items():
-        entry[rate_key(task, name)] = {k: c[k] for k in ("seconds_per_step", "examples_per_s", "peak_memory_mb", "trainable_params")}
+        _remember(entry, rate_key(task, name), {k: c[k] for k in ("seconds_per_step", "examples_per_s", "peak_memory_mb", "trainable_params")})
     if eval_rows_per_s:
-        entry[f"{task.job.model.name}|eval|len{task.job.prompt.max_length}"] = {"rows_per_s": eval_rows_per_s}
-    tmp = path.with_suffix(".tmp")
+        _remember(entry, f"{task.job.model.name}|eval|len{task.job.prompt.max_length}", {"rows_per_s": eval_rows_per_s})
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -25,11 +26,36 @@ from budgetft.rundir import SCHEMA_VERSION, RunDir, read_json, write_json
 from budgetft.spec import JobSpec, dump_job
 
 RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
+# Before spending, stored or estimated rates are taken as at least this much slower than they
+# say: the check must not approve a budget that the plan refuses once calibration has measured
+# this machine (seen: 35-73% of a cap spent on baselines and calibration, then no trial).
+PRECHECK_MARGIN = 1.5
 CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
 
 
 class RunError(ValueError):
     """A run that cannot start (or resume). The message names the problem and the fix."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a shutting-down machine): stop like Ctrl-C, keep everything, report."""
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM interrupt the run as Ctrl-C does; returns the handler it replaced."""
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a test runner's worker): leave signals alone
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -63,10 +89,21 @@ def device_name() -> str:
     return f"CPU: {platform.processor() or platform.machine()} x{os.cpu_count()}"
 
 
+def check_out_dir(out: Path) -> None:
+    """--out for a new run: a directory that holds no run yet (or does not exist yet)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a directory; give a new directory for the run's files")
+    run = RunDir(out)
+    if run.exists():
+        if run.run().get("status") == "finished":
+            raise RunError(f"{out} already holds a finished run; choose another --out (its report: `budgetft report {out}`)")
+        raise RunError(f"{out} already holds a run that did not finish; continue it with --resume {out}, or choose another --out")
+
+
 def new_run_dir(spec: JobSpec, out: Path | None) -> Path:
-    if out is not None and (Path(out) / "run.json").exists():
-        raise RunError(f"{out} already holds a run; continue it with --resume {out}, or choose another --out")
     if out is not None:
+        check_out_dir(out)
         return Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{spec.name}-{stamp}"
@@ -80,6 +117,9 @@ class Run:
         self.tracker = None
         self.display = None
         self.watched_pids: dict[str, int] = {}  # packed calibration's workers, while they run
+        self.stopped_by = ""  # "Ctrl-C" or "SIGTERM" when the run was interrupted
+        self.report_only = False  # a resumed run with too little left: only the report
+        self._ray_started = False  # whether this session connected to Ray (and must disconnect)
 
     # -- the stages
 
@@ -94,10 +134,23 @@ class Run:
         self.run = run
         previous = run.run() if opts.resume else {}
         spent = sum((c.amount for c in read_charges(run.ledger)), start=Decimal(0)) if run.ledger.exists() else Decimal(0)
-        if spent >= opts.budget:
+        cap = round_up(usd(opts.budget))
+        # A resumed run finishes its report with whatever is left (the reserve was kept back
+        # for it), even when that no longer buys a trial; a new run is refused before spending.
+        self.report_only = False
+        if not opts.resume and spent >= cap:
             raise RunError(f"{run.root}: the ledger already holds ${spent} of the ${opts.budget} cap; nothing is left to spend")
-        self._precheck(round_up(usd(opts.budget)), spent)  # before anything is created or spent
+        try:
+            self._precheck(cap, spent)  # before anything is created or spent
+        except BudgetTooSmall as exc:
+            if not opts.resume:
+                raise
+            self.report_only = True
+            self.resume_note = f"what is left of the cap (${max(cap - spent, Decimal(0))}) buys no further useful trial (one needs ${exc.minimum} in all): finishing the run's report with it"
         run.root.mkdir(parents=True, exist_ok=True)
+        from budgetft.runner import ray_session
+
+        ray_session.clean_up_strays()  # Ray processes that a killed driver left behind
         self.ledger = Ledger(run.root, opts.budget)
         reserve = seconds_to_usd(RESERVE_SECONDS, opts.usd_per_hour)
         session = int(previous.get("sessions", 0)) + 1
@@ -142,26 +195,37 @@ class Run:
         self.sampler.start()
         self.display = RunDisplay(self, live=opts.live)
         status = "finished"
+        previous_term = _stop_on_sigterm()
         try:
             with self.display:
-                self.stage_baselines()
-                self.stage_calibration()
-                # Rounds: money that ASHA freed by stopping trials early buys another round,
-                # planned with what is left, until the next useful trial no longer fits.
-                rounds = 0
-                while (planned := self.stage_plan(again=rounds > 0)) is not None:
-                    rounds += 1
-                    self.stage_tuning(*planned)
-                    if self.meter.stopped.is_set() or not self._round_learned(planned[1]):
-                        break
-        except KeyboardInterrupt:
+                if self.report_only:
+                    self.display.note(self.resume_note)
+                else:
+                    self.stage_baselines()
+                    self.stage_calibration()
+                    # Rounds: money that ASHA freed by stopping trials early buys another round,
+                    # planned with what is left, until the next useful trial no longer fits.
+                    rounds = 0
+                    while (planned := self.stage_plan(again=rounds > 0)) is not None:
+                        rounds += 1
+                        self.stage_tuning(*planned)
+                        if self.meter.stopped.is_set() or not self._round_learned(planned[1]):
+                            break
+        except KeyboardInterrupt as exc:
             status = "interrupted"
+            self.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
             self.meter.stopped.set()
-            self.console.print("[yellow]interrupted: stopping trials, keeping every result, writing the report[/]")
+            by = " by SIGTERM" if self.stopped_by == "SIGTERM" else ""
+            self.console.print(f"[yellow]interrupted{by}: stopping trials, keeping every result, writing the report[/]")
         except BaseException:
             status = "failed"
+            import traceback
+
+            # The whole story for a bug report; the terminal gets one line (budgetft.cli.run).
+            (run.root / "error.log").write_text(traceback.format_exc())
             raise
         finally:
+            _restore_sigterm(previous_term)
             self.stage_report(info, status)
         return run
 
@@ -177,13 +241,12 @@ class Run:
         return pids
 
     def _precheck(self, cap: Decimal, spent: Decimal) -> None:
-        """Refuse a budget too small for one useful trial before spending, using stored or
-        estimated rates (the real plan after calibration uses measured ones)."""
-        from budgetft.runner.calibration import offline_rates
-
-        rates, eval_rows_per_s, _ = offline_rates(self.task, list(self.spec.methods), device_name(), _device_type())
-        costs = self._costs(eval_rows_per_s, baselines_done=self.run.baselines_json.exists(), calibration_done=self.run.calibration_json.exists(), rates=rates)
-        plan_budget(cap, spent, self.opts.usd_per_hour, rates, costs, self.spec.train.max_steps)
+        """Refuse a budget too small for one useful trial before spending (BudgetTooSmall)."""
+        calibration = read_json(self.run.calibration_json, None) if self.run.root.exists() else None
+        budget_check(
+            self.task, cap, spent, self.opts.usd_per_hour, self.opts.calibration_steps,
+            baselines_done=self.run.baselines_json.exists(), calibration=calibration, concurrency=self._concurrency(),
+        )
 
     def _costs(self, eval_rows_per_s: float, *, baselines_done: bool, calibration_done: bool, rates) -> Costs:
         return run_costs(self.task, rates, eval_rows_per_s, self.opts.calibration_steps, baselines_done=baselines_done, calibration_done=calibration_done)
@@ -314,6 +377,8 @@ class Run:
 
         trials = self.run.trials()
         existing = len(trials)
+        rates = rates_of(self.run)
+        eval_s = len(self.task.eval) / read_json(self.run.calibration_json)["eval_rows_per_s"]
         specs = []
         for mp in plan.methods:
             tried = [t["config"] for t in trials if t.get("method") == mp.method]
@@ -326,17 +391,18 @@ class Run:
                         "max_steps": mp.max_steps,
                         "grace": mp.grace_period,
                         "eval_steps": plan.eval_steps(mp.method),
+                        # Calibrated lengths, seconds: what the worker asks the meter to
+                        # prepay before its first step and evaluation.
+                        "step_s": round(rates[mp.method].seconds_per_step, 3),
+                        "eval_s": round(eval_s, 3),
                     }
                 )
         return specs
 
     def stage_tuning(self, plan: Plan, specs: list[dict]) -> None:
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C reaches us: we stop and report
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # Ray starts workers niced (15): on a small machine the trial, the run's main work,
-        # would then starve behind anything else. Our workers run at normal priority.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        import ray
+        from budgetft.runner import ray_session
+
+        ray_session.quiet_ray()
         from ray import tune
         from ray.tune.schedulers import AsyncHyperBandScheduler
 
@@ -344,19 +410,13 @@ class Run:
         from budgetft.runner.tracking import CapStopper, TrialTracker
 
         cpus = os.cpu_count() or 1
-        if self.opts.ray_address:
-            ray.init(address=self.opts.ray_address, log_to_driver=False)
-        elif not ray.is_initialized():
-            import logging
-
-            # Ray turns token authentication on for a new local cluster and says so at length;
-            # that secure default stays, the notice (nothing for our user to do) does not.
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # One Ray instance for every round of this session; shut down with the report.
+        self._ray_started = ray_session.start(cpus, self.opts.ray_address) or self._ray_started
         best = self.tracker.best if self.tracker is not None else None  # an earlier round's
-        self.tracker = TrialTracker(self.run, on_change=self.display.refresh)
+        self.tracker = TrialTracker(self.run, on_change=self.display.refresh, on_start=None if self.opts.ray_address else ray_session.record_processes)
         self.tracker.best = best
         self.meter.running = self.tracker.phases
+        self.meter.needs = self.tracker.needs  # each worker's next step or evaluation, seconds
         self.meter.slice_s = 5.0
         self.meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_of(self.run).values()))
         self.meter.set_stage("tuning")
@@ -369,6 +429,7 @@ class Run:
             "job": self.spec.model_dump(mode="json"),
             "threads": int(resources["cpu"]),
             "session": self.meter.session,
+            "chaos": os.environ.get("BUDGETFT_CHAOS"),  # faults on purpose (benchmarks/chaos.py)
         }
         max_t = max(s["max_steps"] / s["grace"] for s in specs)
         trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), resources)
@@ -387,13 +448,12 @@ class Run:
                 stop=CapStopper(self.run.root),
                 callbacks=[self.tracker],
                 verbose=0,
+                # A trial that fails is recorded and the others go on; it is never retried
+                # (its money is spent) and never ends the run.
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )
-        try:
-            tuner.fit()
-        finally:
-            if not self.opts.ray_address:
-                ray.shutdown()
+        tuner.fit()
 
     def stage_report(self, info: dict, status: str) -> None:
         from budgetft.runner.tracking import finalize_trial
@@ -401,6 +461,11 @@ class Run:
         if self.meter is None:
             return
         self.meter.set_stage("report")
+        if self._ray_started:
+            from budgetft.runner import ray_session
+
+            ray_session.stop()
+            self._ray_started = False
         if getattr(self, "sampler", None) is not None:
             self.sampler.stop()
         for trial in self.run.trials():
@@ -421,6 +486,39 @@ class Run:
         self.meter.close()
         self.ledger.refresh()
         self.display.final(written)
+
+
+def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
+    """How much slower than its stored rates this machine will train now: other processes'
+    threads share the cores (1 + their load per core), and never less than `margin`, since
+    calibration may meet a neighbour that the check did not."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(margin, 1.0 + load / cpus)
+
+
+def budget_check(
+    task, cap: Decimal, spent: Decimal, usd_per_hour: Decimal, calibration_steps: int = CALIBRATION_STEPS, *,
+    baselines_done: bool = False, calibration: dict | None = None, concurrency: int = 1,
+) -> Plan:
+    """The plan's own arithmetic, before anything is spent: the plan a run would make, with
+    this run's calibrated rates when it has them (a resumed run), else with the rates stored
+    for this machine (or estimated) slowed by `busy_slowdown`, stages included. A budget that
+    passes still buys a useful trial after its baselines and calibration are paid for; one
+    that does not is refused (BudgetTooSmall, with the minimum) before a cent is spent."""
+    from budgetft.runner.calibration import offline_rates, rates_from
+
+    if calibration:
+        rates, eval_rows_per_s, slow = rates_from(calibration["methods"]), calibration["eval_rows_per_s"], 1.0
+    else:
+        rates, eval_rows_per_s, _ = offline_rates(task, list(task.job.methods), device_name(), _device_type())
+        slow = busy_slowdown()
+        rates = {name: replace(r, seconds_per_step=r.seconds_per_step * slow, examples_per_s=r.examples_per_s / slow) for name, r in rates.items()}
+    costs = run_costs(task, rates, eval_rows_per_s / slow, calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
+    return plan_budget(cap, spent, usd_per_hour, rates, costs, task.job.train.max_steps, concurrency=concurrency)
 
 
 def run_costs(

@@ -26,7 +26,7 @@ def parse_money(text: str, what: str) -> Decimal:
         raise PriceError(f"{what} {text!r} is not a finite number; write dollars like 1.00")
     if value <= 0:
         raise PriceError(f"{what} must be more than $0, got {text!r}")
-    return value
+    return Decimal(format(value, "f"))  # plain digits: 1e9 prints as 1000000000, not 1E+9
 
 
 def local_price(price_per_hour: str | None) -> PriceChoice:

@@ -1,0 +1,252 @@
+"""Chaos benchmark: short `budgetft run`s, each hit by one fault at a random moment, and what
+survived.
+
+    python benchmarks/chaos.py --runs 12 [--seed 0] [--keep DIR]
+
+Faults, in turn (a run's fault is `FAULTS[i % 6]`, its moment random):
+  driver-kill-9   kill -9 of the driver mid-tuning, then `budgetft run --resume`
+  sigint          Ctrl-C (SIGINT) to the driver mid-tuning, then `--resume`
+  worker-kill-9   kill -9 of a trial's worker process mid-trial
+  slow-step       one step made far longer than the prepaid window (BUDGETFT_CHAOS=slow:...)
+  worker-raises   a worker raises an exception at a random step (BUDGETFT_CHAOS=raise:...)
+  out-of-memory   a worker's allocation fails at a random step (BUDGETFT_CHAOS=memory:...)
+
+Each run trains a small random Llama built here (4 blocks, 96 wide: steps of tens of
+milliseconds, so a fault lands mid-trial) on a learnable toy task, at $36/h (a cent a second)
+with a $1.20 cap. It prints one line per run and a table whose failure columns must all be 0:
+overspends (ledger total above the cap), ledger lines lost or torn (a line seen before the fault
+missing or changed after it, or a line that does not parse), runs that ended without a report,
+resumes that failed, and stray processes (Ray processes started during the run still alive once
+it is over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FAULTS = ("driver-kill-9", "sigint", "worker-kill-9", "slow-step", "worker-raises", "out-of-memory")
+CAP = Decimal("1.20")
+PRICE = "36"
+RAY_MARKERS = ("ray::", "raylet", "gcs_server", "ray/dashboard", "ray/_private", "ray/autoscaler")
+
+
+@dataclass
+class Outcome:
+    run: int
+    fault: str
+    moment: str = ""
+    exit_codes: list[int] = field(default_factory=list)
+    spent: Decimal = Decimal(0)
+    overspent: bool = False
+    ledger_damage: int = 0
+    report: bool = False
+    resume_failed: bool = False
+    strays: int = 0
+    seconds: float = 0.0
+    statuses: str = ""
+
+
+def build_workdir(root: Path) -> Path:
+    """A small random Llama, its tokenizer and a job file, built in seconds."""
+    import torch
+    import yaml
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = "alpha beta the a is it there passage question answer yes no sky sea blue green red cat dog runs sits on under ? : .".split()
+    vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[EOS]", *words])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    model_dir = root / "model"
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]").save_pretrained(model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=2, bos_token_id=2, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(model_dir)
+    rng = random.Random(0)
+    filler = ["the", "sky", "sea", "blue", "green", "red", "cat", "dog", "runs", "sits", "on", "under", "a"]
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            label = rng.random() < 0.6
+            text = [rng.choice(filler) for _ in range(rng.randint(3, 12))]
+            text.insert(rng.randint(0, len(text)), "alpha" if label else "beta")
+            out.append({"passage": " ".join(text), "question": "is it there", "label": label})
+        return out
+
+    for split, n in (("train", 400), ("valid", 80)):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows(n)))
+    job = {
+        "name": "chaos",
+        "model": {"name": str(model_dir)},
+        "data": {"name": "chaos", "files": {"train": str(root / "train.jsonl"), "validation": str(root / "valid.jsonl")}, "label_field": "label"},
+        "prompt": {"template": "passage : {passage} . question : {question} ? answer :", "labels": {"true": " yes", "false": " no"},
+                   "truncate_field": "passage", "max_length": 64},
+        "train": {"batch_size": 8, "max_steps": 240, "eval_every": 40},
+        "eval": {"limit": 40, "batch_size": 16},
+        "methods": {"full": {"learning_rate": [3e-3, 1e-3, 3e-4]}},
+        "seed": 0,
+    }
+    path = root / "chaos.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return path
+
+
+def ray_processes(since: float) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "create_time"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
+            if proc.info["create_time"] >= since and any(m in text for m in RAY_MARKERS):
+                found.append(proc)
+        except Exception:  # noqa: BLE001 - a process that ended while we looked
+            continue
+    return found
+
+
+def ledger_lines(run_dir: Path) -> list[bytes]:
+    path = run_dir / "ledger.jsonl"
+    return path.read_bytes().split(b"\n")[:-1] if path.exists() else []
+
+
+def trials(run_dir: Path) -> list[dict]:
+    folder = run_dir / "trials"
+    found = []
+    for trial in sorted(folder.glob("*/trial.json")) if folder.is_dir() else []:
+        try:
+            found.append(json.loads(trial.read_text()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Random) -> Outcome:
+    out = work / f"run{i:02d}"
+    outcome = Outcome(i + 1, fault)
+    started = time.time()
+    run_env = dict(env)
+    # Faults inside a worker: trial 1 or 2, at a step somewhere in its first half.
+    if fault in ("slow-step", "worker-raises", "out-of-memory"):
+        kind = {"slow-step": "slow", "worker-raises": "raise", "out-of-memory": "memory"}[fault]
+        trial, step = f"t00{rng.randint(1, 2)}", rng.randint(1, 120)
+        run_env["BUDGETFT_CHAOS"] = f"{kind}:{trial}:{step}"
+        outcome.moment = f"{trial} step {step}"
+    cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", str(CAP), "--price-per-hour", PRICE, "--out", str(out)]
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=run_env, start_new_session=True)
+    before: list[bytes] = []
+    if fault in ("driver-kill-9", "sigint", "worker-kill-9"):
+        training = wait_until(lambda: any(t.get("steps", 0) >= 1 and t.get("status") == "running" for t in trials(out)), 240)
+        delay = rng.uniform(0.0, 6.0)
+        time.sleep(delay)
+        running = [t for t in trials(out) if t.get("status") == "running"]
+        outcome.moment = f"{delay:.1f} s into training" + ("" if training else " (no trial seen training)")
+        before = ledger_lines(out)
+        if fault == "worker-kill-9" and running:
+            try:
+                os.kill(int(running[0]["pid"]), signal.SIGKILL)
+                outcome.moment += f", {running[0]['trial_id']}"
+            except (KeyError, ProcessLookupError):
+                outcome.moment += ", its worker had already ended"
+        elif fault == "driver-kill-9":
+            driver.send_signal(signal.SIGKILL)
+        elif fault == "sigint":
+            driver.send_signal(signal.SIGINT)
+    try:
+        _, stderr = driver.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        _, stderr = driver.communicate()
+    outcome.exit_codes.append(driver.returncode)
+    if fault in ("driver-kill-9", "sigint"):
+        resumed = subprocess.run([sys.executable, "-m", "budgetft", "run", "--resume", str(out)], capture_output=True, text=True, env=env, timeout=900)
+        outcome.exit_codes.append(resumed.returncode)
+        outcome.resume_failed = resumed.returncode != 0
+        if outcome.resume_failed:
+            print(f"  resume of run {i + 1} failed: {resumed.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    elif driver.returncode != 0:
+        print(f"  run {i + 1} exited {driver.returncode}: {stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    outcome.seconds = time.time() - started
+
+    from budgetft.money.ledger import LedgerError, read_charges
+
+    after = ledger_lines(out)
+    outcome.ledger_damage = sum(1 for k, line in enumerate(before) if k >= len(after) or after[k] != line)
+    try:
+        charges = read_charges(out / "ledger.jsonl")
+        outcome.ledger_damage += len(after) - len(charges)  # complete lines that do not parse
+        outcome.spent = charges[-1].total if charges else Decimal(0)
+    except LedgerError:
+        outcome.ledger_damage += 1
+    outcome.overspent = outcome.spent > CAP
+    outcome.report = (out / "report.md").exists()
+    statuses = [t.get("status", "?") for t in trials(out)]
+    outcome.statuses = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+    time.sleep(2.0)  # Ray's processes exit a moment after the driver does
+    strays = ray_processes(started)
+    outcome.strays = len(strays)
+    for proc in strays:  # leave the machine clean for the next run
+        try:
+            proc.kill()
+        except Exception:  # noqa: BLE001
+            pass
+    return outcome
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=6, help="how many runs (each gets the next fault in turn)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the faults' moments")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="budgetft-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BUDGETFT_CACHE": str(work / "cache"), "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+    os.environ.update({k: env[k] for k in ("BUDGETFT_CACHE", "HF_HUB_OFFLINE")})
+    job = build_workdir(work)
+    print(f"{args.runs} runs at ${CAP} cap, ${PRICE}/h, in {work}")
+    outcomes = []
+    for i in range(args.runs):
+        fault = FAULTS[i % len(FAULTS)]
+        o = one_run(i, fault, job, work, env, rng)
+        outcomes.append(o)
+        print(f"run {o.run:2d}  {o.fault:14s} {o.moment:34s} exit {','.join(map(str, o.exit_codes)):8s} "
+              f"${o.spent} of ${CAP}  report {'yes' if o.report else 'NO'}  trials: {o.statuses}  {o.seconds:.0f} s", flush=True)
+    columns = ("runs", "faults", "overspends", "ledger lines lost or torn", "runs without a report", "resumes that failed", "stray processes")
+    values = (len(outcomes), len(outcomes), sum(o.overspent for o in outcomes), sum(o.ledger_damage for o in outcomes),
+              sum(not o.report for o in outcomes), sum(o.resume_failed for o in outcomes), sum(o.strays for o in outcomes))
+    print()
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "|".join("---:" for _ in columns) + "|")
+    print("| " + " | ".join(map(str, values)) + " |")
+    return 0 if sum(values[2:]) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
