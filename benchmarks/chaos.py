@@ -11,9 +11,9 @@ Faults, in turn (a run's fault is `FAULTS[i % 6]`, its moment random):
   worker-raises   a worker raises an exception at a random step (BUDGETFT_CHAOS=raise:...)
   out-of-memory   a worker's allocation fails at a random step (BUDGETFT_CHAOS=memory:...)
 
-Each run trains a small random Llama built here (4 blocks, 96 wide: steps of tens of
-milliseconds, so a fault lands mid-trial) on a learnable toy task, at $36/h (a cent a second)
-with a $1.20 cap. It prints one line per run and a table whose failure columns must all be 0:
+Each run trains a small random Llama built here (6 blocks, 256 wide: ~20 steps a second on
+2 cores, so a fault lands mid-trial) on a learnable toy task, at $36/h (a cent a second)
+with a $2.40 cap. It prints one line per run and a table whose failure columns must all be 0:
 overspends (ledger total above the cap), ledger lines lost or torn (a line seen before the fault
 missing or changed after it, or a line that does not parse), runs that ended without a report,
 resumes that failed, and stray processes (Ray processes started during the run still alive once
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 FAULTS = ("driver-kill-9", "sigint", "worker-kill-9", "slow-step", "worker-raises", "out-of-memory")
-CAP = Decimal("1.20")
+CAP = Decimal("2.40")
 PRICE = "36"
 RAY_MARKERS = ("ray::", "raylet", "gcs_server", "ray/dashboard", "ray/_private", "ray/autoscaler")
 
@@ -74,7 +74,7 @@ def build_workdir(root: Path) -> Path:
     model_dir = root / "model"
     PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]").save_pretrained(model_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=256, intermediate_size=512, num_hidden_layers=6, num_attention_heads=4,
                          num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=2, bos_token_id=2, tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(model_dir)
     rng = random.Random(0)
@@ -97,7 +97,7 @@ def build_workdir(root: Path) -> Path:
         "data": {"name": "chaos", "files": {"train": str(root / "train.jsonl"), "validation": str(root / "valid.jsonl")}, "label_field": "label"},
         "prompt": {"template": "passage : {passage} . question : {question} ? answer :", "labels": {"true": " yes", "false": " no"},
                    "truncate_field": "passage", "max_length": 64},
-        "train": {"batch_size": 8, "max_steps": 240, "eval_every": 40},
+        "train": {"batch_size": 8, "max_steps": 900, "eval_every": 150},
         "eval": {"limit": 40, "batch_size": 16},
         "methods": {"full": {"learning_rate": [3e-3, 1e-3, 3e-4]}},
         "seed": 0,
@@ -154,7 +154,8 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
     # Faults inside a worker: trial 1 or 2, at a step somewhere in its first half.
     if fault in ("slow-step", "worker-raises", "out-of-memory"):
         kind = {"slow-step": "slow", "worker-raises": "raise", "out-of-memory": "memory"}[fault]
-        trial, step = f"t00{rng.randint(1, 2)}", rng.randint(1, 120)
+        # The first trial meets no competition at ASHA's rungs, so it reaches any step it plans.
+        trial, step = "t001", rng.randint(1, 60)
         run_env["BUDGETFT_CHAOS"] = f"{kind}:{trial}:{step}"
         outcome.moment = f"{trial} step {step}"
     cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", str(CAP), "--price-per-hour", PRICE, "--out", str(out)]
@@ -162,9 +163,9 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
     before: list[bytes] = []
     if fault in ("driver-kill-9", "sigint", "worker-kill-9"):
         training = wait_until(lambda: any(t.get("steps", 0) >= 1 and t.get("status") == "running" for t in trials(out)), 240)
-        delay = rng.uniform(0.0, 6.0)
+        delay = rng.uniform(0.0, 4.0)
         time.sleep(delay)
-        running = [t for t in trials(out) if t.get("status") == "running"]
+        running = [t for t in trials(out) if t.get("status") == "running" and t.get("steps", 0) < t.get("max_steps", 0)]
         outcome.moment = f"{delay:.1f} s into training" + ("" if training else " (no trial seen training)")
         before = ledger_lines(out)
         if fault == "worker-kill-9" and running:
