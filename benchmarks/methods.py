@@ -75,7 +75,7 @@ def full_split_majority(spec, task) -> dict:
 
 def run_one(args) -> dict:
     """One method (or the zero-shot model) in this process; returns its record."""
-    from budgetft.cli.common import quiet_libraries
+    from budgetft.quiet import quiet_libraries
 
     quiet_libraries()
     if args.threads:
@@ -87,7 +87,10 @@ def run_one(args) -> dict:
     from budgetft.search_space import parse_space, point
     from budgetft.spec import load_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, count_params, evaluate, pick_device, run_trial
+    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.methods.counting import count_model
+    from budgetft.scoring.rows import evaluate
+    from budgetft.telemetry.precision import pick_device
 
     spec = load_job(args.job, overrides(args))
     task = prepare_task(spec)
@@ -100,7 +103,7 @@ def run_one(args) -> dict:
     if args.one == ZERO_SHOT:
         model.to(device)
         metrics = evaluate(model, task, spec.eval.batch_size)
-        trainable, total = 0, count_params(model)[1]
+        trainable, total = 0, count_model(model)[1]
         record.update(trainable_params=trainable, total_params=total, examples=0, examples_per_s=None, config={})
     else:
         method = methods.get(args.one)

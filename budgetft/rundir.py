@@ -32,15 +32,27 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+from budgetft.clock import utc_now  # noqa: F401 - records' timestamps
+from budgetft.money.ledger import LEDGER_FILENAME, read_charges
 
 SCHEMA_VERSION = 1
 TRIAL_STATUSES = ("running", "finished", "stopped_early", "stopped_by_cap", "interrupted", "failed")
 RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 
+# File names, once: everything else asks RunDir for a path.
+RUN_FILE, JOB_FILE, PLAN_FILE, LEDGER_FILE = "run.json", "job.yaml", "plan.json", LEDGER_FILENAME
+BASELINES_FILE, CALIBRATION_FILE, TELEMETRY_FILE, METER_FILE = "baselines.json", "calibration.json", "telemetry.jsonl", "meter.json"
+TRIAL_FILE, PHASE_FILE, WEIGHTS_DIR, ERROR_LOG = "trial.json", "phase", "adapter", "error.log"
+
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic write: readers (reports on a live run, a resumed run) never see half a file."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -61,38 +73,165 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
+class Record(BaseModel):
+    """A record the run directory holds: typed fields, unknown ones kept as they are (a newer
+    budgetft's field survives an older one's rewrite), and readable as a mapping too
+    (`record["status"]`, `record.get("evals")`), as reports and JSON consumers read them."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+    def __getitem__(self, key: str) -> Any:
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:  # before attributes: an extra named like a method ("schema") is data
+            return extra[key]
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def keys(self) -> list[str]:
+        return [*type(self).model_fields, *(self.__pydantic_extra__ or {})]
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override] - a mapping's iteration
+        return iter(self.keys())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class RunInfo(Record):
+    """run.json: what the run is and how it stands (and "schema": SCHEMA_VERSION)."""
+
+    run_id: str = ""
+    job: str = ""
+    budgetft_version: str = ""
+    started: str | None = None
+    finished: str | None = None
+    status: str = "running"  # RUN_STATUSES
+    budget_usd: str | None = None
+    cap_usd: str | None = None
+    price_per_hour: str | None = None
+    price_source: str = ""
+    price_reason: str = ""
+    device: str = ""
+    hardware: dict = {}
+    sessions: int = 0
+    model: str = ""
+    data: str = ""
+    stop_reason: str | None = None
+
+
+class PlanRecord(Record):
+    """plan.json: the latest round's plan (budgetft.planner.Plan.to_json) with the run's history:
+    `round`, `rounds` (every round's plan and its trial ids) and `trials` (every trial planned
+    so far, each a trial spec), or `refused` when not one useful trial fitted."""
+
+    round: int = 0
+    rounds: list[dict] = []
+    trials: list[dict] = []
+    refused: str | None = None
+
+
+class TrialRecord(Record):
+    """trials/<id>/trial.json, kept current by the trial's worker."""
+
+    trial_id: str
+    method: str = ""
+    config: dict = {}
+    status: str = "running"  # TRIAL_STATUSES
+    max_steps: int = 0
+    steps: int = 0
+    examples: int = 0
+    batch_size: int | None = None
+    started: str | None = None
+    ended: str | None = None
+    error: str | None = None
+    stop_reason: str | None = None
+    stopped_by_meter: bool | None = None
+    evals: list[dict] = []
+    best_step: int | None = None
+    pid: int | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    class_bias: list[float] | None = None
+    examples_per_s: float | None = None
+    cost_usd: str | None = None
+
+    def settle(self, *, budget_stopped: bool, interrupted: bool = False, error: str | None = None) -> None:
+        """Give a trial that is still "running" its final status, by one rule wherever it is
+        applied (its worker when it returns or Tune stops it, the driver's tracker when the
+        worker could not, the report for a run that died): whoever writes last writes the same
+        answer, and a settled status is never changed."""
+        if self.status != "running":
+            return
+        if error:
+            self.status, self.error = "failed", self.error or error
+        elif self.steps >= self.max_steps:
+            self.status = "finished"  # every planned step done, whatever stopped it after
+        elif self.stop_reason:  # the worker stopped itself: the meter said stop, or nobody paid
+            self.status = "stopped_by_cap" if self.stopped_by_meter else "interrupted"
+        elif budget_stopped:
+            self.status = "stopped_by_cap"
+        elif interrupted:
+            self.status = "interrupted"
+        else:
+            self.status = "stopped_early"  # ASHA cut it at a rung
+        self.ended = self.ended or utc_now()
+
 class RunDir:
+    """A run directory: every path in it, and its records read and written as types."""
+
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
     # files
     @property
     def run_json(self) -> Path:
-        return self.root / "run.json"
+        return self.root / RUN_FILE
 
     @property
     def job_yaml(self) -> Path:
-        return self.root / "job.yaml"
+        return self.root / JOB_FILE
 
     @property
     def plan_json(self) -> Path:
-        return self.root / "plan.json"
+        return self.root / PLAN_FILE
 
     @property
     def ledger(self) -> Path:
-        return self.root / "ledger.jsonl"
+        return self.root / LEDGER_FILE
 
     @property
     def baselines_json(self) -> Path:
-        return self.root / "baselines.json"
+        return self.root / BASELINES_FILE
 
     @property
     def calibration_json(self) -> Path:
-        return self.root / "calibration.json"
+        return self.root / CALIBRATION_FILE
 
     @property
     def telemetry(self) -> Path:
-        return self.root / "telemetry.jsonl"
+        return self.root / TELEMETRY_FILE
+
+    @property
+    def meter_json(self) -> Path:
+        return self.root / METER_FILE
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / ERROR_LOG
 
     @property
     def trials_dir(self) -> Path:
@@ -101,21 +240,73 @@ class RunDir:
     def trial_dir(self, trial_id: str) -> Path:
         return self.trials_dir / trial_id
 
+    def trial_json(self, trial_id: str) -> Path:
+        return self.trial_dir(trial_id) / TRIAL_FILE
+
+    def weights_dir(self, trial_id: str) -> Path:
+        return self.trial_dir(trial_id) / WEIGHTS_DIR
+
     # reading
-    def run(self) -> dict:
-        return read_json(self.run_json, {})
+    def run(self) -> RunInfo:
+        return RunInfo(**(read_json(self.run_json, {}) or {}))
 
     def baselines(self) -> dict:
         return read_json(self.baselines_json, {})
 
-    def plan(self) -> dict:
-        return read_json(self.plan_json, {})
+    def calibration(self) -> dict | None:
+        return read_json(self.calibration_json, None)
 
-    def trials(self) -> list[dict]:
+    def plan(self) -> PlanRecord:
+        return PlanRecord(**(read_json(self.plan_json, {}) or {}))
+
+    def trial(self, trial_id: str) -> TrialRecord | None:
+        data = read_json(self.trial_json(trial_id), None)
+        return TrialRecord(**data) if data else None
+
+    def trials(self) -> list[TrialRecord]:
         if not self.trials_dir.is_dir():
             return []
-        found = [read_json(p / "trial.json") for p in sorted(self.trials_dir.iterdir()) if (p / "trial.json").is_file()]
+        found = [self.trial(p.name) for p in sorted(self.trials_dir.iterdir()) if (p / TRIAL_FILE).is_file()]
         return [t for t in found if t]
 
     def exists(self) -> bool:
         return self.run_json.is_file()
+
+    # writing (atomic: a reader never sees half a record)
+    def write_run(self, info: RunInfo) -> None:
+        write_json(self.run_json, info)
+
+    def write_plan(self, plan: PlanRecord) -> None:
+        write_json(self.plan_json, plan)
+
+    def write_trial(self, record: TrialRecord) -> None:
+        write_json(self.trial_json(record.trial_id), record)
+
+    def write_baselines(self, baselines: dict) -> None:
+        write_json(self.baselines_json, baselines)
+
+    def write_calibration(self, calibration: dict) -> None:
+        write_json(self.calibration_json, calibration)
+
+    def trial_costs(self) -> dict[str, Any]:
+        """Dollars (Decimal) the ledger has charged to each trial."""
+        from decimal import Decimal
+
+        totals: dict[str, Decimal] = {}
+        if self.ledger.exists():
+            for charge in read_charges(self.ledger):
+                if charge.trial:
+                    totals[charge.trial] = totals.get(charge.trial, Decimal(0)) + charge.amount
+        return totals
+
+    def finalize_trial(self, trial_id: str, *, budget_stopped: bool, interrupted: bool = False, error: str | None = None) -> TrialRecord | None:
+        """Give a trial its final status if its worker could not (ASHA or the stopper ended it,
+        its process died, or the run was stopped), with its cost from the ledger."""
+        record = self.trial(trial_id)
+        if record is None:
+            return None
+        record.settle(budget_stopped=budget_stopped, interrupted=interrupted, error=error)
+        record.cost_usd = str(self.trial_costs().get(trial_id, 0))
+        self.write_trial(record)
+        (self.trial_dir(trial_id) / PHASE_FILE).unlink(missing_ok=True)
+        return record

@@ -115,7 +115,7 @@ class TrainSpec(_Strict):
     eval_every: int = Field(50, ge=1)  # optimiser steps between evaluations
     train_limit: int | None = Field(None, ge=1)  # use at most this many training rows
     # fit: before training, fit a per-class bias on the verbalizer's scores to training rows,
-    # then train it with the method (see budgetft.class_bias); none: the raw label-word scores.
+    # then train it with the method (see budgetft.scoring.class_bias); none: the raw label-word scores.
     class_bias: Literal["fit", "none"] = "fit"
 
 

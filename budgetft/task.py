@@ -56,7 +56,7 @@ def prepare_task(job: JobSpec) -> Task:
     resolved = resolve_model(job.model)
     resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
     for name in job.methods:  # a method that cannot run on this model is refused now, not mid-run
-        methods.get(name).check_supports(resolved.architecture)
+        methods.check_supports(name, resolved.architecture)
     tokenizer = load_tokenizer(resolved)
     class_tokens = class_token_ids(tokenizer, job.prompt.labels)
     budget = job.prompt.max_length - max(len(t) for t in class_tokens)

@@ -1,8 +1,9 @@
 """One trial: a model, one method configuration, a fixed number of optimiser steps.
 
-The loop, in order: apply the method; AdamW with linear warm-up and decay; length-grouped
-batches; loss on the label word only; gradient accumulation over micro-batches (halved
-automatically on a GPU out-of-memory); evaluation by verbalizer every `eval_every` steps.
+The loop, top to bottom: apply the method; fit the verbalizer's class bias (decoders); AdamW
+with linear warm-up and decay; length-grouped batches; loss on the label word only; gradient
+accumulation over micro-batches (halved automatically on a GPU out-of-memory); an evaluation at
+the planned steps. Scoring lives in budgetft.scoring; this module is the loop alone.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Callable
 
 import numpy as np
 
-from budgetft import class_bias, methods
-from budgetft import scoring as verbalizer
-from budgetft.data.batching import length_grouped_batches, sorted_batches
-from budgetft.methods import seqcls
+from budgetft import methods
+from budgetft.data.batching import length_grouped_batches
 from budgetft.methods._peft import virtual_token_offset
-from budgetft.metrics import classification_metrics
+from budgetft.methods.counting import count_model
+from budgetft.scoring import class_bias, verbalizer
+from budgetft.scoring.rows import evaluate, scoring_of
 from budgetft.task import Task
+from budgetft.telemetry.precision import pick_device, precision_for
 
 
 @dataclass
@@ -49,7 +51,7 @@ class TrialSettings:
     @classmethod
     def from_job(cls, task: Task, method: str, config: dict, steps: int | None = None) -> "TrialSettings":
         t = task.job.train
-        methods.get(method).check_supports(task.model.architecture)
+        methods.check_supports(method, task.model.architecture)
         return cls(
             method=methods.get(method).name,
             config=config,
@@ -99,89 +101,6 @@ class TrialResult:
     @property
     def final(self) -> dict:
         return self.evals[-1] if self.evals else {}
-
-
-def pick_device():
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def precision_for(device):
-    """bf16 autocast on Ampere and later, fp16 with loss scaling on V100/T4, fp32 on CPU."""
-    import torch
-
-    from budgetft.telemetry.precision import choose_precision
-
-    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    return choose_precision(device.type, capability)
-
-
-def count_params(model) -> tuple[int, int]:
-    """(trainable, total) parameters of the model and its method; the verbalizer's class bias
-    (one value per class, budgetft.class_bias) is the trial's, not the method's, and not counted."""
-    params = [p for n, p in model.named_parameters() if n != class_bias.ATTRIBUTE]
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
-
-
-def scoring_of(model):
-    """The scoring functions for a model's architecture: the label words' log-probabilities
-    (the verbalizer) for a causal LM, the classification head for an encoder. Both modules
-    have the same functions with the same arguments."""
-    from budgetft.methods.arch import architecture_of
-
-    return seqcls if architecture_of(model) == methods.ENCODER else verbalizer
-
-
-def score_rows(model, task: Task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
-    """(rows, classes) class scores of `encoded`'s rows (all, or those at `rows`), longest batch
-    first, with the model in eval mode, no gradients, under `precision` (default: its device's)."""
-    import torch
-
-    from budgetft.telemetry.precision import autocast
-
-    rows = np.arange(len(encoded)) if rows is None else np.asarray(rows)
-    precision = precision or precision_for(next(model.parameters()).device)
-    offset = virtual_token_offset(model)
-    scoring = scoring_of(model)
-    scores = np.zeros((len(rows), len(task.class_tokens)))
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), autocast(precision):
-        for idx in sorted_batches(encoded.lengths[rows], batch_size):
-            prompts = [encoded.prompts[i] for i in rows[idx]]
-            scores[idx] = scoring.class_scores(model, prompts, task.class_tokens, task.pad_id, offset).float().cpu().numpy()
-    model.train(was_training)
-    return scores
-
-
-def evaluate(model, task: Task, batch_size: int = 16) -> dict:
-    """Verbalizer accuracy and friends on the task's evaluation rows.
-
-    eval_loss is the trial's own objective on these rows (nats), so it falls when training
-    works: for the "classes" loss the cross-entropy over the classes' scores per row, for "lm"
-    the gold label words' NLL per token over the whole vocabulary. The latter is always kept
-    as label_word_nll; under the "classes" loss it may rise while the decision improves, since
-    nothing asks the label words to take mass from the rest of the vocabulary."""
-    scores = score_rows(model, task, task.eval, batch_size=batch_size)
-    labels = task.eval.labels
-    gold = scores[np.arange(len(labels)), labels]
-    # Label-word NLL is per label token; an encoder's head scores a class in one go.
-    gold_len = np.array([1 if scoring_of(model) is seqcls else len(task.class_tokens[y]) for y in labels])
-    top = scores.max(axis=1)
-    class_ce = top + np.log(np.exp(scores - top[:, None]).sum(axis=1)) - gold
-    metrics = classification_metrics(labels, scores.argmax(axis=1), task.class_names)
-    metrics["label_word_nll"] = float((-gold / gold_len).mean())
-    metrics["eval_loss"] = float(class_ce.mean()) if task.job.train.loss == "classes" else metrics["label_word_nll"]
-    return metrics
-
-
-def majority_baseline(task: Task) -> dict:
-    """Always answer the training split's most frequent class, scored on the same rows."""
-    preds = np.full(len(task.eval), task.majority_class, dtype=np.int64)
-    metrics = classification_metrics(task.eval.labels, preds, task.class_names)
-    metrics["majority_class"] = task.class_names[task.majority_class]
-    return metrics
 
 
 def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -237,7 +156,7 @@ def run_trial(
 
     precision = precision_for(device)
     apply_precision(precision)
-    trainable, total = count_params(model)
+    trainable, total = count_model(model)
     if trainable == 0:
         raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
     bias, bias_seconds = None, 0.0

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console
+from budgetft.quiet import quiet_libraries
 
 
 def methods(

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console, stdout_console
+from budgetft.quiet import quiet_libraries
 
 
 def plan(
@@ -18,12 +19,13 @@ def plan(
     methods: Optional[str] = METHODS_OPT,
 ) -> None:
     """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve)."""
-    from budgetft.runner.pricing import PriceError, local_price, parse_money
+    from budgetft.money.usd import PriceError, parse_money
+    from budgetft.telemetry.pricing import run_price
 
     err = stderr_console()
     try:
         cap = parse_money(budget, "--budget")
-        price = local_price(price_per_hour)
+        price = run_price(price_per_hour)
     except PriceError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -45,39 +47,30 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
     import time
     from decimal import Decimal
 
-    from budgetft.planner import plan_budget, seconds_to_usd
-    from budgetft.runner.calibration import calibrate_method, offline_rates, rates_from, store_rates
+    from budgetft.money.usd import seconds_to_usd
+    from budgetft.planner import plan_budget
+    from budgetft.planner.costs import CALIBRATION_STEPS, budget_check, run_costs
+    from budgetft.planner.rates import offline_rates, rates_from
     from budgetft.runner.display import plan_table
-    from budgetft.runner.driver import CALIBRATION_STEPS, _device_type, budget_check, device_name, run_costs
+    from budgetft.stages.calibrate import calibrate
     from budgetft.task import prepare_task
+    from budgetft.telemetry.device import device_name, device_type
 
     with err.status("checking and tokenizing data…"):
         task = prepare_task(spec)
-    names = list(spec.methods)
     device = device_name()
     spent_s = 0.0
-    rates, eval_rows_per_s, source = offline_rates(task, names, device, _device_type())
+    rates, eval_rows_per_s, source = offline_rates(task, list(spec.methods), device, device_type())
     if not no_calibrate:
-        # A budget that stored or estimated rates already refuse is refused before calibrating,
-        # as `budgetft run` does: measuring costs time that such a budget cannot pay for.
+        # A budget that the check before spending refuses is refused before calibrating, as
+        # `budgetft run` does: measuring costs time that such a budget cannot pay for.
         budget_check(task, cap, Decimal(0), price.usd_per_hour)
-        from budgetft.models.loading import load_model
-        from budgetft.trial import evaluate
-
         t0 = time.perf_counter()
-        results = {}
-        for name in names:
-            with err.status(f"calibrating {name} ({CALIBRATION_STEPS + 1} steps)…"):
-                results[name] = calibrate_method(task, name, CALIBRATION_STEPS)
-        with err.status("timing evaluation…"):
-            probe = task.eval.prompts[:32]
-            t1 = time.perf_counter()
-            task_small = _subset_eval(task, 32)
-            evaluate(load_model(task.model), task_small, spec.eval.batch_size)
-            eval_rows_per_s = len(probe) / (time.perf_counter() - t1)
+        with err.status(f"calibrating {len(spec.methods)} method(s), {CALIBRATION_STEPS + 1} steps each, and timing evaluation…"):
+            calibration = calibrate(task)
         spent_s = time.perf_counter() - t0
-        store_rates(task, device, results, eval_rows_per_s)
-        rates, source = rates_from(results), f"calibrated now on {device}"
+        rates, eval_rows_per_s = rates_from(calibration["methods"]), calibration["eval_rows_per_s"]
+        source = f"calibrated now on {device}"
     costs = run_costs(task, rates, eval_rows_per_s)
     plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
     err.print(f"rates: {source}")
@@ -85,18 +78,6 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else ""))
     err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {costs.eval_seconds:.0f} s for {len(task.eval)} rows")
     err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
-    plan_table_out = plan_table(plan)
-
-    stdout_console().print(plan_table_out)
+    stdout_console().print(plan_table(plan))
     if spent_s:
         err.print(f"calibrating took {spent_s:.0f} s (${seconds_to_usd(spent_s, price.usd_per_hour)} at ${price.usd_per_hour}/h; not charged to any run)")
-
-
-def _subset_eval(task, n):
-    import copy
-
-    from budgetft.data.encode import Encoded
-
-    small = copy.copy(task)
-    small.eval = Encoded(task.eval.prompts[:n], task.eval.labels[:n], 0)
-    return small

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console
+from budgetft.quiet import quiet_libraries
 
 
 def run(
@@ -30,7 +31,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Cloud: print the instance request, start-up script and cost estimate; create nothing."),
 ) -> None:
     """Spend at most --budget dollars finding the best fine-tune for the job, with proof."""
-    from budgetft.runner.pricing import PriceError, parse_money
+    from budgetft.money.usd import PriceError, parse_money
 
     err = stderr_console()
     try:
@@ -60,9 +61,11 @@ def run(
             err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
             raise typer.Exit(2)
         from budgetft.cloud.launcher import run_in_cloud
+        from budgetft.cloud.plan import CloudOptions
 
         with cli_errors(err):
-            code = run_in_cloud(job, list(set_), cap, cloud=cloud, gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run, out=out, resume=resume, console=err)
+            options = CloudOptions(gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run)
+            code = run_in_cloud(job, list(set_), cap, options, cloud=cloud, out=out, resume=resume, console=err)
         raise typer.Exit(code)
     if dry_run:
         err.print("[bold red]error:[/] --dry-run applies to cloud runs (--cloud gcp); use `budgetft plan` to see a local plan without spending")
@@ -71,47 +74,45 @@ def run(
 
 
 def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
+    from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
-    from budgetft.runner.driver import RunError, RunOptions, check_out_dir
-    from budgetft.runner.pricing import PriceError, local_price
+    from budgetft.resume import ResumeError, check_new_run_dir, resume_point
+    from budgetft.runner.driver import Run, RunOptions
     from budgetft.spec import load_job
+    from budgetft.telemetry.pricing import run_price
 
     with cli_errors(err):
         try:
-            if resume is not None:
-                info = _resume_info(resume)
-                job = job or str(resume / "job.yaml")
-                cap = _resume_cap(info, cap, resume)
-                price_per_hour = price_per_hour or info["price_per_hour"]
+            if resume is not None:  # decided as for a cloud run: same cap, same job, true spend
+                point = resume_point(resume, cap)
+                job, cap = job or str(point.run.job_yaml), point.cap
+                price_per_hour = price_per_hour or point.info.price_per_hour
             elif out is not None:
-                check_out_dir(out)
+                check_new_run_dir(out)
             spec = load_job(job, overrides)
-            price = local_price(price_per_hour)
-        except (PriceError, RunError) as exc:
+            price = run_price(price_per_hour)
+        except (PriceError, ResumeError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         quiet_libraries()
-        from budgetft.runner.driver import Run
-
         err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
         runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err)
         try:
             run = runner.execute()
-        except (BudgetTooSmall, RunError) as exc:
+        except (BudgetTooSmall, ResumeError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the records kept
-            where = getattr(runner, "run", None)
-            kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.root / 'error.log'})" if where is not None and where.root.exists() else ""
+            where = runner.run
+            kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.error_log})" if where is not None and where.root.exists() else ""
             err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
             raise typer.Exit(1) from None
-        status = run.run().get("status")
-        if status == "interrupted":
+        if run.run().status == "interrupted":
             err.print(f"continue it with: budgetft run --resume {run.root}")
             # The shell's codes for Ctrl-C (130) and SIGTERM (143), after the report is written.
             raise typer.Exit(143 if runner.stopped_by == "SIGTERM" else 130)
-        refused = run.plan().get("refused")
-        if refused and not any(run.trials()):
+        refused = run.plan().refused
+        if refused and not run.trials():
             err.print(f"[bold red]error:[/] no trial was run: {refused}")
             raise typer.Exit(1)
 
@@ -119,31 +120,3 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else "no message"
-
-
-def _resume_cap(info: dict, cap, resume: Path):
-    """The cap of a resumed run is the one it started with: it never changes."""
-    from decimal import Decimal
-
-    from budgetft.runner.driver import RunError
-
-    recorded = Decimal(info["cap_usd"])
-    if cap is not None and cap != recorded:
-        raise RunError(
-            f"{resume} was started with a cap of ${recorded.normalize():f}, and a run's cap never changes on resume; "
-            f"drop --budget to continue it, or start a new run with --budget {cap}"
-        )
-    return recorded
-
-
-def _resume_info(resume: Path) -> dict:
-    from budgetft.rundir import RunDir
-    from budgetft.runner.driver import RunError
-
-    run = RunDir(resume)
-    if not run.exists():
-        raise RunError(f"{resume} is not a run directory (no run.json); give the directory a run was writing to")
-    info = run.run()
-    if info.get("status") == "finished":
-        raise RunError(f"{resume} finished already; start a new run instead (its report: `budgetft report {resume}`)")
-    return info

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console
+from budgetft.quiet import quiet_libraries
 
 
 def train(
@@ -21,7 +22,7 @@ def train(
 ) -> None:
     """Fine-tune one method configuration and score it against the majority and zero-shot baselines."""
     from budgetft.cli.train_view import TrainProgress, result_table
-    from budgetft.methods import get as get_method
+    from budgetft.methods import check_supports, get as get_method
     from budgetft.search_space import parse_space, point
     from budgetft.spec import load_job
 
@@ -41,10 +42,11 @@ def train(
 
         with err.status("checking and tokenizing data…"):
             task = prepare_task(spec)
-        chosen.check_supports(task.model.architecture)
+        check_supports(chosen.name, task.model.architecture)
 
     from budgetft.models.loading import load_model
-    from budgetft.trial import TrialSettings, evaluate, majority_baseline, run_trial
+    from budgetft.stages.baselines import run_baselines
+    from budgetft.trial import TrialSettings, run_trial
 
     settings = TrialSettings.from_job(task, chosen.name, config)
     tokens_per_step = settings.batch_size * task.stats["mean_prompt_tokens"]
@@ -57,11 +59,9 @@ def train(
     t_start = time.perf_counter()
     with err.status("loading model…"):
         model = load_model(task.model)
-    majority = majority_baseline(task)
     with err.status(f"scoring the untuned model on {len(task.eval)} rows (zero-shot baseline)…"):
-        t0 = time.perf_counter()
-        zero_shot = evaluate(model, task, settings.eval_batch_size)
-        zero_shot["seconds"] = time.perf_counter() - t0
+        baselines = run_baselines(task, model=model)  # the same stage as a run's, on the same rows
+    majority, zero_shot = baselines["majority"], baselines["zero_shot"]
     err.print(f"method {chosen.name}: {json.dumps({k: v for k, v in config.items()})}")
     with TrainProgress(err, settings.steps) as progress:
         result, _ = run_trial(task, settings, model=model, on_step=progress.step, on_eval=progress.evaluated)

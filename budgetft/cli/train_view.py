@@ -81,7 +81,7 @@ def result_table(record: dict, class_names: list[str]) -> Group:
     )
     parts = [table, verdict, facts]
     if record.get("class_bias"):
-        from budgetft.class_bias import FIT_ROWS
+        from budgetft.scoring.class_bias import FIT_ROWS
 
         offsets = ", ".join(f"{name!r} {value:+.2f}" for name, value in record["class_bias"].items())
         parts.append(Text(

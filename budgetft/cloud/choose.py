@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from budgetft.cloud.estimate import overhead_seconds
+from budgetft.models.speed import parameter_count, train_seconds_per_step
 from budgetft.money.catalog import (
     DEFAULT_REGION,
     GPU_LABELS,
@@ -45,13 +46,8 @@ RELATIVE_THROUGHPUT = {
     "nvidia-h100-80gb": 3.50,
 }
 
-# Sustained training FLOP/s assumed for a V100 when nothing was measured: the same conservative
-# 2e13 that the calibration fallback uses for a GPU (~16% of the V100's 125 TFLOP/s fp16 peak).
-V100_FLOPS = 2.0e13
-# Training costs ~6 FLOPs per parameter per token (forward 2, backward 4); PEFT skips the weight
-# gradients of frozen layers but still back-propagates through them, so we keep 6 (conservative).
-FLOPS_PER_PARAM_TOKEN = 6
-DEFAULT_PARAMS = 125e6  # when the model name does not say its size
+# A V100's training speed when nothing was measured is budgetft.models.speed's nominal GPU
+# figure, the same one calibration's fallback uses.
 
 # The host needs a core for the driver, Ray, one trial worker per GPU and tokenizing; the
 # reference study used 8 vCPUs (n1-standard-8). --machine overrides this.
@@ -99,21 +95,15 @@ class Choice:
         return f"{head}: the most training for this budget (~{b.examples_for_budget:,.0f} examples; next: {alt})"
 
 
-def model_params(model_name: str) -> tuple[float, bool]:
-    """Parameters from a model name like SmolLM2-135M or opt-1.3b; (DEFAULT_PARAMS, False) if
-    the name does not say."""
-    found = re.findall(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", model_name.lower())
-    if not found:
-        return DEFAULT_PARAMS, False
-    number, unit = found[-1]
-    return float(number) * (1e6 if unit == "m" else 1e9), True
+def model_params(model_name: str) -> tuple[float, str]:
+    """(parameters, how they were found): budgetft.models.speed's one model of size."""
+    return parameter_count(model_name)
 
 
 def estimated_v100_rate(model_name: str, tokens_per_example: int) -> tuple[float, str]:
-    params, known = model_params(model_name)
-    flops = FLOPS_PER_PARAM_TOKEN * params * tokens_per_example
-    note = f"estimated from {params / 1e6:,.0f}M parameters" + ("" if known else " (assumed)")
-    return V100_FLOPS / flops, note
+    params, how = model_params(model_name)
+    seconds = train_seconds_per_step(params, tokens_per_example, "cuda")  # one example's tokens
+    return 1.0 / seconds, f"estimated from {params / 1e6:,.0f}M parameters ({how})"
 
 
 def calibrated_v100_rate(calibration_json: Path) -> tuple[float, str] | None:

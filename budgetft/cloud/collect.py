@@ -12,10 +12,12 @@ from pathlib import Path
 from budgetft.cloud.plan import LAUNCH_DIR
 from budgetft.cloud.provider import STOPPED_STATES, VM
 from budgetft.cloud.storage import Bucket
-from budgetft.money.catalog import Instance, cost, round_up
+from budgetft.money.catalog import Instance
+from budgetft.money.usd import cost, round_up
 from budgetft.money.ledger import Charge, Ledger, read_charges
+from budgetft.rundir import LEDGER_FILE
 
-LEDGER = "ledger.jsonl"
+LEDGER = LEDGER_FILE  # the ledger comes home by its own rule (below)
 
 
 def download_run(bucket: Bucket, prefix: str, run_dir: Path, session: int) -> tuple[list[Path], str | None]:

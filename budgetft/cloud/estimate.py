@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-from budgetft.money.catalog import DEFAULT_DISK_GB, Instance, cost, usd
+from budgetft.money.catalog import DEFAULT_DISK_GB, Instance
+from budgetft.money.usd import cost, usd
 
 # Seconds, each a deliberate upper-middle estimate (timed by hand on n1/g2 VMs with a Deep
 # Learning VM image; the on-VM helper replaces boot+install+gpu with the measured time).

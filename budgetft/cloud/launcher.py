@@ -23,11 +23,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from budgetft.cloud.errors import CloudError, QuotaExceeded, ZoneUnavailable
+from budgetft.cloud.errors import CloudError, ZoneUnavailable
 from budgetft.cloud.estimate import money
-from budgetft.cloud.plan import LaunchError, LaunchPlan, make_plan, request_json, summary_lines
+from budgetft.cloud.quota import check_quota
+from budgetft.cloud.plan import CloudOptions, LaunchError, LaunchPlan, make_plan, show_dry_run, summary_lines
 from budgetft.cloud.provider import Provider
-from budgetft.rundir import write_json
+from budgetft.rundir import RunDir, write_json
 
 # What a start-up script exit code means (see infra/gcp/startup.sh.tmpl).
 VM_EXIT_CODES = {
@@ -43,56 +44,32 @@ def run_in_cloud(
     job: str | None,
     overrides: list[str],
     budget: Decimal | None,
+    options: CloudOptions,
     *,
-    cloud: str,
-    gpu: str | None,
-    machine: str | None,
-    zone: str | None,
-    region: str | None,
-    spot: bool,
-    project: str | None,
-    bucket: str | None,
-    dry_run: bool,
-    out: Path | None,
-    resume: Path | None,
+    cloud: str = "gcp",
+    out: Path | None = None,
+    resume: Path | None = None,
     console: Console,
 ) -> int:
     """Run the job on a cloud VM; returns the process exit code (0 finished, 1 the VM's run
     failed or was cut short, 2 refused before anything was created, 130 interrupted)."""
     from budgetft.cloud.choose import ChoiceError
     from budgetft.money.catalog import CatalogError
+    from budgetft.resume import ResumeError
     from budgetft.spec import JobError
 
     if cloud != "gcp":
         console.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
         return 2
     try:
-        plan = make_plan(job, overrides, budget, gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, out=out, resume=resume)
-        if dry_run:
+        plan = make_plan(job, overrides, budget, options, out=out, resume=resume)
+        if options.dry_run:
             show_dry_run(plan, console)
             return 0
         return Launch(plan, console).execute()
-    except (LaunchError, ChoiceError, CatalogError, JobError, CloudError) as exc:
+    except (LaunchError, ChoiceError, CatalogError, JobError, CloudError, ResumeError) as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
-
-
-def show_dry_run(plan: LaunchPlan, console: Console) -> None:
-    """The plan for people (on `console`), then the request and the script (on stdout, so
-    `--dry-run > plan.txt` keeps exactly what would be sent)."""
-    zone = plan.zones[0]
-    console.print("[bold]dry run[/]: nothing is created and nothing is charged", highlight=False)
-    for label, text in summary_lines(plan):
-        console.print(f"{label:<9} {text}", highlight=False, soft_wrap=True)
-    if not plan.project:
-        console.print("note      no --project given: PROJECT_ID stands in for it", highlight=False)
-    project = plan.project or "PROJECT_ID"
-    out = sys.stdout
-    out.write(f"# instance request: POST https://compute.googleapis.com/compute/v1/projects/{project}/zones/{zone}/instances\n")
-    out.write(request_json(plan, zone) + "\n")
-    out.write("# start-up script (the request's metadata.startup-script, shown unescaped)\n")
-    out.write(plan.startup_script())
-    out.flush()
 
 
 def make_provider(project: str | None) -> tuple[Provider, str]:
@@ -194,7 +171,7 @@ class Launch:
         if files:
             from budgetft.money.ledger import read_charges
 
-            charges = read_charges(plan.run_dir / "ledger.jsonl")
+            charges = read_charges(RunDir(plan.run_dir).ledger)
             plan.spent = charges[-1].total if charges else plan.spent
             self.say(f"caught up {len(files)} file(s) from {plan.run_url}/run; spent ${money(plan.spent)} of ${money(plan.cap)}")
             if plan.spent >= plan.cap:
@@ -213,8 +190,9 @@ class Launch:
         plan = self.plan
         self.created_dir = not plan.run_dir.exists()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
-        job_yaml = plan.run_dir / "job.yaml"
-        self.wrote = [p for p in (job_yaml, plan.run_dir / "ledger.jsonl", plan.run_dir / "inputs", plan.run_dir / "cloud") if not p.exists()]
+        run = RunDir(plan.run_dir)
+        job_yaml = run.job_yaml
+        self.wrote = [p for p in (job_yaml, run.ledger, plan.run_dir / "inputs", plan.run_dir / "cloud") if not p.exists()]
         if not job_yaml.exists():
             job_yaml.write_text(plan.vm_job_yaml, encoding="utf-8")
         for local, name in plan.inputs:
@@ -295,7 +273,7 @@ class Launch:
         from budgetft.money.ledger import read_charges
 
         plan = self.plan
-        charges = read_charges(plan.run_dir / "ledger.jsonl")
+        charges = read_charges(RunDir(plan.run_dir).ledger)
         spent = charges[-1].total if charges else Decimal(0)
         how = "deleted by budgetft" if self.deleted_by_us else "deleted by Compute Engine"
         self.say(f"results  {len(files)} file(s) downloaded into {plan.run_dir}; spent ${money(spent)} of ${money(plan.cap)}")
@@ -394,34 +372,6 @@ class Launch:
         }
         data.update(fields)
         write_json(path, data)
-
-
-def check_quota(quotas: dict[str, tuple[float, float]], instance, region: str) -> None:
-    """Refuse before creating anything when the region's GPU quota cannot fit this instance."""
-    from budgetft.cloud.gcp import GPU_QUOTA_METRICS
-
-    metric = GPU_QUOTA_METRICS.get(instance.gpu or "")
-    if metric is None:
-        return
-    need = instance.gpu_count
-    free = {m: limit - usage for m, (limit, usage) in quotas.items()}
-    if "GPUS_ALL_REGIONS" in free and free["GPUS_ALL_REGIONS"] < need:
-        limit, usage = quotas["GPUS_ALL_REGIONS"]
-        raise QuotaExceeded(
-            f"the project's GPUS_ALL_REGIONS quota (limit {limit:g}, in use {usage:g}) leaves no GPU for this VM. Fix: request an "
-            "increase of GPUS_ALL_REGIONS to 1 or more (console: IAM & Admin > Quotas; see infra/gcp/README.md). Nothing was created."
-        )
-    candidates = [f"PREEMPTIBLE_{metric}", metric] if instance.spot else [metric]
-    known = [m for m in candidates if m in free]
-    if not known or any(free[m] >= need for m in known):
-        return
-    shown = ", ".join(f"{m} limit {quotas[m][0]:g}, in use {quotas[m][1]:g}" for m in known)
-    zero = all(quotas[m][0] == 0 for m in known)
-    raise QuotaExceeded(
-        f"not enough GPU quota in {region} for {need}x {instance.gpu} ({shown}). Fix: "
-        + ("request a quota increase for " + known[-1] + f" in {region} (console: IAM & Admin > Quotas; see infra/gcp/README.md)" if zero else "delete VMs that use it (budgetft status) or request more")
-        + ", or pick another --gpu or --region. Nothing was created."
-    )
 
 
 def print_report(run_dir: Path, console: Console) -> None:

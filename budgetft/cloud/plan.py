@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,8 +18,9 @@ from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, estim
 from budgetft.cloud.package import InstallSource, install_source
 from budgetft.cloud.startup import VM_WORK, StartupParams, render
 from budgetft.cloud.storage import parse_url, run_prefix
-from budgetft.money.catalog import DEFAULT_REGION, Instance, default_catalog, round_up, usd
-from budgetft.money.ledger import read_charges
+from budgetft.money.catalog import DEFAULT_REGION, Instance, default_catalog
+from budgetft.money.usd import round_up, usd
+from budgetft.resume import new_run_dir, resume_point
 from budgetft.rundir import RunDir, read_json
 from budgetft.spec import JobSpec, dump_job, load_job
 
@@ -107,45 +108,45 @@ class LaunchPlan:
         return req.instance_request(spec)
 
 
+@dataclass(frozen=True)
+class CloudOptions:
+    """What `budgetft run --cloud` was asked for, beside the job and the budget."""
+
+    gpu: str | None = None  # t4, l4, v100, ... (default: the most training per dollar)
+    machine: str | None = None  # e.g. n1-standard-8
+    zone: str | None = None
+    region: str | None = None
+    spot: bool = False
+    project: str | None = None
+    bucket: str | None = None  # gs:// URL for the run's results
+    dry_run: bool = False
+
+
 def make_plan(
     job: str | None,
     overrides: list[str],
     budget: Decimal | None,
+    options: CloudOptions,
     *,
-    gpu: str | None,
-    machine: str | None,
-    zone: str | None,
-    region: str | None,
-    spot: bool,
-    project: str | None,
-    bucket: str | None,
-    out: Path | None,
-    resume: Path | None,
+    out: Path | None = None,
+    resume: Path | None = None,
 ) -> LaunchPlan:
     from budgetft.cloud.gcp import project_from_environment
+
+    gpu, machine, zone, region = options.gpu, options.machine, options.zone, options.region
+    spot, project, bucket = options.spot, options.project, options.bucket
 
     if zone and region and req.region_of(zone) != region:
         raise LaunchError(f"--zone {zone} is not in --region {region}; give one of them")
     region = req.region_of(zone) if zone else (region or None)
 
-    # The run directory, its cap and what it has spent.
+    # The run directory, its cap and what it has spent: decided as for a local run.
     if resume is not None:
-        run = RunDir(resume)
-        if not (run.job_yaml.is_file() or run.run_json.is_file()):
-            raise LaunchError(f"{resume} is not a run directory (no job.yaml or run.json); give the directory of the run to continue")
-        if run.run().get("status") == "finished":
-            raise LaunchError(f"{resume} finished already; start a new run instead")
+        point = resume_point(Path(resume), budget)
+        run, cap, spent = point.run, point.cap, point.spent
         spec = load_job(job or str(run.job_yaml), overrides)
-        charges = read_charges(run.ledger) if run.ledger.exists() else []
-        stored_cap = run.run().get("cap_usd") or (str(charges[-1].cap) if charges else None)
-        if stored_cap is None and budget is None:
-            raise LaunchError(f"{resume} records no cap; pass --budget")
-        cap = round_up(usd(stored_cap if stored_cap is not None else budget))
-        if budget is not None and round_up(usd(budget)) != cap:
-            raise LaunchError(f"a resumed run keeps its cap of ${cap}; drop --budget (or start a new run)")
-        spent = charges[-1].total if charges else Decimal(0)
         run_dir = Path(resume)
-        run_id = str(run.run().get("run_id") or run_dir.name)
+        run_id = str(point.info.run_id or run_dir.name)
         launches = sorted((run_dir / LAUNCH_DIR).glob("launch-*.json"))
         session = len(launches) + 1
         # By default a resumed run keeps its instance (same price, and its calibration holds).
@@ -158,9 +159,7 @@ def make_plan(
             raise LaunchError("--budget is required, e.g. --budget 1.00")
         spec = load_job(job, overrides)
         cap, spent = round_up(usd(budget)), Decimal(0)
-        run_dir = Path(out) if out is not None else Path("runs") / f"{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "run.json").exists() or (run_dir / "ledger.jsonl").exists():
-            raise LaunchError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose another --out")
+        run_dir = new_run_dir(spec.name, out)
         run_id = run_dir.name
         session = 1
         last = {}
@@ -172,7 +171,7 @@ def make_plan(
     vm_yaml, inputs = vm_job(spec, run_dir, resumed=resume is not None)
     region = region or DEFAULT_REGION
     params, _ = model_params(spec.model.name)
-    calibration = run_dir / "calibration.json" if resume is not None else None
+    calibration = RunDir(run_dir).calibration_json if resume is not None else None
     choice = choose(
         default_catalog(),
         model_name=spec.model.name,
@@ -225,8 +224,8 @@ def vm_job(spec: JobSpec, run_dir: Path, resumed: bool) -> tuple[str, list[tuple
             f"model.name {spec.model.name!r} is a local directory, which the VM cannot see; "
             "use a Hugging Face hub id (push the model there), or run locally without --cloud"
         )
-    if resumed and (run_dir / "job.yaml").is_file():
-        return (run_dir / "job.yaml").read_text(encoding="utf-8"), []
+    if resumed and RunDir(run_dir).job_yaml.is_file():
+        return RunDir(run_dir).job_yaml.read_text(encoding="utf-8"), []
     data = spec.data
     inputs: list[tuple[Path, str]] = []
 
@@ -288,3 +287,21 @@ def request_json(plan: LaunchPlan, zone: str) -> str:
     except Exception as exc:  # a field the API does not know: a bug in request.py
         raise CloudError(f"the instance request does not match the Compute API: {exc}") from None
     return json.dumps(request, indent=2)
+
+
+def show_dry_run(plan: LaunchPlan, console) -> None:
+    """The plan for people (on `console`), then the request and the script (on stdout, so
+    `--dry-run > plan.txt` keeps exactly what would be sent)."""
+    zone = plan.zones[0]
+    console.print("[bold]dry run[/]: nothing is created and nothing is charged", highlight=False)
+    for label, text in summary_lines(plan):
+        console.print(f"{label:<9} {text}", highlight=False, soft_wrap=True)
+    if not plan.project:
+        console.print("note      no --project given: PROJECT_ID stands in for it", highlight=False)
+    project = plan.project or "PROJECT_ID"
+    out = sys.stdout
+    out.write(f"# instance request: POST https://compute.googleapis.com/compute/v1/projects/{project}/zones/{zone}/instances\n")
+    out.write(request_json(plan, zone) + "\n")
+    out.write("# start-up script (the request's metadata.startup-script, shown unescaped)\n")
+    out.write(plan.startup_script())
+    out.flush()

@@ -16,7 +16,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-from budgetft.money.catalog import cost, usd
+from budgetft.money.usd import cost, usd
 from budgetft.money.ledger import Ledger
 
 

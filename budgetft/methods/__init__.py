@@ -45,4 +45,18 @@ def for_architecture(architecture: str) -> list[Method]:
     return [m for m in REGISTRY.values() if m.supports(architecture)]
 
 
-__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "MethodUnsupported", "REGISTRY", "for_architecture", "get", "names"]
+def check_supports(name: str, architecture: str) -> Method:
+    """The method called `name`, refused before anything is spent if it cannot run on this
+    architecture (MethodUnsupported, naming both and the methods that can)."""
+    method = get(name)
+    if not method.supports(architecture):
+        others = [m.name for m in for_architecture(architecture)][:6]
+        why = f" ({method.notes})" if method.notes else ""
+        raise MethodUnsupported(
+            f"method {method.name!r} does not run on {architecture} models{why}; "
+            f"remove it from the job's methods (or --methods), or use one of: {', '.join(others)}"
+        )
+    return method
+
+
+__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "MethodUnsupported", "REGISTRY", "check_supports", "for_architecture", "get", "names"]

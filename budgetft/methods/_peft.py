@@ -10,7 +10,7 @@ def task_type(model: Any) -> Any:
     then also trains the freshly initialised head), CAUSAL_LM for a decoder."""
     from peft import TaskType
 
-    from budgetft.methods.arch import ENCODER, architecture_of
+    from budgetft.models.architecture import ENCODER, architecture_of
 
     return TaskType.SEQ_CLS if architecture_of(model) == ENCODER else TaskType.CAUSAL_LM
 

@@ -1,28 +1,15 @@
-"""What a method needs to know about a model's architecture, found by looking, not by name tables.
-
-Two shapes are supported: decoder-only causal LMs (Llama, SmolLM2, OPT, GPT-2, ...) and
-encoders with a sequence-classification head (BERT, MiniLM, RoBERTa, ...).
-"""
+"""What a method needs to find in a model: its classification head, its stack of blocks, its
+final norm (budgetft.models.architecture says which shape the model is)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from budgetft.methods.base import DECODER, ENCODER
+from budgetft.models.architecture import ENCODER, architecture_of, base_of
 
 # Attribute names transformers uses for a sequence-classification head (BERT: classifier,
 # Llama/OPT-for-classification: score). peft's SEQ_CLS task trains the same two.
 HEAD_NAMES = ("classifier", "score")
-
-
-def base_of(model: Any) -> Any:
-    """The transformers model under a peft wrapper (or the model itself)."""
-    get = getattr(model, "get_base_model", None)
-    return get() if callable(get) else model
-
-
-def architecture_of(model: Any) -> str:
-    return ENCODER if type(base_of(model)).__name__.endswith("ForSequenceClassification") else DECODER
 
 
 def head_modules(model: Any) -> list[Any]:

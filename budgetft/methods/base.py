@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# Architectures a method can declare. "decoder": a causal LM scored by its label words'
+# log-probabilities (budgetft.scoring.verbalizer). "encoder": a bidirectional encoder with a
+# sequence-classification head (e.g. BertForSequenceClassification), scored by the head's logits.
+from budgetft.methods.context import ApplyContext  # noqa: F401 - what apply() receives
+from budgetft.models.architecture import ARCHITECTURES, DECODER, ENCODER
+
 # Hyperparameters every method accepts on top of its own: the optimiser's learning rate.
 COMMON_DEFAULTS = {"learning_rate": 1e-3}
-
-# Architectures a method can declare. "decoder": a causal LM scored by its label words'
-# log-probabilities (budgetft.scoring). "encoder": a bidirectional encoder with a sequence-
-# classification head (e.g. BertForSequenceClassification), scored by the head's logits.
-DECODER, ENCODER = "decoder", "encoder"
-ARCHITECTURES = (DECODER, ENCODER)
 # Task types, in the words of the scoring path each architecture uses.
 VERBALIZER, CLASSIFICATION_HEAD = "verbalizer", "classification_head"
 TASK_TYPE_OF = {DECODER: VERBALIZER, ENCODER: CLASSIFICATION_HEAD}
@@ -20,17 +20,6 @@ TASK_TYPE_OF = {DECODER: VERBALIZER, ENCODER: CLASSIFICATION_HEAD}
 
 class MethodUnsupported(ValueError):
     """A method asked for on an architecture it cannot run on; the message names both and the fix."""
-
-
-@dataclass(frozen=True)
-class ApplyContext:
-    """What a method may need besides the model: the tokenizer (for text-initialised prompts),
-    the task's instruction text, and the label words (the verbalizer's answers, e.g. " yes",
-    " no"), which prompt tuning can start from."""
-
-    tokenizer: Any = None
-    init_text: str = ""
-    label_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,17 +67,6 @@ class Method:
     def supports(self, architecture: str) -> bool:
         return architecture in self.architectures
 
-    def check_supports(self, architecture: str) -> None:
-        """Refuse, before anything is spent, a method that cannot run on this architecture."""
-        if not self.supports(architecture):
-            from budgetft import methods
-
-            others = [m.name for m in methods.for_architecture(architecture)][:6]
-            why = f" ({self.notes})" if self.notes else ""
-            raise MethodUnsupported(
-                f"method {self.name!r} does not run on {architecture} models{why}; "
-                f"remove it from the job's methods (or --methods), or use one of: {', '.join(others)}"
-            )
 
     def config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         config = dict(self.defaults)

@@ -17,9 +17,9 @@ def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: 
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from budgetft.models.loading import architecture_from_config
+    from budgetft.models.architecture import ENCODER, architecture_from_config
 
-    if architecture_from_config(model_config, architecture) == "encoder":
+    if architecture_from_config(model_config, architecture) == ENCODER:
         if num_labels is not None:
             model_config = copy.deepcopy(model_config)
             model_config.num_labels = num_labels
@@ -30,18 +30,33 @@ def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: 
         return auto.from_config(model_config)
 
 
+def count_model(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters of a model as it stands, the one count budgetft uses. A tied
+    weight is counted once; the verbalizer's class bias (one value per class, budgetft.scoring.
+    class_bias) belongs to the trial, not to the method, and is not counted."""
+    from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
+
+    seen: set[int] = set()
+    trainable = total = 0
+    for name, param in model.named_parameters():  # deduplicated: tied weights appear once
+        if name.split(".")[-1] == BIAS_ATTRIBUTE or id(param) in seen:
+            continue
+        seen.add(id(param))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total
+
+
 def count_params(method: Any, model_or_config: Any, overrides: dict[str, Any] | None = None) -> tuple[int, int]:
     """(trainable, total) after applying `method`. Totals include what the method adds
-    (adapters, prompt encoders, BitFit's new biases), and a tied weight is counted once."""
+    (adapters, prompt encoders, BitFit's new biases)."""
     import torch
 
-    from budgetft.methods.base import ApplyContext
+    from budgetft.methods.context import ApplyContext
 
     # Methods whose initialisation needs real weights (PiSSA's SVD, OLoRA's QR) skip it on
     # the meta device; the shapes, and so the counts, are the same.
     is_model = isinstance(model_or_config, torch.nn.Module)
     model = copy.deepcopy(model_or_config) if is_model else build_meta_model(model_or_config)
     model = method.apply(model, method.config(overrides), ApplyContext())
-    params = list(model.parameters())  # deduplicated: tied weights appear once
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    return trainable, sum(p.numel() for p in params)
+    return count_model(model)

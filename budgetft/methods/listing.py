@@ -69,13 +69,13 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
     parameter count, its architecture)."""
     import warnings
 
-    from budgetft.methods.arch import architecture_of
-    from budgetft.methods.counting import build_meta_model
+    from budgetft.models.architecture import architecture_of
+    from budgetft.methods.counting import build_meta_model, count_model
 
     config = config if config is not None else model_config(spec)
     base = build_meta_model(config, spec.model.architecture, num_labels=len(spec.prompt.labels))
     architecture = architecture_of(base)
-    base_total = sum(p.numel() for p in base.parameters())
+    base_total = count_model(base)[1]
     rates = rates or {}
     facts = []
     for method in methods.REGISTRY.values():
@@ -106,11 +106,9 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
 
 def stored_rates_for(spec) -> tuple[dict, str]:
     """Rates calibration stored on this machine for this job's model, batch size and length."""
-    from types import SimpleNamespace
-
-    from budgetft.runner.calibration import stored_rates
-    from budgetft.runner.driver import device_name
+    from budgetft.planner.rates import stored_rates
+    from budgetft.telemetry.device import device_name
 
     device = device_name()
-    rates, _ = stored_rates(SimpleNamespace(job=spec), device, methods.names())
+    rates, _ = stored_rates(spec, device, methods.names())
     return rates, device

@@ -10,7 +10,7 @@ go in.
 - our methods: the trainable tensors in `trainable.safetensors`.
 
 Both also write `budgetft_method.json` (method name, configuration, and the verbalizer's
-trained per-class bias if the trial fitted one: budgetft.class_bias), which `load_trained`
+trained per-class bias if the trial fitted one: budgetft.scoring.class_bias), which `load_trained`
 checks, so an adapter is never loaded under the wrong method.
 """
 
@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from budgetft import class_bias
+from budgetft.scoring import class_bias
 
 MANIFEST = "budgetft_method.json"
 TENSORS = "trainable.safetensors"

@@ -14,13 +14,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from budgetft.hub import hub_reachable
+from budgetft.models.architecture import DECODER, ENCODER, architecture_from_config
+from budgetft.models.errors import ModelError
 from budgetft.paths import cache_root
-from budgetft.spec import ModelSpec
 
+if TYPE_CHECKING:  # a type only: the spec layer sits above nothing of ours at run time
+    from budgetft.spec import ModelSpec
 
-class ModelError(ValueError):
-    """A model that cannot be loaded. The message names the problem and the fix."""
+__all__ = ["ModelError", "ResolvedModel", "detect_architecture", "load_model", "load_tokenizer", "resolve_model"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,27 @@ class ResolvedModel:
     source: str  # hub | local | embedded
     location: str  # hub id or directory
     revision: str | None = None
-    architecture: str = "decoder"  # decoder | encoder (budgetft.methods.base)
+    architecture: str = DECODER  # decoder | encoder (budgetft.models.architecture)
     num_labels: int | None = None  # classes of the job: an encoder's head gets one output each
 
     def describe(self) -> str:
         return f"{self.source}:{self.location}"
 
 
-def resolve_model(spec: ModelSpec) -> ResolvedModel:
+def detect_architecture(resolved: ResolvedModel, wanted: str = "auto") -> str:
+    """decoder or encoder, from the model's config (no weights are read)."""
+    if wanted != "auto":
+        return wanted
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the configuration of model {resolved.location!r}: {exc}") from None
+    return architecture_from_config(config)
+
+
+def resolve_model(spec: "ModelSpec") -> ResolvedModel:
     source = spec.source
     if source == "auto":
         if Path(spec.name).expanduser().is_dir():
@@ -119,49 +136,12 @@ def load_tokenizer(resolved: ResolvedModel):
     return tokenizer
 
 
-# Architecture names that end like these are causal LMs (LlamaForCausalLM, GPT2LMHeadModel).
-_DECODER_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-
-
-def detect_architecture(resolved: ResolvedModel, wanted: str = "auto") -> str:
-    """decoder or encoder, from the model's config (no weights are read)."""
-    if wanted != "auto":
-        return wanted
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the configuration of model {resolved.location!r}: {exc}") from None
-    return architecture_from_config(config)
-
-
-def architecture_from_config(config, wanted: str = "auto") -> str:
-    """A config that names a causal-LM class is a decoder; one whose type transformers can give
-    a sequence-classification head (BERT, MiniLM, RoBERTa, ...) is an encoder."""
-    if wanted != "auto":
-        return wanted
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    names = list(getattr(config, "architectures", None) or [])
-    if any(n.endswith(_DECODER_SUFFIXES) for n in names):
-        return "decoder"
-    if config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES and (names or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
-        return "encoder"
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "decoder"
-    raise ModelError(
-        f"model type {config.model_type!r} is neither a causal LM nor a model transformers can give a "
-        "classification head; use a decoder-only LM or an encoder such as BERT, or set model.architecture"
-    )
-
-
 def load_model(resolved: ResolvedModel, dtype=None):
     """The untuned model: a causal LM, or an encoder with a fresh classification head of
     `num_labels` outputs (the head is trained by every method)."""
     import torch
 
-    if resolved.architecture == "encoder":
+    if resolved.architecture == ENCODER:
         from transformers import AutoModelForSequenceClassification
 
         if not resolved.num_labels:
@@ -175,31 +155,3 @@ def load_model(resolved: ResolvedModel, dtype=None):
         model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
     model.config.use_cache = False  # training and scoring never reuse a key/value cache
     return model
-
-
-def count_parameters(resolved: ResolvedModel) -> int:
-    """Parameters of a model without loading its weights: from the safetensors headers of a
-    local copy, else estimated from its config (12·L·d² for the blocks + vocabulary·d)."""
-    import json
-    import struct
-
-    folder = Path(resolved.location)
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if files:
-        total = 0
-        for path in files:
-            with path.open("rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))  # header length, little-endian u64
-                header = json.loads(fh.read(size))
-            for name, entry in header.items():
-                if name != "__metadata__":
-                    n = 1
-                    for dim in entry["shape"]:
-                        n *= dim
-                    total += n
-        return total
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(resolved.location, revision=resolved.revision)
-    d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    return 12 * layers * d * d + vocab * d

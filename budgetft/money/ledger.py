@@ -19,12 +19,12 @@ import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
-from budgetft.money.catalog import round_up, usd
+from budgetft.clock import utc_now
+from budgetft.money.usd import round_up, usd
 
 LEDGER_FILENAME = "ledger.jsonl"
 
@@ -241,7 +241,7 @@ class Ledger:
                 raise BudgetExceeded(self.cap, self.spent, value, f"{category}: {description}")
             record = Charge(
                 seq=len(self._records) + 1,
-                ts=datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                ts=utc_now("microseconds"),
                 category=category,
                 description=description,
                 amount=value,

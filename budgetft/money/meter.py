@@ -25,12 +25,7 @@ import time
 from decimal import ROUND_FLOOR, Decimal
 from typing import Callable
 
-from budgetft.money.catalog import (
-    MINIMUM_BILLED_SECONDS,
-    SECONDS_PER_HOUR,
-    cost,
-    usd,
-)
+from budgetft.money.usd import MINIMUM_BILLED_SECONDS, SECONDS_PER_HOUR, cost, usd
 from budgetft.money.ledger import Charge, Ledger
 
 
@@ -89,6 +84,35 @@ class Meter:
         self.paid_seconds += extra
         self.charged += record.amount
         return record
+
+    def charge_shared(self, seconds: Decimal | int | float, shares: list[dict]) -> list[Charge]:
+        """Pay in advance for `seconds` of VM time shared by several units of work (trials that
+        run at once), one ledger line each: the slice's bill (cost(total) - charged, as
+        charge_for) is split in equal dollars, any indivisible millionths going to the first, so
+        per-second rounding never makes one trial look free and another dear. Each share is a
+        dict of charge_for's keyword arguments (category, description, trial, key). The whole
+        bill is checked against the cap first: all shares are paid, or none (BudgetExceeded)."""
+        from budgetft.money.ledger import BudgetExceeded
+        from budgetft.money.usd import USD_RESOLUTION
+
+        extra = usd(seconds)
+        if extra < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        total = self.quote(extra)
+        self.ledger.refresh()
+        if self.ledger.spent + total > self.ledger.cap:
+            raise BudgetExceeded(self.ledger.cap, self.ledger.spent, total, f"{extra} s shared by {len(shares)}")
+        n = len(shares)
+        each = (total / n).quantize(USD_RESOLUTION, rounding=ROUND_FLOOR)
+        amounts = [total - each * (n - 1)] + [each] * (n - 1)
+        records = []
+        for amount, share in zip(amounts, shares):
+            record, new = self.ledger.charge_once(amount, share["category"], share["description"], trial=share.get("trial"), key=share.get("key"))
+            if new:
+                self.charged += record.amount
+            records.append(record)
+        self.paid_seconds += extra
+        return records
 
     def reconcile(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from budgetft.money.catalog import round_up
+from budgetft.money.usd import round_up
 
 DASH = "–"  # an en dash: "no value", distinct from a minus sign
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from budgetft.clock import utc_now
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from budgetft.money.catalog import usd
+from budgetft.money.usd import usd
 from budgetft.money.ledger import Charge, LedgerError, read_charges
 from budgetft.report import rows as R
 from budgetft.report import stats
@@ -133,7 +135,7 @@ def load_run(path: Path | str) -> RunReport:
         spent=spent,
         pareto=[t.id for t in front],
         warnings=warnings,
-        generated=datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        generated=utc_now(),
     )
 
 

@@ -91,7 +91,7 @@ def plan_table(plan, n_trials: int | None = None) -> Group:
     table = Table(title="plan", title_justify="left")
     for col in ("method", "trials", "max steps", "rungs (steps)", "expected", "worst case"):
         table.add_column(col, justify="left" if col in ("method", "rungs (steps)") else "right")
-    from budgetft.planner import seconds_to_usd
+    from budgetft.money.usd import seconds_to_usd
 
     for m in plan.methods:
         table.add_row(

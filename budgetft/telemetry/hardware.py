@@ -12,7 +12,15 @@ import platform
 from dataclasses import dataclass
 from decimal import Decimal
 
-from budgetft.money.catalog import DEFAULT_REGION, Catalog, CatalogError, Instance, UnknownName, gpu_for_nvml_name, usd
+from budgetft.money.catalog import (
+    DEFAULT_REGION,
+    Catalog,
+    CatalogError,
+    Instance,
+    UnknownName,
+    gpu_for_nvml_name,
+)
+from budgetft.money.usd import usd
 
 MIB = 2**20  # NVML and psutil report bytes; budgetft reports MiB (written "mb" in field names)
 

@@ -39,6 +39,21 @@ class Precision:
         return asdict(self)
 
 
+def pick_device():
+    """The device a trial runs on: the first GPU, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def precision_for(device) -> Precision:
+    """bf16 autocast on Ampere and later, fp16 with loss scaling on V100/T4, fp32 on CPU."""
+    import torch
+
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return choose_precision(device.type, capability)
+
+
 def choose_precision(
     device_kind: str,
     capability: tuple[int, int] | None = None,

@@ -27,17 +27,17 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from budgetft.clock import utc_now
 from budgetft.telemetry.hardware import MIB, as_text, cpu_model
 
 log = logging.getLogger(__name__)
 
 
 def utc_stamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_now("milliseconds")
 
 
 class _Processes:

@@ -1,0 +1,87 @@
+"""How big a model is and how fast a machine trains it, before anything is measured.
+
+One model of parameter count and training speed, shared by calibration's fallback (a plan made
+with nothing measured on this machine) and the cloud's instance choice:
+- parameters: from the safetensors headers of a local copy (exact, no weights read), else from
+  its configuration, else from its name (SmolLM2-135M, opt-1.3b), else an assumed size;
+- work: ~6 FLOPs per parameter per training token (forward 2, backward 4: PEFT skips the frozen
+  weights' gradients but still back-propagates through them, so 6 stays, conservatively) and 2
+  per evaluation token;
+- speed: a nominal sustained FLOP/s per device kind (below). A calibration replaces all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from pathlib import Path
+
+FLOPS_PER_PARAM_TOKEN_TRAIN = 6
+FLOPS_PER_PARAM_TOKEN_EVAL = 2
+# Sustained fp32 training FLOP/s on 2 EPYC cores for the 135M model (~1e11, a third of the
+# measured ~300 GFLOP/s matmul peak), and for a GPU a conservative 2e13 (a V100 at ~16% of its
+# 125 TFLOP/s fp16 peak; the cloud's table scales other GPUs from it).
+NOMINAL_FLOPS = {"cpu": 1.0e11, "cuda": 2.0e13}
+ASSUMED_PARAMS = 125e6  # when neither the files, the config nor the name says
+
+
+def safetensors_parameters(folder: Path) -> int | None:
+    """Exact parameter count from the headers of a directory's safetensors files."""
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with path.open("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))  # header length, little-endian u64
+            header = json.loads(fh.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                n = 1
+                for dim in entry["shape"]:
+                    n *= dim
+                total += n
+    return total
+
+
+def name_parameters(model_name: str) -> float | None:
+    """Parameters from a model name like SmolLM2-135M or opt-1.3b, if it says."""
+    found = re.findall(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", model_name.lower())
+    if not found:
+        return None
+    number, unit = found[-1]
+    return float(number) * (1e6 if unit == "m" else 1e9)
+
+
+def parameter_count(location: str, revision: str | None = None) -> tuple[float, str]:
+    """(parameters, how they were found) for a model directory or hub id."""
+    exact = safetensors_parameters(Path(location).expanduser())
+    if exact:
+        return float(exact), "counted from its safetensors headers"
+    from budgetft.hub import hub_reachable
+
+    try:
+        if not (Path(location).expanduser().is_dir() or hub_reachable()):
+            raise OSError("no local copy and no hub")
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(location, revision=revision)
+        d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+        return float(12 * layers * d * d + vocab * d), "estimated from its configuration (12·L·d² + V·d)"
+    except Exception:  # noqa: BLE001 - offline hub id, unknown config: fall back to the name
+        pass
+    by_name = name_parameters(location)
+    if by_name:
+        return by_name, "read from its name"
+    return ASSUMED_PARAMS, f"assumed ({ASSUMED_PARAMS / 1e6:.0f}M: its size is not known here)"
+
+
+def train_seconds_per_step(n_params: float, tokens_per_step: float, device_type: str = "cpu", flops: float | None = None) -> float:
+    """Nominal wall seconds of one optimiser step over `tokens_per_step` tokens."""
+    return FLOPS_PER_PARAM_TOKEN_TRAIN * n_params * tokens_per_step / (flops or NOMINAL_FLOPS.get(device_type, NOMINAL_FLOPS["cpu"]))
+
+
+def eval_rows_per_second(n_params: float, tokens_per_row: float, device_type: str = "cpu", flops: float | None = None) -> float:
+    """Nominal rows scored per second (one forward pass of `tokens_per_row` tokens each)."""
+    return (flops or NOMINAL_FLOPS.get(device_type, NOMINAL_FLOPS["cpu"])) / (FLOPS_PER_PARAM_TOKEN_EVAL * n_params * tokens_per_row)

@@ -1,0 +1,251 @@
+"""The machine meter: the run's wall-clock time, paid into the ledger before it is used.
+
+A background thread keeps the ledger a lookahead ahead of the clock, in slices of `slice_s`.
+Each slice is labelled with what the machine is doing (baselines, calibration, the running
+trials' training or evaluation, overhead) and split between the running trials, so the ledger
+says where the money went. Because every second is charged before it passes, a crash or
+kill -9 loses no spend: the ledger always covers the time used.
+
+Workers (Ray trial processes) cannot see this thread, so it publishes `meter.json`:
+    {"paid_until": <unix time>, "heartbeat": <unix time>, "stop": <bool>, "reason": str, "session": int}
+The payment protocol, as a worker sees it before each step or evaluation (`wait_for_payment`):
+  - the meter says stop (the cap is reached, or the run is ending)      -> stop, "by the cap";
+  - the run was resumed by a newer session                              -> stop;
+  - the next piece of work is paid for                                   -> go;
+  - not yet paid, but the driver's heartbeat is recent                   -> wait for the payment;
+  - not paid, and the heartbeat is older than DEAD_DRIVER_S             -> stop: the driver is dead.
+A slow step is therefore never mistaken for a dead driver: the worker announces how long its
+next piece of work will take (its phase file), the meter prepays at least that far ahead, and a
+worker that finds its next step not yet covered waits for the money instead of quitting. Work
+only ever starts on paid time, so the ledger covers every second used, even when the driver is
+killed: its workers finish the step they paid for, wait, and stop within DEAD_DRIVER_S.
+
+When the next slice would eat into the reserve kept for the report and shutdown, the meter
+stops buying time and raises the stop flag; the scheduler's Stopper ends all trials.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+
+from budgetft.money.ledger import BudgetExceeded, Ledger
+from budgetft.money.meter import Meter
+from budgetft.rundir import METER_FILE, read_json, write_json
+
+# How long the driver's heartbeat may go unrenewed before its workers call it dead, seconds.
+# The meter thread renews it every 0.5 s. On a 2-core machine with a second process busy, a
+# thread of a loaded Python process was seen to lag by a few seconds at worst, and the longest
+# step seen was ~30 s (a 6 s LoRA step slowed 5x); a minute is far beyond both, while a killed
+# driver's workers still stop within a minute plus the step they had paid for.
+DEAD_DRIVER_S = 60.0
+# The meter prepays this multiple of the longest piece of work a worker has announced, so that a
+# worker about to start it rarely has to wait for the money.
+NEED_MARGIN = 1.25
+
+
+class MachineMeter:
+    def __init__(
+        self,
+        ledger: Ledger,
+        usd_per_hour: Decimal,
+        run_dir: Path,
+        reserve_usd: Decimal,
+        slice_s: float = 5.0,
+        lookahead_s: float = 10.0,
+        session: int = 1,
+        minimum_seconds: int = 60,  # billed as a VM: one minute at least, then per second
+        clock: Callable[[], float] = time.time,  # wall-clock seconds (unix time); tests inject one
+    ):
+        # Slices are billed per second; the one-minute minimum is settled at close(), so the
+        # first minute's charges say what the time was spent on (baselines, calibration).
+        self.clock = clock
+        self.meter = Meter(ledger, usd_per_hour, minimum_seconds=0, clock=clock)
+        self.minimum_seconds = minimum_seconds
+        self.ledger = ledger
+        self.run_dir = Path(run_dir)
+        self.reserve_usd = reserve_usd
+        self.slice_s = slice_s
+        self.lookahead_s = lookahead_s
+        self.session = session  # a resumed run is a new session: its slices get new keys
+        self.stage = "overhead"
+        self.running: Callable[[], dict[str, str]] = lambda: {}  # trial id -> phase
+        # The longest next piece of work (a step, an evaluation) that a running worker has
+        # announced, seconds: the lookahead covers it, so the worker need not wait for payment.
+        self.needs: Callable[[], float] = lambda: 0.0
+        self.stopped = threading.Event()  # budget exhausted: stop buying training time
+        self.reason = ""
+        self._slice = 0
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_wall = clock()
+
+    def unused_usd(self) -> Decimal:
+        """Prepaid time not yet used (the lookahead, or the rest of the first minute's
+        minimum): money already in the ledger that still buys machine time."""
+        with self._lock:
+            unused = max(0.0, float(self.meter.paid_seconds) - float(self.meter.elapsed()))
+            rate = self.meter.usd_per_hour
+        # Rounded down, so that the planner never counts on more than is really prepaid.
+        return (rate * Decimal(str(unused)) / 3600).quantize(Decimal("0.000001"), rounding="ROUND_FLOOR")
+
+    # -- the clock
+
+    def start(self, thread: bool = True) -> "MachineMeter":
+        """Pay the first lookahead and keep paying from a background thread (or, with
+        thread=False, only when top_up() is called: a test's injected clock drives it)."""
+        self._started_wall = self.clock()
+        self.top_up()
+        if not thread:
+            return self
+        self._thread = threading.Thread(target=self._loop, name="budgetft-meter", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._halt.wait(0.5):
+            try:
+                self.top_up()
+            except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a bad read
+                # A ledger that cannot be written (disk full, ...) cannot pay: stop the run
+                # rather than let workers compute on unpaid time; publishing is retried.
+                self._stop(f"the meter could not pay: {type(exc).__name__}: {exc}")
+                try:
+                    self._publish()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def close(self) -> None:
+        self._halt.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.top_up()  # the time up to now is paid for, whatever happened
+        short = self.minimum_seconds - float(self.meter.paid_seconds)
+        if short > 0:  # a session shorter than the billing minimum still pays for the minute
+            try:
+                self.meter.charge_for(short, "overhead", f"one-minute billing minimum ({short:.0f} s unused)", key=f"s{self.session}:minimum")
+            except BudgetExceeded as exc:
+                self._stop(str(exc))
+            self._publish()
+
+    def set_stage(self, stage: str) -> None:
+        self.stage = stage
+        self.top_up()
+
+    def top_up(self) -> None:
+        """Buy slices until the paid time runs `lookahead_s` ahead of the clock."""
+        with self._lock:
+            try:
+                need = float(self.needs() or 0.0)
+            except Exception:  # noqa: BLE001 - a half-written phase file: use the base lookahead
+                need = 0.0
+            lookahead = max(self.lookahead_s, NEED_MARGIN * need)
+            while float(self.meter.paid_seconds) < float(self.meter.elapsed()) + lookahead:
+                if not self._buy_slice():
+                    break
+            self._publish()
+
+    def _buy_slice(self) -> bool:
+        finishing = self.stage in ("report", "teardown")
+        quote = self.meter.quote(self.slice_s)
+        # Until the end, keep the reserve back: the report and shutdown must stay payable.
+        if not finishing and self.ledger.spent + quote + self.reserve_usd > self.ledger.cap:
+            self._stop(f"the next {self.slice_s:.0f} s would eat into the ${self.reserve_usd} reserve for the report")
+            return False
+        running = self.running() if self.stage == "tuning" else {}
+        self._slice += 1
+        try:
+            if running:
+                # Split the slice between the trials that share the machine, in equal dollars.
+                share = self.slice_s / len(running)
+                self.meter.charge_shared(self.slice_s, [
+                    {
+                        "category": {"evaluating": "evaluation", "training": "training"}.get(phase, "overhead"),
+                        "description": f"{share:.2f} s of {trial_id}", "trial": trial_id, "key": f"s{self.session}:{self._slice}:{trial_id}",
+                    }
+                    for trial_id, phase in sorted(running.items())
+                ])
+            else:
+                category = "overhead" if self.stage == "tuning" else self.stage
+                self.meter.charge_for(self.slice_s, category, f"{self.slice_s:.0f} s of {self.stage}", key=f"s{self.session}:{self._slice}")
+        except BudgetExceeded as exc:
+            self._stop(str(exc))
+            return False
+        return True
+
+    def _stop(self, reason: str) -> None:
+        if not self.stopped.is_set():
+            self.reason = reason
+            self.stopped.set()
+
+    def _publish(self) -> None:
+        paid_until = self._started_wall + float(self.meter.paid_seconds)
+        state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": self.stopped.is_set(), "reason": self.reason, "session": self.session}
+        write_json(self.run_dir / METER_FILE, state)
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A worker's answer from the meter: go (`ok`), wait, or stop and why."""
+
+    ok: bool
+    wait: bool = False
+    reason: str = ""
+    by_cap: bool = False  # stopped because the meter says the money is spent
+
+
+def payment_for(state: dict | None, next_seconds: float, session: int | None, now: float, dead_after: float = DEAD_DRIVER_S) -> Payment:
+    """Whether `next_seconds` of work starting `now` may start, from the meter's published
+    state (see the module's protocol). Pure: the caller supplies the clock."""
+    if state is None:
+        return Payment(False, wait=True, reason="no meter yet: the run's driver is not running")
+    if session is not None and state.get("session") != session:
+        return Payment(False, reason=f"session {session} of this run was replaced by session {state.get('session')}")
+    if state.get("stop"):
+        return Payment(False, reason=state.get("reason") or "the run is stopping", by_cap=True)
+    if now + next_seconds <= float(state["paid_until"]):
+        return Payment(True)
+    # Older meters published no heartbeat: their last payment time stands in for it.
+    beat = float(state.get("heartbeat") or state["paid_until"])
+    if now - beat > dead_after:
+        return Payment(False, reason=f"the run's driver stopped paying {now - beat:.0f} s ago (it was stopped or died)")
+    return Payment(False, wait=True, reason="waiting for the driver to pay for the next step")
+
+
+def wait_for_payment(
+    run_dir: Path,
+    next_seconds: float = 0.0,
+    session: int | None = None,
+    *,
+    dead_after: float = DEAD_DRIVER_S,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = 0.25,
+) -> Payment:
+    """Block until `next_seconds` of work is paid for (ok) or the worker must stop (not ok):
+    a slow step waits for its payment; only the cap, a newer session or a driver silent for
+    `dead_after` seconds stop it. A missing meter file counts as a silent driver from the
+    moment the wait began."""
+    path = Path(run_dir) / METER_FILE
+    began = clock()
+    while True:
+        now = clock()
+        state = read_json(path, None)
+        verdict = payment_for(state, next_seconds, session, now, dead_after)
+        if not verdict.wait:
+            return verdict
+        if state is None and now - began > dead_after:
+            return Payment(False, reason="no meter: the run's driver is not running")
+        sleep(poll_s)
+
+
+def worker_may_continue(run_dir: Path, next_seconds: float = 0.0, session: int | None = None) -> tuple[bool, str, bool]:
+    """The meter's answer right now, without waiting: (paid, why not, whether the cap stopped
+    it). Not paid but not stopped either means "wait" (see wait_for_payment)."""
+    verdict = payment_for(read_json(Path(run_dir) / METER_FILE, None), next_seconds, session, time.time())
+    return verdict.ok, verdict.reason, verdict.by_cap

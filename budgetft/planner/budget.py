@@ -1,0 +1,217 @@
+"""The planner: how many trials of each method, how many steps at most, and the ASHA rungs,
+so that the money buys the most learning and the run stops before the cap.
+
+All arithmetic is in seconds of machine time; money enters once, through the price:
+    seconds available = (cap - spent) / price_per_hour * 3600 - fixed stages - reserve
+
+ASHA with reduction factor η and rungs g, gη, ..., gη^k = R (max steps) lets about 1/η^i of
+the trials reach rung i, so a trial costs on average
+    steps  g · (1 + k·(η-1)/η)          evaluations  Σ_{i=0..k} η^-i
+The first trial of each method meets no competition at its rungs and runs to R: we plan for
+that. The worst case (ASHA stops nothing) is printed too; the cap stopper bounds it: training
+stops before the next charge would eat into the reserve, whatever the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+from budgetft.money.usd import SECONDS_PER_HOUR, round_up, seconds_to_usd
+
+REDUCTION_FACTOR = 3
+MIN_STEPS = 10  # a trial shorter than this learns nothing worth paying for (on BoolQ: the label prior)
+MIN_GRACE = 4  # the first rung: fewer steps than this is noise, not a signal to stop on
+# At most this many trials of one method in one round: 81 = 3^4 gives ASHA (η = 3) four full
+# halvings, more than a run's rungs use; a larger budget leaves the rest unspent rather than
+# planning thousands of trials (a $1e9 plan once counted its way to 6,119 and never printed).
+MAX_TRIALS_PER_METHOD = 81
+
+
+class BudgetTooSmall(ValueError):
+    """The budget cannot buy one useful trial. The message states the minimum."""
+
+    def __init__(self, minimum: Decimal, budget: Decimal, detail: str):
+        self.minimum = minimum
+        super().__init__(
+            f"a budget of ${budget} is too small for one useful trial: the minimum is ${minimum} "
+            f"({detail}); raise --budget to at least {minimum}"
+        )
+
+
+@dataclass
+class MethodRate:
+    method: str
+    seconds_per_step: float  # one optimiser step at the job's batch size, wall-clock
+    examples_per_s: float
+    peak_memory_mb: float | None = None
+    trainable_params: int | None = None
+    source: str = "calibrated"  # calibrated | stored | estimated
+
+
+@dataclass
+class Costs:
+    """Measured or estimated seconds for the stages around training."""
+
+    eval_seconds: float  # one evaluation on the job's evaluation rows
+    baseline_seconds: float  # zero-shot baseline (0 when already done)
+    calibration_seconds: float  # calibration (0 when already done)
+    # Measured on 2 CPU cores: Ray's local start ~10 s; a trial's fresh worker process
+    # importing torch/transformers/peft, reading cached tokens and loading the model ~15-25 s.
+    startup_seconds: float = 15.0  # scheduler start-up (Ray)
+    trial_startup_seconds: float = 20.0  # per trial, until its first step
+    reserve_seconds: float = 30.0  # report and shutdown, kept back until the end
+
+
+@dataclass
+class MethodPlan:
+    method: str
+    trials: int
+    max_steps: int
+    grace_period: int
+    rungs: list[int]
+    expected_seconds: float
+    worst_seconds: float
+
+
+@dataclass
+class Plan:
+    cap_usd: Decimal
+    spent_usd: Decimal
+    usd_per_hour: Decimal
+    reduction_factor: int
+    concurrency: int
+    methods: list[MethodPlan]
+    fixed_seconds: float  # baselines + calibration + start-up
+    reserve_seconds: float
+    expected_usd: Decimal
+    worst_case_usd: Decimal
+    reserve_usd: Decimal
+    dropped: dict[str, str] = field(default_factory=dict)  # method -> why it got no trials
+
+    @property
+    def total_trials(self) -> int:
+        return sum(m.trials for m in self.methods)
+
+    def eval_steps(self, method: str) -> list[int]:
+        """Evaluate at every rung (ASHA decides there) and at the last step."""
+        plan = next(m for m in self.methods if m.method == method)
+        return sorted({*plan.rungs, plan.max_steps})
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for key in ("cap_usd", "spent_usd", "usd_per_hour", "expected_usd", "worst_case_usd", "reserve_usd"):
+            data[key] = str(data[key])
+        data["total_trials"] = self.total_trials
+        return data
+
+
+def _rungs(grace: int, eta: int, max_steps: int) -> list[int]:
+    rungs, r = [], grace
+    while r < max_steps:
+        rungs.append(r)
+        r *= eta
+    return rungs
+
+
+def _method_time(n: int, grace: int, k: int, eta: int, s: float, e: float, startup: float) -> tuple[float, float]:
+    """(expected, worst) seconds for n trials with rungs grace·η^i, i=0..k, R = grace·η^k."""
+    r = grace * eta**k
+    first = startup + r * s + (k + 1) * e
+    avg_steps = grace * (1 + k * (eta - 1) / eta)
+    avg_evals = sum(eta**-i for i in range(k + 1))
+    expected = first + (n - 1) * (startup + avg_steps * s + avg_evals * e)
+    worst = n * first
+    return expected, worst
+
+
+def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_steps: int) -> MethodPlan | None:
+    """Most trials and steps for one method within `seconds` of (slot) time, or None."""
+    s, e, st = rate.seconds_per_step, costs.eval_seconds, costs.trial_startup_seconds
+    for k in (2, 1):
+        n = eta**k
+        # Solve the expected time, linear in the grace period g, for g.
+        fixed = n * st + (k + 1) * e + (n - 1) * e * sum(eta**-i for i in range(k + 1))
+        per_g = s * (eta**k + (n - 1) * (1 + k * (eta - 1) / eta))
+        grace = math.floor((seconds - fixed) / per_g) if seconds > fixed else 0
+        if grace < MIN_GRACE or grace * eta**k < MIN_STEPS:
+            continue
+        if grace * eta**k > max_steps:  # the job caps steps per trial: spend the rest on trials
+            grace = max_steps // eta**k
+            if grace < MIN_GRACE or grace * eta**k < MIN_STEPS:
+                continue  # too few steps for this many rungs: try fewer
+            # Expected time is linear in n: solve for it rather than count up (a $1e9 budget
+            # would count to billions), and cap it so that a plan stays bounded in size.
+            first = _method_time(1, grace, k, eta, s, e, st)[0]
+            per_trial = _method_time(2, grace, k, eta, s, e, st)[0] - first
+            n = max(n, min(MAX_TRIALS_PER_METHOD, 1 + math.floor((seconds - first) / per_trial)))
+        expected, worst = _method_time(n, grace, k, eta, s, e, st)
+        r = grace * eta**k
+        return MethodPlan(rate.method, n, r, grace, _rungs(grace, eta, r), expected, worst)
+    # No room for rungs: one trial, as long as the money allows.
+    steps = min(max_steps, math.floor((seconds - st - e) / s)) if seconds > st + e else 0
+    if steps < MIN_STEPS:
+        return None
+    t = st + steps * s + e
+    return MethodPlan(rate.method, 1, steps, steps, [], t, t)
+
+
+def plan_budget(
+    cap: Decimal,
+    spent: Decimal,
+    usd_per_hour: Decimal,
+    rates: dict[str, MethodRate],
+    costs: Costs,
+    max_steps: int,
+    concurrency: int = 1,
+    eta: int = REDUCTION_FACTOR,
+) -> Plan:
+    if usd_per_hour <= 0:
+        raise ValueError("a plan needs a positive price per hour (--price-per-hour)")
+    if not rates:
+        raise ValueError("a plan needs at least one method")
+    if max_steps < MIN_STEPS:  # no budget can buy a useful trial: say so, not "too small"
+        from budgetft.spec import JobError
+
+        raise JobError(f"train.max_steps is {max_steps}, below the {MIN_STEPS} steps a trial needs to learn more than the label prior; raise it, e.g. --set train.max_steps={MIN_STEPS * 10}")
+    left = (cap - spent) * SECONDS_PER_HOUR / usd_per_hour  # machine seconds the money buys
+    fixed = costs.baseline_seconds + costs.calibration_seconds + costs.startup_seconds
+    # Concurrent trials share the machine: `concurrency` slots run in each machine second.
+    slot_seconds = (float(left) - fixed - costs.reserve_seconds) * concurrency
+
+    def minimum() -> Decimal:
+        cheapest = min(rates.values(), key=lambda r: r.seconds_per_step)
+        one = costs.trial_startup_seconds + MIN_STEPS * cheapest.seconds_per_step + costs.eval_seconds
+        return round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
+
+    # Equal money per method; a method that cannot use its share gives it back to the others,
+    # most expensive first, so cheap methods get more trials.
+    active = sorted(rates.values(), key=lambda r: r.seconds_per_step)
+    dropped: dict[str, str] = {}
+    while active:
+        share = slot_seconds / len(active)
+        plans = [_plan_method(rate, share, costs, eta, max_steps) for rate in active]
+        if all(plans):
+            break
+        worst = max((r for r, p in zip(active, plans) if p is None), key=lambda r: r.seconds_per_step)
+        active.remove(worst)
+        dropped[worst.method] = f"{MIN_STEPS} steps at {worst.seconds_per_step:.1f} s/step do not fit its share"
+    if not active:
+        raise BudgetTooSmall(minimum(), cap, f"baselines, calibration and start-up {fixed:.0f} s, reserve {costs.reserve_seconds:.0f} s, and {MIN_STEPS} steps of the cheapest method")
+    expected = fixed + costs.reserve_seconds + sum(p.expected_seconds for p in plans) / concurrency
+    worst = fixed + costs.reserve_seconds + sum(p.worst_seconds for p in plans) / concurrency
+    return Plan(
+        cap_usd=cap,
+        spent_usd=spent,
+        usd_per_hour=usd_per_hour,
+        reduction_factor=eta,
+        concurrency=concurrency,
+        methods=plans,
+        fixed_seconds=fixed,
+        reserve_seconds=costs.reserve_seconds,
+        expected_usd=min(cap, spent + seconds_to_usd(expected, usd_per_hour)),
+        worst_case_usd=spent + seconds_to_usd(worst, usd_per_hour),
+        reserve_usd=seconds_to_usd(costs.reserve_seconds, usd_per_hour),
+        dropped=dropped,
+    )

@@ -1,0 +1,92 @@
+"""What a run pays around training, and the check made before anything is spent.
+
+`budgetft plan` and `budgetft run` share both, so they quote the same minimum budget, and the
+check is the plan's own arithmetic: a budget that passes it still buys a useful trial once its
+baselines and calibration are paid for.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from decimal import Decimal
+
+from budgetft.planner.budget import Costs, Plan, plan_budget
+from budgetft.planner.rates import offline_rates, rates_from
+
+CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
+RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
+# Before spending, stored or estimated rates are taken as at least this much slower than they
+# say: the check must not approve a budget that the plan refuses once calibration has measured
+# this machine (seen: 35-73% of a cap spent on baselines and calibration, then no trial).
+PRECHECK_MARGIN = 1.5
+
+
+def run_costs(
+    task, rates, eval_rows_per_s: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
+    calibration_done: bool = False,
+) -> Costs:
+    """What a run pays around training, in seconds: one evaluation of the task's rows at
+    eval_rows_per_s; the zero-shot baseline (one evaluation and ~5 s to load the model) and
+    calibration (each method's timed steps plus a warm-up step and ~3 s to apply it), unless
+    already done; and per trial, fitting the verbalizer's class bias."""
+    from budgetft.scoring.class_bias import planned_seconds
+
+    eval_seconds = len(task.eval) / eval_rows_per_s
+    steps = calibration_steps + 1
+    return Costs(
+        eval_seconds=eval_seconds,
+        baseline_seconds=0.0 if baselines_done else eval_seconds + 5,
+        calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 for r in rates.values()),
+        trial_startup_seconds=Costs.trial_startup_seconds + planned_seconds(task.job, 1 / eval_rows_per_s),
+        reserve_seconds=RESERVE_SECONDS,
+    )
+
+
+def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
+    """How much slower than its stored rates this machine will train now: other processes'
+    threads share the cores (1 + their load per core), and never less than `margin`, since
+    calibration may meet a neighbour that the check did not."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(margin, 1.0 + load / cpus)
+
+
+def budget_check(
+    task, cap: Decimal, spent: Decimal, usd_per_hour: Decimal, calibration_steps: int = CALIBRATION_STEPS, *,
+    baselines_done: bool = False, calibration: dict | None = None, concurrency: int = 1,
+) -> Plan:
+    """The plan's own arithmetic, before anything is spent: the plan a run would make, with
+    this run's calibrated rates when it has them (a resumed run), else with the rates stored
+    for this machine (or estimated) slowed by `busy_slowdown`, stages included. Raises
+    BudgetTooSmall (with the minimum) for a budget that would buy no useful trial."""
+    from budgetft.telemetry.device import device_name, device_type
+
+    if calibration:
+        rates, eval_rows_per_s, slow = rates_from(calibration["methods"]), calibration["eval_rows_per_s"], 1.0
+    else:
+        rates, eval_rows_per_s, _ = offline_rates(task, list(task.job.methods), device_name(), device_type())
+        slow = busy_slowdown()
+        rates = {name: replace(r, seconds_per_step=r.seconds_per_step * slow, examples_per_s=r.examples_per_s / slow) for name, r in rates.items()}
+    costs = run_costs(task, rates, eval_rows_per_s / slow, calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
+    return plan_budget(cap, spent, usd_per_hour, rates, costs, task.job.train.max_steps, concurrency=concurrency)
+
+
+def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, dict]:
+    """(trials at once, Ray resources per trial). On GPUs: one trial per GPU unless packing
+    chose more (a fractional GPU each); CPU threads are split between the trials at once."""
+    per_gpu = int((packing or {}).get("trials_per_gpu") or 1) if gpus else 1
+    concurrency = max(1, gpus * per_gpu)
+    gpu = float((packing or {}).get("gpu_fraction") or 1.0) if gpus and per_gpu > 1 else float(bool(gpus))
+    return concurrency, {"cpu": max(1, cpus // concurrency), "gpu": gpu}
+
+
+def machine_concurrency(packing: dict | None) -> int:
+    """How many trials this machine runs at once under `packing` (1 on a CPU)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return tuning_resources(packing, os.cpu_count() or 1, gpus)[0]

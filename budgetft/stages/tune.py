@@ -1,0 +1,108 @@
+"""Stage 4, tune: one round of trials under Ray Tune, ASHA stopping the weak ones.
+
+Each trial runs in its own Ray worker process (budgetft.tune.worker); the driver's tracker
+records how each one ended (budgetft.tune.tracking); the cap's stopper ends them all when the
+meter can no longer pay. Ray is started once per session and shut down with the report.
+"""
+
+from __future__ import annotations
+
+import os
+
+from budgetft.planner import Plan
+from budgetft.planner.costs import tuning_resources
+from budgetft.planner.rates import rates_from
+from budgetft.rundir import RunDir
+
+
+class TuneSession:
+    """Ray and the trial tracker for every round of one session of a run."""
+
+    def __init__(self, task, run: RunDir, meter, ray_address: str | None = None, on_event=None):
+        self.task, self.run, self.meter = task, run, meter
+        self.ray_address = ray_address
+        self.on_event = on_event or (lambda event=None: None)
+        self.tracker = None
+        self.connected = False  # whether we connected to Ray (and must disconnect)
+
+    @property
+    def best(self) -> tuple[float, str] | None:
+        return self.tracker.best if self.tracker is not None else None
+
+    @property
+    def running(self) -> set[str]:
+        return set(self.tracker.running) if self.tracker is not None else set()
+
+    def round(self, plan: Plan, specs: list[dict]) -> None:
+        """Run one round's trials to the end (or to the cap)."""
+        from budgetft.tune import ray_session
+
+        ray_session.quiet_ray()
+        from ray import tune
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+
+        from budgetft.tune import chaos
+        from budgetft.tune.tracking import CapStopper, TrialTracker
+        from budgetft.tune.worker import train_trial
+
+        faults = os.environ.get(chaos.ENV)
+        chaos.parse(faults)  # a malformed fault list is refused here, not in every worker
+        cpus = os.cpu_count() or 1
+        self.connected = ray_session.start(cpus, self.ray_address) or self.connected
+        best = self.best  # an earlier round's
+        self.tracker = TrialTracker(self.run, on_change=self.on_event, on_start=None if self.ray_address else ray_session.record_processes)
+        self.tracker.best = best
+        meter = self.meter
+        meter.running = self.tracker.phases
+        meter.needs = self.tracker.needs  # each worker's next step or evaluation, seconds
+        meter.slice_s = 5.0
+        calibration = self.run.calibration()
+        meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_from(calibration["methods"]).values()))
+        meter.set_stage("tuning")
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        concurrency, resources = tuning_resources(calibration.get("packing"), cpus, gpus)
+        ctx = {
+            "run_dir": str(self.run.root.resolve()),
+            "job": self.task.job.model_dump(mode="json"),
+            "threads": int(resources["cpu"]),
+            "session": meter.session,
+            "chaos": faults,  # faults on purpose (benchmarks/chaos.py)
+        }
+        max_t = max(s["max_steps"] / s["grace"] for s in specs)
+        trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), resources)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(specs)},
+            tune_config=tune.TuneConfig(
+                scheduler=AsyncHyperBandScheduler(time_attr="rung_time", metric="accuracy", mode="max", max_t=max_t, grace_period=1, reduction_factor=plan.reduction_factor),
+                max_concurrent_trials=concurrency,
+                trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
+            ),
+            run_config=tune.RunConfig(
+                name=f"session{meter.session}-round{self.run.plan().round or 1}",
+                storage_path=str((self.run.root / "ray").resolve()),
+                stop=CapStopper(self.run.root),
+                callbacks=[self.tracker],
+                verbose=0,
+                # A trial that fails is recorded and the others go on; it is never retried
+                # (its money is spent) and never ends the run.
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        tuner.fit()
+
+    def learned(self, specs: list[dict]) -> bool:
+        """Whether a round got anywhere: a round whose every trial failed is not repeated."""
+        ids = {s["trial_id"] for s in specs}
+        statuses = [t.status for t in self.run.trials() if t.trial_id in ids]
+        return not (statuses and all(status == "failed" for status in statuses))
+
+    def close(self) -> None:
+        if self.connected:
+            from budgetft.tune import ray_session
+
+            ray_session.stop()
+            self.connected = False

@@ -1,0 +1,65 @@
+"""Measuring a method's training speed on this machine: a few real optimiser steps.
+
+Step time depends on the batch's padded length, so the steps are converted to a rate per token
+and scaled to the job's mean batch: seconds/step = mean tokens per step / tokens per second. The
+first step is excluded (allocations, lazy initialisation), so each method runs `steps + 1` steps.
+"""
+
+from __future__ import annotations
+
+import time
+
+from budgetft import methods
+from budgetft.planner.rates import mean_step_tokens
+from budgetft.search_space import parse_space, point
+from budgetft.telemetry.precision import pick_device
+from budgetft.trial import TrialSettings, run_trial
+
+
+def peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def calibrate_method(task, method_name: str, steps: int = 2) -> dict:
+    """A few real steps of `method_name` (its default point in the job's space): seconds per step
+    at the job's mean batch, examples/s, peak memory and trainable parameters."""
+    method = methods.get(method_name)
+    config = point(parse_space(task.job.space_for(method.name)), method.defaults)
+    settings = TrialSettings.from_job(task, method.name, config, steps=steps + 1)
+    settings.eval_steps = []  # calibration measures training only
+    settings.class_bias = "none"  # its forward passes are planned from the evaluation rate
+    device = pick_device()
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+    logs = []
+    t0 = time.perf_counter()
+    result, _ = run_trial(task, settings, on_step=logs.append)
+    wall = time.perf_counter() - t0
+    timed = logs[1:] or logs
+    seconds = sum(log.seconds for log in timed)
+    tokens = sum(log.tokens for log in timed)
+    tokens_per_s = tokens / seconds if seconds else 0.0
+    step_tokens = mean_step_tokens(task, settings.batch_size)
+    s_per_step = step_tokens / tokens_per_s if tokens_per_s else float("inf")
+    return {
+        "method": method.name,
+        "config": config,
+        "steps": len(logs),
+        "seconds_per_step": s_per_step,
+        "examples_per_s": settings.batch_size / s_per_step,
+        "tokens_per_s": tokens_per_s,
+        "peak_memory_mb": peak_memory_mb(device),
+        "trainable_params": result.trainable_params,
+        "wall_seconds": wall,
+        "device": device.type,
+    }
+
+

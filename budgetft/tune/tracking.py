@@ -1,0 +1,127 @@
+"""Driver-side bookkeeping for trials under Ray Tune: who is running, how each one ended,
+and the stop-everything switch that the machine meter flips when the money runs out."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ray import tune
+
+from budgetft.rundir import RunDir, read_json
+from budgetft.tune.worker import read_phase
+
+
+def meter_stopped(run_dir: Path) -> bool:
+    state = read_json(RunDir(run_dir).meter_json, {}) or {}
+    return bool(state.get("stop"))
+
+
+class CapStopper(tune.Stopper):
+    """Stops every trial once the meter can no longer pay for training time. It reads the
+    meter's published state (meter.json), so it holds nothing that cannot be pickled."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return meter_stopped(self.run_dir)
+
+    def stop_all(self) -> bool:
+        return meter_stopped(self.run_dir)
+
+
+class TrialTracker(tune.Callback):
+    def __init__(self, run: RunDir, on_change=None, on_start=None):
+        self.run = run
+        self.on_change = on_change or (lambda event=None: None)  # hears a one-line event
+        self.on_start = on_start  # called as each trial starts (records Ray's processes)
+        self.ids: dict[str, str] = {}  # Ray's trial id -> ours
+        self.running: set[str] = set()
+        self.best: tuple[float, str] | None = None
+        self.finished: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks with the experiment state; the live hooks stay behind.
+        state = {k: v for k, v in self.__dict__.items() if k not in ("on_change", "on_start", "_lock")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.on_change = lambda event=None: None
+        self.on_start = None
+        self._lock = threading.Lock()
+
+    def phases(self) -> dict[str, str]:
+        """Our running trial ids -> "training" | "evaluating" | "starting", for the meter's charges."""
+        return {trial_id: phase for trial_id, (phase, _) in self._phase_files().items()}
+
+    def needs(self) -> float:
+        """The longest next piece of work a running worker has announced, seconds: the meter
+        prepays at least that far ahead, so a slow step waits for no one."""
+        return max((next_s for _, next_s in self._phase_files().values()), default=0.0)
+
+    def _phase_files(self) -> dict[str, tuple[str, float]]:
+        with self._lock:
+            running = list(self.running)
+        return {trial_id: read_phase(self.run.trial_dir(trial_id)) or ("starting", 0.0) for trial_id in running}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        ours = trial.config["trial"]["trial_id"]
+        with self._lock:
+            self.ids[trial.trial_id] = ours
+            self.running.add(ours)
+        if self.on_start is not None:
+            try:
+                self.on_start()
+            except Exception:  # noqa: BLE001 - bookkeeping for clean-up must not stop a trial
+                pass
+        self.on_change(f"{ours}: started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        acc = result.get("accuracy")
+        if acc is not None and (self.best is None or acc > self.best[0]):
+            self.best = (acc, self.ids.get(trial.trial_id, "?"))
+        ours = self.ids.get(trial.trial_id, "?")
+        self.on_change(f"{ours}: step {result.get('step')}, accuracy {100 * acc:.1f}%" if acc is not None else None)
+
+    def _end(self, trial, error: str | None) -> None:
+        ours = self.ids.get(trial.trial_id, trial.config["trial"]["trial_id"])
+        with self._lock:
+            self.running.discard(ours)
+        record = self.run.finalize_trial(ours, budget_stopped=meter_stopped(self.run.root), error=error)
+        if record:
+            self.finished.append(record)
+        status = (record or {}).get("status", "ended")
+        self.on_change(f"{ours}: {status.replace('_', ' ')} after {(record or {}).get('steps', '?')} steps")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, ray_error_in_words(_error_text(trial)))
+
+
+def _error_text(trial) -> str:
+    """Ray's text for a failed trial: its error file, written just before this callback."""
+    try:
+        path = trial.error_file
+        if path and Path(path).is_file():
+            return Path(path).read_text(errors="replace")
+        return str(trial.get_error() or "")
+    except Exception:  # noqa: BLE001 - the error file may be gone with a killed worker
+        return ""
+
+
+def ray_error_in_words(text: str) -> str:
+    """What Ray says about a trial that failed, in one line a user understands. A worker that
+    raised has already written its own error (which this does not replace); these are the
+    cases where the process itself went away."""
+    if "OutOfMemoryError" in text or "low on memory" in text:
+        return "killed for lack of memory: the machine ran low on memory and Ray ended the trial's process"
+    if any(k in text for k in ("ActorDiedError", "RayActorError", "died unexpectedly", "WorkerCrashedError", "SIGKILL", "exit code")):
+        return ("its worker process died without a word (killed by a signal, e.g. the OS's out-of-memory "
+                "killer or a kill -9, or crashed); the run went on with the other trials")
+    first = next((line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Failure #")), "")
+    return f"the trial's process failed: {first[:200]}" if first else "the trial's process failed (no error was recorded)"

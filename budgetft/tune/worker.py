@@ -1,0 +1,257 @@
+"""The Ray Tune trial function: one trial of one method configuration, in a worker process.
+
+It keeps `trials/<id>/trial.json` current (the driver and reports read it while the run goes
+on), saves the weights whenever the accuracy improves, and before every step and evaluation
+waits until that work is paid for (the payment protocol in budgetft.money.machine_meter): a
+worker never trains on money the run does not have, and a slow step is never taken for a dead
+driver.
+
+ASHA needs one clock for all trials, but each method has its own rung steps (g, gη, gη²): the
+trial reports `rung_time` = step / g, so every method's rungs fall at 1, η, η² on one scale.
+
+However a trial ends, its trial.json says how, in words (`status`, `stop_reason`, `error`): a
+trial that stops before its first report returns normally (Tune's strict metric check is off),
+an exception is recorded and re-raised for Tune to mark the trial as errored (never fatal to
+the run), and a worker killed outright is settled by the driver's tracker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now, write_json
+
+
+def trial_cost(run: RunDir, trial_id: str) -> str:
+    """Dollars the ledger has charged to one trial so far."""
+    from decimal import Decimal
+
+    from budgetft.money.ledger import read_charges
+
+    if not run.ledger.exists():
+        return "0"
+    return str(sum((c.amount for c in read_charges(run.ledger) if c.trial == trial_id), start=Decimal(0)))
+
+
+def write_phase(folder: Path, phase: str, next_s: float = 0.0) -> None:
+    """What the worker is doing and how long its next piece of work will take (seconds): the
+    meter charges the slice to that phase and prepays at least `next_s` ahead."""
+    write_json(folder / PHASE_FILE, {"phase": phase, "next_s": round(float(next_s), 3)})
+
+
+def read_phase(folder: Path) -> tuple[str, float] | None:
+    """(phase, next_s), or None when the worker has not started (or has ended)."""
+    try:
+        data = read_json(folder / PHASE_FILE, None)
+    except ValueError:  # written atomically, so only a foreign file can be unreadable
+        return "training", 0.0
+    if data is None:
+        return None
+    return str(data.get("phase") or "training"), float(data.get("next_s") or 0.0)
+
+
+def error_in_words(exc: BaseException) -> str:
+    """One line a user understands for a trial's exception."""
+    import torch
+
+    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        where = "GPU" if "cuda" in str(exc).lower() or "gpu" in str(exc).lower() else "the machine's"
+        return f"ran out of {where} memory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    return f"{type(exc).__name__}: {text}"
+
+
+@dataclass
+class Worker:
+    """The state of one trial in its worker process, shared by the loop's callbacks."""
+
+    spec: dict  # {trial_id, method, config, max_steps, grace, eval_steps, [step_s, eval_s]}
+    ctx: dict  # {run_dir, job, threads, session, [chaos]}
+    run: RunDir
+    record: TrialRecord
+    t_start: float = field(default_factory=time.perf_counter)
+    step_s: float = 0.0  # the last step's wall time (a prediction of the next), seconds
+    eval_s: float = 0.0  # the last evaluation's wall time, seconds
+    best: float = -1.0  # best accuracy so far: its weights are kept
+    model: object = None
+    faults: tuple = ()  # budgetft.tune.chaos faults, when a chaos run asks for them
+    _eval_started: float = 0.0
+
+    @property
+    def trial_id(self) -> str:
+        return self.spec["trial_id"]
+
+    @property
+    def folder(self) -> Path:
+        return self.run.trial_dir(self.trial_id)
+
+    def save(self) -> None:
+        self.run.write_trial(self.record)
+
+    # -- the loop's callbacks
+
+    def on_model(self, model) -> None:
+        # Recorded now: a trial that Tune stops never returns from run_trial.
+        from budgetft.methods.counting import count_model
+        from budgetft.scoring.class_bias import class_bias_of
+
+        self.model = model
+        self.record.trainable_params, self.record.total_params = count_model(model)
+        self.record.class_bias = class_bias_of(model)  # as fitted, before step 1
+
+    def may_continue(self, what: str) -> bool:
+        """Before a step or an evaluation: announce its expected length, then wait until it
+        is paid for. False (with the reason recorded) when the money is spent, the run was
+        resumed elsewhere, or the driver has been silent far beyond any step."""
+        from budgetft.money.machine_meter import wait_for_payment
+        from budgetft.tune import chaos
+
+        if what == "step":
+            fault = chaos.due(self.faults, self.trial_id, self.record.steps + 1, ("unpaid", "raise", "memory", "kill"))
+            if fault is not None and fault.kind == "unpaid":
+                self.record.stop_reason, self.record.stopped_by_meter = "chaos: the step was found unpaid", False
+                return False
+            chaos.strike(fault)
+            next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
+            phase = "training"
+        else:
+            next_s = self.eval_s or float(self.spec.get("eval_s") or 0.0)
+            phase = "evaluating"
+        write_phase(self.folder, phase, next_s)
+        verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"))
+        if not verdict.ok:
+            self.record.stop_reason, self.record.stopped_by_meter = verdict.reason, verdict.by_cap
+        return verdict.ok
+
+    def on_phase(self, phase: str) -> None:
+        if phase == "evaluating":
+            self._eval_started = time.perf_counter()
+        elif self._eval_started:
+            self.eval_s = time.perf_counter() - self._eval_started
+            self._eval_started = 0.0
+        write_phase(self.folder, phase, self.eval_s if phase == "evaluating" else self.step_s)
+
+    def on_step(self, log) -> None:
+        from budgetft.tune import chaos
+
+        if log.step == 1:  # what a trial costs before it learns anything, for future plans
+            self.record.startup_s = round(time.perf_counter() - self.t_start - log.seconds, 2)
+        slowed = 0.0
+        fault = chaos.due(self.faults, self.trial_id, log.step, ("slow",))
+        if fault is not None:
+            t0 = time.perf_counter()
+            chaos.strike(fault)  # this step takes far longer than the prepaid window
+            slowed = time.perf_counter() - t0
+        self.step_s = log.seconds + slowed
+        self.record.steps, self.record.examples = log.step, log.step * (self.record.batch_size or 0)
+        self.record.examples_per_s = log.examples_per_s
+
+    def on_eval(self, step: int, metrics: dict) -> None:
+        from ray import tune
+
+        metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
+        self.record.evals.append(metrics)
+        if metrics["accuracy"] > self.best:
+            self.best = metrics["accuracy"]
+            self.record.best_step = step
+            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+        self.save()
+        tune.report(
+            {
+                "rung_time": step / self.spec["grace"],
+                "step": step,
+                "accuracy": metrics["accuracy"],
+                "balanced_accuracy": metrics["balanced_accuracy"],
+                "eval_loss": metrics["eval_loss"],
+                "trial_id": self.trial_id,
+            }
+        )
+
+
+def train_trial(config: dict, ctx: dict) -> None:
+    """config["trial"]: {trial_id, method, config, max_steps, grace, eval_steps, step_s, eval_s}."""
+    from budgetft.tune import chaos
+
+    spec = config["trial"]
+    run = RunDir(ctx["run_dir"])
+    record = TrialRecord(
+        trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"],
+        started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
+    )
+    worker = Worker(spec, ctx, run, record, faults=chaos.parse(ctx.get("chaos")))
+    worker.folder.mkdir(parents=True, exist_ok=True)
+    worker.save()
+    write_phase(worker.folder, "starting")  # imports, data, model: overhead, not training
+    try:
+        _train(worker)
+    except BaseException as exc:  # ASHA's stop arrives here as well as real failures
+        if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the cap's stop-all
+            meter = read_json(run.meter_json, {}) or {}
+            record.settle(budget_stopped=bool(meter.get("stop")))
+        elif isinstance(exc, Exception):
+            record.traceback = traceback.format_exc(limit=8)
+            record.settle(budget_stopped=False, error=error_in_words(exc))
+        else:  # KeyboardInterrupt: the worker is being shut down
+            record.stop_reason = record.stop_reason or f"the worker was shut down ({type(exc).__name__})"
+            record.settle(budget_stopped=False, interrupted=True)
+        record.ended = record.ended or utc_now()
+        record.cost_usd = trial_cost(run, spec["trial_id"])
+        worker.save()
+        raise
+    finally:
+        (worker.folder / PHASE_FILE).unlink(missing_ok=True)
+
+
+def _is_tune_stop(exc: BaseException) -> bool:
+    """Tune ends a stopped trial's function (ASHA at a rung, the cap's stop-all) by raising
+    SystemExit in it at its next report (ray.train's session); older releases raised their own
+    stop exceptions."""
+    return isinstance(exc, SystemExit) or "StopIteration" in type(exc).__name__ or "Stop" in type(exc).__name__
+
+
+def _train(worker: Worker) -> None:
+    import torch
+
+    from budgetft.models.loading import load_model
+    from budgetft.quiet import quiet_libraries
+    from budgetft.spec import validate_job
+    from budgetft.task import prepare_task
+    from budgetft.trial import TrialSettings, run_trial
+
+    spec, record = worker.spec, worker.record
+    quiet_libraries()
+    torch.set_num_threads(max(1, int(worker.ctx.get("threads") or os.cpu_count() or 1)))
+    task = prepare_task(validate_job(worker.ctx["job"]))
+    settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
+    settings.eval_steps = list(spec["eval_steps"])
+    record.batch_size = settings.batch_size
+    result, _ = run_trial(
+        task,
+        settings,
+        model=load_model(task.model),
+        on_step=worker.on_step,
+        on_eval=worker.on_eval,
+        may_continue=worker.may_continue,
+        on_phase=worker.on_phase,
+        on_model=worker.on_model,
+    )
+    record.trainable_params, record.total_params = result.trainable_params, result.total_params
+    record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
+    record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
+    record.ended = utc_now()
+    record.cost_usd = trial_cost(worker.run, spec["trial_id"])
+    record.settle(budget_stopped=False)  # one rule: the stop reason, if any, decides
+    worker.save()
+
+
+def _save_weights(model, spec: dict, path: Path) -> None:
+    """The trial's best weights: the adapter (peft) or the trainable tensors (ours)."""
+    if model is None:
+        return
+    from budgetft.methods.persist import save_trained
+
+    save_trained(model, spec["method"], spec["config"], path)

@@ -1,0 +1,382 @@
+"""The method registry, and one matrix over all of it: every method on a tiny random model of
+every architecture it supports applies, trains a few steps (the loss on fixed rows falls),
+saves, loads onto a fresh base model and evaluates exactly as before saving.
+
+Both run the real trial loop: a decoder is scored by its label words (the verbalizer), an
+encoder by its classification head (budgetft.methods.seqcls), chosen by the trial from the
+model itself; the encoder's architecture is detected from its config by prepare_task.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from budgetft import methods, trial
+from budgetft.methods import DECODER, ApplyContext
+from budgetft.methods._peft import virtual_token_offset
+from budgetft.methods.persist import load_trained, save_trained
+from budgetft.search_space import parse_space
+from budgetft.spec import validate_job
+from budgetft.task import prepare_task
+from budgetft.trial import TrialSettings, _template_words, run_trial
+from budgetft.methods.counting import count_model
+from budgetft.scoring.rows import evaluate
+from tests.conftest import tiny_job_dict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ORIGINAL_SEVEN = ["lora", "prompt_tuning", "p_tuning", "prefix_tuning", "ia3", "bitfit", "full"]
+ISSUE_METHODS = [
+    *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
+    "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
+]
+
+
+# --- the registry -----------------------------------------------------------------------
+
+def test_registry_has_every_method_of_the_issue():
+    assert set(ISSUE_METHODS) <= set(methods.names())  # new methods may join; none may leave
+    assert len(methods.names()) == len(set(methods.names()))
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(KeyError) as err:
+        methods.get("qlora")
+    message = err.value.args[0]
+    assert "unknown method 'qlora'; valid methods:" in message
+    assert all(name in message for name in methods.names())
+
+
+def test_aliases_resolve():
+    assert methods.get("P-Tuning").name == "p_tuning" and methods.get("prefix").name == "prefix_tuning"
+    assert methods.get("LayerNorm").name == "ln_tuning" and methods.get("last-k-layers").name == "last_k"
+
+
+@pytest.mark.parametrize("name", ISSUE_METHODS)
+def test_every_method_declares_what_a_planner_needs(name):
+    method = methods.get(name)
+    assert method.summary and "learning_rate" in method.defaults
+    assert set(method.default_space) <= method.params  # the space only names real parameters
+    space = parse_space(method.default_space)
+    assert "learning_rate" in space
+    assert set(method.architectures) <= set(methods.ARCHITECTURES) and method.architectures
+    assert method.task_types and method.forward_passes >= 1
+    assert method.saves_as in ("peft adapter", "trainable tensors")
+    # A search space's midpoint is a valid configuration.
+    assert method.config({k: p.midpoint() for k, p in space.items()})
+
+
+# --- tiny models of each architecture ----------------------------------------------------
+
+def _task(model_dir, tmp_path):
+    data = tiny_job_dict(model_dir, tmp_path)
+    data["eval"]["limit"] = 16
+    data["train"]["train_limit"] = 96  # fewer rows to encode; a few steps see a few dozen
+    return prepare_task(validate_job(data))
+
+
+@pytest.fixture(scope="module")
+def decoder_task(tiny_model_dir, tmp_path_factory):
+    return _task(tiny_model_dir, tmp_path_factory.mktemp("decoder"))
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tiny_model_dir, tmp_path_factory):
+    """A 2-layer random BERT with a 2-class head, sharing the tiny tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=128, num_labels=2, pad_token_id=0,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder_task(encoder_dir, tmp_path_factory):
+    return _task(encoder_dir, tmp_path_factory.mktemp("encoder"))
+
+
+_BASES: dict = {}
+
+
+def _load(task, architecture):
+    """A fresh copy of the architecture's untuned tiny model (loading from disk takes ~1 s
+    in transformers 5 even for 20k parameters; a deep copy takes milliseconds)."""
+    import copy
+
+    from budgetft.models.loading import load_model
+
+    assert task.model.architecture == architecture  # detected from the model's config
+    key = (architecture, task.model.location)
+    if key not in _BASES:
+        _BASES[key] = load_model(task.model)
+    return copy.deepcopy(_BASES[key])
+
+
+def fixed_rows_loss(model, task, n=48) -> float:
+    """Mean class cross-entropy on the first n training rows, with the scoring the trial uses."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        total, rows = trial.scoring_of(model).class_cross_entropy(
+            model, task.train.prompts[:n], task.train.labels[:n].tolist(), task.class_tokens, task.pad_id, virtual_token_offset(model)
+        )
+    model.train(was_training)
+    return total.item() / rows
+
+
+# Learning rates and steps that move each method clearly on a random 2-layer model in a few
+# steps; far above what a real model wants (see each method's default space).
+LEARNING_RATES = {
+    "lora": 1e-2, "prompt_tuning": 1e-2, "p_tuning": 1e-2, "prefix_tuning": 1e-2, "ia3": 5e-2,
+    "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
+    "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
+    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3,
+}
+# Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
+SMALL = {
+    "p_tuning": {"encoder_hidden_size": 16}, "vera": {"r": 16}, "last_k": {"k": 1},
+    "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
+    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4},
+}
+STEPS = {"mezo": 40}  # one random direction per step: more steps for a clear fall
+
+
+def _matrix():
+    for name in ISSUE_METHODS:
+        for architecture in methods.get(name).architectures:
+            yield pytest.param(architecture, name, id=f"{architecture}-{name}")
+
+
+@pytest.mark.parametrize("architecture, name", list(_matrix()))
+def test_method_trains_saves_loads(architecture, name, decoder_task, encoder_task, tmp_path):
+    task = decoder_task if architecture == DECODER else encoder_task
+    method = methods.get(name)
+    config = method.config({"learning_rate": LEARNING_RATES[name], **SMALL.get(name, {})})
+    settings = TrialSettings.from_job(task, name, config, steps=STEPS.get(name, 10))
+    settings.eval_every = settings.steps
+    settings.class_bias = "none"  # the method alone moves the loss (tests/test_class_bias.py has the bias)
+    context = ApplyContext(task.tokenizer, _template_words(task.job.prompt.template), tuple(task.job.prompt.labels.values()))
+
+    _, total_before = count_model(_load(task, architecture))
+    result, model = run_trial(task, settings, model=_load(task, architecture))
+
+    # Trainable parameters: what the registry predicts, a fraction of the model unless the
+    # method trains everything.
+    assert result.trainable_params > 0
+    assert method.count_params(_load(task, architecture), {k: v for k, v in config.items()})[0] == result.trainable_params
+    if name in ("full", "mezo"):
+        assert result.trainable_params == result.total_params
+    elif name != "last_k":  # the tiny models have 2 blocks: k=1 is half of them
+        assert result.trainable_params < 0.5 * total_before
+
+    # The loss on the same rows falls (per-step losses are on different batches: too noisy).
+    torch.manual_seed(settings.seed)  # run_trial seeds the same way before applying the method
+    untrained = method.apply(_load(task, architecture), config, context)
+    before, after = fixed_rows_loss(untrained, task), fixed_rows_loss(model, task)
+    assert after < before, f"{name}: loss on the training rows did not fall ({before:.4f} -> {after:.4f})"
+    final = result.final
+    assert final["n"] == 16 and sum(final["prediction_share"].values()) == pytest.approx(1.0)
+
+    # Save, load onto a fresh base, evaluate: the same result.
+    scored = evaluate(model, task)
+    save_trained(model, name, config, tmp_path / "saved")
+    torch.manual_seed(4321)  # not the training seed: the loaded weights must decide
+    loaded = load_trained(_load(task, architecture), name, config, tmp_path / "saved", context)
+    again = evaluate(loaded, task)
+    assert again["accuracy"] == scored["accuracy"]
+    assert again["eval_loss"] == pytest.approx(scored["eval_loss"], rel=1e-5, abs=1e-6)
+
+
+# --- method-specific checks --------------------------------------------------------------
+
+def test_bitfit_adds_zero_biases_without_changing_outputs(decoder_task):
+    from budgetft.scoring.verbalizer import class_scores
+
+    task = decoder_task
+    base = _load(task, DECODER).eval()
+    prompts = task.eval.prompts[:4]
+    with torch.no_grad():
+        before = class_scores(base, prompts, task.class_tokens, task.pad_id)
+    model = methods.get("bitfit").apply(base, {"learning_rate": 1e-3}, methods.ApplyContext())
+    with torch.no_grad():
+        after = class_scores(model, prompts, task.class_tokens, task.pad_id)
+    assert torch.allclose(before, after, atol=1e-6)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(n.endswith(".bias") for n in trainable)
+    assert not any("lm_head" in n for n in trainable)
+    assert np.isfinite(after.numpy()).all()
+
+
+@pytest.mark.parametrize("name", ["houlsby", "pfeiffer", "pissa", "olora", "dora", "rslora"])
+def test_adapters_start_as_the_base_model(decoder_task, name):
+    """Every adapter (and PiSSA/OLoRA, whose base keeps the residual) starts where the base
+    model is: training moves from the model, not from a perturbed copy."""
+    from budgetft.scoring.verbalizer import class_scores
+
+    task = decoder_task
+    prompts = task.eval.prompts[:4]
+    with torch.no_grad():
+        before = class_scores(_load(task, DECODER).eval(), prompts, task.class_tokens, task.pad_id)
+        method = methods.get(name)
+        model = method.apply(_load(task, DECODER), method.config({"lora_dropout": 0.0} if "lora_dropout" in method.defaults else {}), ApplyContext()).eval()
+        after = class_scores(model, prompts, task.class_tokens, task.pad_id)
+    assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_houlsby_has_twice_pfeiffers_adapters(decoder_task):
+    h = methods.get("houlsby").count_params(_load(decoder_task, DECODER))[0]
+    p = methods.get("pfeiffer").count_params(_load(decoder_task, DECODER))[0]
+    # Llama's attention output and feed-forward output are both hidden-size wide.
+    assert h == 2 * p
+
+
+def test_last_k_trains_only_the_top_blocks(decoder_task):
+    model = methods.get("last_k").apply(_load(decoder_task, DECODER), {"k": 1, "learning_rate": 1e-3}, ApplyContext())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("model.layers.1.") for n in trainable)
+    assert not any(n.startswith("model.layers.0.") or "embed" in n for n in trainable)
+    assert "model.norm.weight" in trainable
+
+
+def test_prompt_tuning_starts_from_the_label_words(decoder_task):
+    task = decoder_task
+    context = ApplyContext(task.tokenizer, "passage question", (" yes", " no"))
+    model = methods.get("prompt_tuning").apply(_load(task, DECODER), {"num_virtual_tokens": 4, "init": "labels", "learning_rate": 1e-2}, context)
+    table = model.get_input_embeddings().weight
+    prompt = model.prompt_encoder["default"].embedding.weight
+    yes, no = task.tokenizer(" yes no", add_special_tokens=False)["input_ids"]
+    assert torch.equal(prompt[0], table[yes]) and torch.equal(prompt[1], table[no]) and torch.equal(prompt[2], table[yes])
+
+
+def test_adalora_reallocates_ranks_during_the_trial(decoder_task):
+    task = decoder_task
+    method = methods.get("adalora")
+    settings = TrialSettings.from_job(task, "adalora", method.config({"learning_rate": 1e-2}), steps=10)
+    _, model = run_trial(task, settings)
+    config = model.peft_config["default"]
+    assert config.total_step == 10 and config.rank_pattern  # after_step ran and masked ranks
+
+
+@pytest.mark.parametrize("name", ISSUE_METHODS)
+def test_parameter_count_needs_no_weights(decoder_task, name):
+    """Counting on the meta device (no weights) gives the same numbers as on the real model."""
+    from transformers import AutoConfig
+
+
+    method = methods.get(name)
+    overrides = SMALL.get(name, {})
+    meta = method.count_params(AutoConfig.from_pretrained(decoder_task.model.location), overrides)
+    real = method.count_params(_load(decoder_task, DECODER), overrides)
+    assert meta == real
+
+
+def test_mezo_step_matches_a_hand_computed_zeroth_order_step(decoder_task):
+    """θ' = θ - lr · (L(θ+εz) - L(θ-εz)) / (2ε) · z, with z drawn from the step's seed."""
+    from budgetft.methods import mezo
+
+    task = decoder_task
+    idx = np.arange(8)
+    eps, lr = 1e-3, 1e-2
+
+    def loss_of(model):
+        with torch.no_grad():
+            total, rows = trial.scoring_of(model).class_cross_entropy(
+                model, [task.train.prompts[i] for i in idx], task.train.labels[idx].tolist(), task.class_tokens, task.pad_id
+            )
+        return total.item() / rows
+
+    # By hand: the seed the step draws, z per parameter in order, and the two losses.
+    model = mezo.apply(_load(task, DECODER), {}, ApplyContext()).eval()
+    theta = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(11)
+    seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    gen = torch.Generator().manual_seed(seed)
+    z = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in theta]
+    with torch.no_grad():
+        for p, t, zi in zip(model.parameters(), theta, z):
+            p.copy_(t + eps * zi)
+        plus = loss_of(model)
+        for p, t, zi in zip(model.parameters(), theta, z):
+            p.copy_(t - eps * zi)
+        minus = loss_of(model)
+    g = (plus - minus) / (2 * eps)
+    expected = [t - lr * g * zi for t, zi in zip(theta, z)]
+
+    # By MeZO, from the same starting weights and the same RNG state.
+    model = mezo.apply(_load(task, DECODER), {}, ApplyContext()).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(11)
+    loss, tokens, padded = mezo.train_step(
+        model, params, lambda: trial._accumulate(model, task, idx, 8, 0, "classes", backward=False), lr, {"epsilon": eps}
+    )
+    assert loss == pytest.approx((plus + minus) / 2, rel=1e-4)
+    assert g != 0
+    for p, e in zip(model.parameters(), expected):
+        assert torch.allclose(p, e, atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # no backward pass, ever
+    assert model.training  # restored after the no-dropout passes
+
+
+# --- `budgetft methods` ------------------------------------------------------------------
+
+def test_methods_command_lists_every_method_with_counts(tiny_job_file, tiny_model_dir):
+    import json
+
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from budgetft.cli import app
+
+    result = CliRunner().invoke(app, ["methods", str(tiny_job_file), "--set", "methods.lora.r=4", "--json"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [m["method"] for m in listing["methods"]] == ISSUE_METHODS
+    assert listing["architecture"] == DECODER
+    assert listing["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
+    by_name = {m["method"]: m for m in listing["methods"]}
+    assert all(m["supported"] and m["trainable_params"] > 0 and not m["error"] for m in by_name.values())
+    assert by_name["full"]["share"] == 1.0 and by_name["lora"]["share"] < 1.0
+    assert by_name["lora"]["space_source"] == "job" and by_name["ia3"]["space_source"] == "default"
+    # Counted at the job's configuration: LoRA at r=4 has half the parameters of r=8.
+    assert 2 * by_name["lora"]["trainable_params"] == by_name["rslora"]["trainable_params"]
+    assert by_name["mezo"]["passes"] == "2 forward, no backward"
+    assert all(m["seconds_per_step"] is None for m in by_name.values())  # nothing calibrated yet
+
+
+def test_methods_command_shows_calibrated_speed_and_memory(tiny_job_file):
+    from typer.testing import CliRunner
+
+    from budgetft.cli import app
+    from budgetft.planner.rates import store_rates
+    from budgetft.spec import load_job
+    from budgetft.telemetry.device import device_name
+
+    spec = load_job(str(tiny_job_file), [])
+    measured = {"seconds_per_step": 0.25, "examples_per_s": 32.0, "peak_memory_mb": 1234.0, "trainable_params": 1}
+    store_rates(spec, device_name(), {"lora": measured}, None)
+    result = CliRunner().invoke(app, ["methods", str(tiny_job_file)])
+    assert result.exit_code == 0, result.output
+    lora_row = next(line for line in result.stdout.splitlines() if "│ lora " in line)
+    assert "0.25" in lora_row and "32.0" in lora_row and "1,234" in lora_row
+    assert "calibrated on" in result.stdout
+
+
+def test_a_method_that_cannot_run_on_the_architecture_is_refused_up_front(encoder_dir, tmp_path):
+    """prefix_tuning on an encoder: peft 0.21 + transformers 5 fail at the first step ("Model
+    does not support past key values"); budgetft refuses it before any model is loaded."""
+    from budgetft.methods import MethodUnsupported
+
+    data = tiny_job_dict(encoder_dir, tmp_path)
+    data["methods"] = {"lora": {}, "prefix_tuning": {}}
+    with pytest.raises(MethodUnsupported) as err:
+        prepare_task(validate_job(data))
+    message = str(err.value)
+    assert "'prefix_tuning'" in message and "encoder models" in message and "p_tuning" in message

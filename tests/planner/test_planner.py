@@ -1,0 +1,87 @@
+import random
+from decimal import Decimal
+
+import pytest
+
+from budgetft.planner import MIN_STEPS, BudgetTooSmall, Costs, MethodRate, plan_budget
+from budgetft.money.usd import seconds_to_usd
+
+
+def random_case(rng: random.Random):
+    rates = {
+        name: MethodRate(name, rng.uniform(0.05, 30.0), 1.0)
+        for name in rng.sample(["lora", "ia3", "bitfit", "prompt_tuning", "full"], rng.randint(1, 5))
+    }
+    costs = Costs(
+        eval_seconds=rng.uniform(1, 200),
+        baseline_seconds=rng.uniform(0, 200),
+        calibration_seconds=rng.uniform(0, 300),
+        startup_seconds=rng.uniform(0, 30),
+        trial_startup_seconds=rng.uniform(0, 40),
+        reserve_seconds=rng.uniform(5, 60),
+    )
+    price = Decimal(str(round(rng.uniform(0.05, 40.0), 4)))
+    cap = Decimal(str(round(rng.uniform(0.01, 20.0), 2)))
+    spent = (cap * Decimal(str(round(rng.uniform(0, 0.5), 2)))).quantize(Decimal("0.000001"))
+    return rates, costs, price, cap, spent, rng.choice([20, 150, 800]), rng.choice([1, 1, 2, 4])
+
+
+def test_never_plans_past_the_cap():
+    rng = random.Random(7)
+    planned = refused = 0
+    for _ in range(3000):
+        rates, costs, price, cap, spent, max_steps, concurrency = random_case(rng)
+        try:
+            plan = plan_budget(cap, spent, price, rates, costs, max_steps, concurrency)
+        except BudgetTooSmall as exc:
+            refused += 1
+            assert exc.minimum > cap  # refused only below the minimum it quotes
+            # ... and the minimum it quotes is enough: a cap of that much buys a plan.
+            assert plan_budget(exc.minimum, spent, price, rates, costs, max_steps, concurrency).total_trials >= 1
+            continue
+        planned += 1
+        assert plan.expected_usd <= cap
+        # What the plan expects to use, plus the reserve, fits in what is left.
+        budget_s = float((cap - spent) * 3600 / price)
+        used = plan.fixed_seconds + plan.reserve_seconds + sum(m.expected_seconds for m in plan.methods) / concurrency
+        assert used <= budget_s + 1e-6
+        for m in plan.methods:
+            assert MIN_STEPS <= m.max_steps <= max_steps
+            assert m.trials >= 1 and m.grace_period <= m.max_steps
+            assert all(r < m.max_steps for r in m.rungs)
+            assert m.rungs == sorted(m.rungs) and all(b == a * plan.reduction_factor for a, b in zip(m.rungs, m.rungs[1:]))
+            assert m.expected_seconds <= m.worst_seconds + 1e-9
+    assert planned > 500 and refused > 100  # the sweep covers both sides
+
+
+def test_budget_below_the_minimum_is_refused_with_the_minimum():
+    rates = {"lora": MethodRate("lora", 10.0, 0.8)}
+    costs = Costs(eval_seconds=30, baseline_seconds=35, calibration_seconds=33)
+    with pytest.raises(BudgetTooSmall) as err:
+        plan_budget(Decimal("0.0001"), Decimal(0), Decimal("2.86"), rates, costs, 150)
+    minimum = err.value.minimum
+    assert f"the minimum is ${minimum}" in str(err.value)
+    plan = plan_budget(minimum, Decimal(0), Decimal("2.86"), rates, costs, 150)
+    assert plan.total_trials == 1 and plan.methods[0].max_steps >= MIN_STEPS
+    with pytest.raises(BudgetTooSmall):
+        plan_budget(minimum - Decimal("0.02"), Decimal(0), Decimal("2.86"), rates, costs, 150)
+
+
+def test_cheap_methods_get_more_trials():
+    rates = {"cheap": MethodRate("cheap", 1.0, 8.0), "dear": MethodRate("dear", 8.0, 1.0)}
+    costs = Costs(eval_seconds=10, baseline_seconds=10, calibration_seconds=30, trial_startup_seconds=5)
+    plan = plan_budget(Decimal("10"), Decimal(0), Decimal("2.86"), rates, costs, max_steps=100)
+    by = {m.method: m for m in plan.methods}
+    assert by["cheap"].trials > by["dear"].trials
+    assert by["cheap"].max_steps <= 100 and by["dear"].rungs  # ASHA rungs for both
+
+
+def test_a_method_that_cannot_fit_gives_its_share_back():
+    rates = {"lora": MethodRate("lora", 2.0, 4.0), "huge": MethodRate("huge", 500.0, 0.01)}
+    costs = Costs(eval_seconds=5, baseline_seconds=5, calibration_seconds=5, trial_startup_seconds=2)
+    plan = plan_budget(Decimal("0.5"), Decimal(0), Decimal("2.86"), rates, costs, max_steps=150)
+    assert [m.method for m in plan.methods] == ["lora"] and "huge" in plan.dropped
+
+
+def test_money_is_rounded_up():
+    assert seconds_to_usd(1, Decimal("2.86")) == Decimal("0.000795")  # 0.000794444.. rounds up
