@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, quiet_libraries, stderr_console, stdout_console, warn_stale_prices
 
 
 def plan(
@@ -21,6 +21,8 @@ def plan(
     from budgetft.runner.pricing import PriceError, local_price, parse_money
 
     err = stderr_console()
+    if price_per_hour is None:
+        warn_stale_prices(err)  # the price will come from the catalogue
     try:
         cap = parse_money(budget, "--budget")
         price = local_price(price_per_hour)

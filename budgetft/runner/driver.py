@@ -24,6 +24,7 @@ from budgetft.money.ledger import Ledger, read_charges
 from budgetft.planner import BudgetTooSmall, Costs, Plan, plan_budget, seconds_to_usd
 from budgetft.rundir import SCHEMA_VERSION, RunDir, read_json, write_json
 from budgetft.spec import JobSpec, dump_job
+from budgetft.telemetry.carbon import region_from_env
 
 RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
 # Before spending, stored or estimated rates are taken as at least this much slower than they
@@ -172,6 +173,7 @@ class Run:
             "sessions": session,
             "model": self.task.model.describe(),
             "data": self.task.data_origin,
+            "region": region_from_env() or previous.get("region"),  # local --region, for the report's CO2
         }
         write_json(run.run_json, info)
         if opts.resume:
