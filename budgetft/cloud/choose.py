@@ -43,6 +43,11 @@ RELATIVE_THROUGHPUT = {
     "nvidia-tesla-a100": 2.20,
     "nvidia-a100-80gb": 2.40,
     "nvidia-h100-80gb": 3.50,
+    # H200: the H100's chip with 4.8 TB/s of HBM3e against 3.35 TB/s, which small, bandwidth-bound
+    # models feel; B200: ~2.3x the H100's dense bf16 (2.25 vs 0.99 PFLOP/s) and 8 TB/s, discounted
+    # as above (NVIDIA's H200 and B200 data sheets). Both come as 8-GPU machines only.
+    "nvidia-h200-141gb": 4.00,
+    "nvidia-b200": 5.50,
 }
 
 # Sustained training FLOP/s assumed for a V100 when nothing was measured: the same conservative
