@@ -213,6 +213,9 @@ def pytest(python: str, args: list[str], timeout: float) -> bool:
 
 
 def main() -> int:
+    # budgetft itself is not installed: every child (pytest, the steps, `budgetft run` and the Ray
+    # workers it starts, which inherit the environment) imports this checkout's.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     out = Path(os.environ.get("GPU_CHECK_OUT") or REPO / "gpu_check_out").resolve()
     out.mkdir(parents=True, exist_ok=True)
     python = prepare(out)
