@@ -4,8 +4,10 @@ Layout (all JSON is UTF-8; "metrics" objects are budgetft.metrics.classification
 output plus eval_loss, including the per-row `correct` vector for significance tests):
 
   run.json           {schema, run_id, job, started, finished|null, status, budget_usd, cap_usd,
-                      price_per_hour, price_source, device, hardware}
+                      price_per_hour, price_source, device, hardware, region|null}
                      status: running | finished | interrupted | failed
+                     region: the grid region a local run was given with --region, for the
+                     report's CO2 (cloud runs' region is in cloud/launch-<n>.json)
   job.yaml           the resolved job spec
   plan.json          the latest round's plan (trials per method, max steps, rungs, reserve, ...),
                      with "round", "rounds" (every round's plan and its trial ids: money that
@@ -14,7 +16,9 @@ output plus eval_loss, including the per-row `correct` vector for significance t
   baselines.json     {"majority": metrics + majority_class, "zero_shot": metrics + seconds}
   calibration.json   per method: seconds_per_step, examples_per_s, peak_memory_mb, ...; and on a
                      GPU "packing": trials per GPU and the measured figures behind it
-  telemetry.jsonl    hardware samples, about one per second
+  telemetry.jsonl    hardware samples, about one per second: utilization, memory, GPU power (W)
+                     and, where readable, RAPL CPU energy counters (see telemetry/sampler.py);
+                     the report integrates them into each trial's energy (Wh) and CO2
   trials/<trial_id>/trial.json
                      {trial_id, method, config, status, steps, examples, trainable_params,
                       total_params, examples_per_s, padded_share, cost_usd, started, ended,
@@ -23,6 +27,7 @@ output plus eval_loss, including the per-row `correct` vector for significance t
                      (interrupted: the run was stopped by Ctrl-C, SIGTERM or a crash mid-trial)
                      stop_reason: why it stopped before its plan, in words; error: why it failed
   trials/<trial_id>/adapter/   the trial's best weights (peft adapter or trainable tensors)
+  cloud/launch-<n>.json   cloud runs: each VM's record (region, machine, price, ...)
   report.md, report.json, results.csv, *.png   written by `budgetft report`
 """
 
@@ -131,6 +136,7 @@ class RunInfo(Record):
     model: str = ""
     data: str = ""
     stop_reason: str | None = None
+    region: str | None = None  # grid region of a local run (--region), for the report's CO2
 
 
 class PlanRecord(Record):

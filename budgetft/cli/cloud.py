@@ -85,7 +85,8 @@ def _provider(project: str | None):
 
 
 def _cost(vm) -> tuple[str, str]:
-    from budgetft.money.catalog import CatalogError, default_catalog
+    from budgetft.money.errors import CatalogError
+    from budgetft.money.catalog_store import default_catalog
 
     try:
         inst = default_catalog().instance(vm.machine_type, vm.gpu, region=vm.region, spot=vm.spot, disk_gb=vm.disk_gb or 50)

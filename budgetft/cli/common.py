@@ -50,3 +50,32 @@ def stderr_console() -> Console:
 
 def stdout_console() -> Console:
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+
+
+def warn_stale_prices(console: Console) -> None:
+    """Print the price catalogue's age warning (money/freshness.py) when its prices are old.
+    Never fails a command: a catalogue that cannot be read is reported where it is used."""
+    from budgetft.money.errors import CatalogError
+    from budgetft.money.freshness import stale_catalog_warning
+
+    try:
+        warning = stale_catalog_warning()
+    except (CatalogError, OSError):
+        return
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def set_local_region(region: str | None, console: Console) -> None:
+    """`--region` on a local run: check it against the grid-intensity table and hand it to the
+    run's records (telemetry/carbon.py), so the report can put CO2 beside the energy; a bad name
+    exits 2 with the valid ones."""
+    if region is None:
+        return
+    from budgetft.telemetry.carbon import REGION_ENV, check_region
+
+    try:
+        os.environ[REGION_ENV] = check_region(region)
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] --region: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console, stdout_console, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
 
@@ -23,6 +23,8 @@ def plan(
     from budgetft.telemetry.pricing import run_price
 
     err = stderr_console()
+    if price_per_hour is None:
+        warn_stale_prices(err)  # the price will come from the catalogue
     try:
         cap = parse_money(budget, "--budget")
         price = run_price(price_per_hour)

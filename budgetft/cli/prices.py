@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from budgetft.cli.common import stderr_console, warn_stale_prices
+
 ALL_REGIONS = "all"
 
 
@@ -15,7 +17,7 @@ def prices(
         typer.Option(
             "--gpu",
             "-g",
-            help="Only instances with this GPU (repeatable): t4, p100, v100, l4, a100, a100-80gb, h100.",
+            help="Only instances with this GPU (repeatable): t4, p100, v100, l4, a100, a100-80gb, h100, h200, b200.",
             show_default=False,
         ),
     ] = None,
@@ -29,14 +31,29 @@ def prices(
     disk_type: Annotated[
         str, typer.Option("--disk-type", help="Boot disk type: pd-balanced, pd-standard, pd-ssd.")
     ] = "pd-balanced",
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="First fetch today's list prices from Google's Cloud Billing Catalog API (needs Google Cloud "
+            "credentials or GOOGLE_API_KEY) into budgetft's cache; later commands use them.",
+        ),
+    ] = False,
 ) -> None:
-    """List instance prices from the bundled catalogue, cheapest first, with minutes per dollar."""
+    """List instance prices from the price catalogue (the bundled one, or a newer refreshed one),
+    cheapest first, with minutes per dollar."""
     # Imported here so `budgetft --help` does not pay for them.
     from rich.console import Console
     from rich.table import Table
 
-    from budgetft.money.catalog import GPU_LABELS, CatalogError, UnknownName, default_catalog, resolve_gpu
+    from budgetft.money.gpu_names import GPU_LABELS, resolve_gpu
+    from budgetft.money.errors import CatalogError, UnknownName
+    from budgetft.money.catalog_store import default_catalog
 
+    if refresh:
+        _refresh(region)
+    else:
+        warn_stale_prices(stderr_console())
     catalog = default_catalog()
     try:
         gpus = [resolve_gpu(g) for g in gpu or []]
@@ -89,3 +106,26 @@ def prices(
         console.print("No instance in the catalogue matches these filters.")
         raise typer.Exit(1)
     console.print(table)
+
+
+def _refresh(region: str) -> None:
+    """`--refresh`: fetch and cache today's prices, or exit 2 with the reason and its fix."""
+    err = stderr_console()
+    try:
+        from budgetft.cloud.billing import refresh_catalog
+        from budgetft.cloud.errors import CloudError
+    except ImportError as exc:  # the Google client libraries are not installed
+        err.print(f"[bold red]error:[/] --refresh needs Google's client library ({exc.name or exc}); "
+                  "install it with `pip install google-cloud-billing`")
+        raise typer.Exit(2) from None
+    from budgetft.money.billing_skus import DEFAULT_REGIONS
+
+    regions = DEFAULT_REGIONS if region in (ALL_REGIONS, *DEFAULT_REGIONS) else (*DEFAULT_REGIONS, region)
+    try:
+        with err.status("fetching list prices from the Cloud Billing Catalog API…"):
+            done = refresh_catalog(regions)
+    except CloudError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    err.print(f"refreshed: {done.rows} price rows ({done.machines} machines) from {done.skus} Compute Engine SKUs, "
+              f"prices of {done.fetched}, written to {done.path}; later commands use them")

@@ -25,7 +25,7 @@ def report(
     run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="A run directory; give several to compare them side by side.", show_default=False),
     format: ReportFormat = typer.Option(ReportFormat.table, "--format", "-f", help="table (terminal), md, json, csv or html."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of the terminal.", show_default=False),
-    sort: str = typer.Option("rank", "--sort", help="Order trials by: rank (significant wins by lift per dollar), lift_per_usd, accuracy_per_usd, accuracy, balanced_accuracy, macro_f1, lift, p_value, cost, steps, examples_per_s, trainable_params, id."),
+    sort: str = typer.Option("rank", "--sort", help="Order trials by: rank (significant wins by lift per dollar), lift_per_usd, accuracy_per_usd, accuracy_per_kwh, energy, accuracy, balanced_accuracy, macro_f1, lift, p_value, cost, steps, examples_per_s, trainable_params, id."),
     write: bool = typer.Option(True, "--write/--no-write", help="Also (re)write report.md, report.json, results.csv and the PNGs in the run directory (one run only)."),
 ) -> None:
     """Report a run: results against the majority and zero-shot baselines, spend against the cap, plots."""

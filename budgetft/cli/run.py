@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, set_local_region, stderr_console, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
 
@@ -24,7 +24,7 @@ def run(
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
     machine: Optional[str] = typer.Option(None, "--machine", help="Cloud machine type, e.g. n1-standard-8."),
     zone: Optional[str] = typer.Option(None, "--zone", help="Cloud zone, e.g. us-central1-a."),
-    region: Optional[str] = typer.Option(None, "--region", help="Cloud region; zones in it are tried in turn."),
+    region: Optional[str] = typer.Option(None, "--region", help="Cloud region; zones in it are tried in turn. Local runs: the grid region this machine draws power from, for the report's CO2 (default: unknown)."),
     spot: bool = typer.Option(False, "--spot", help="Spot (preemptible) capacity: cheaper, may be reclaimed."),
     project: Optional[str] = typer.Option(None, "--project", help="Google Cloud project (default: from the environment)."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="gs:// bucket the VM uploads results to."),
@@ -41,9 +41,12 @@ def run(
     except PriceError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if price_per_hour is None:
+        warn_stale_prices(err)  # the price will come from the catalogue
     if cloud is None:
+        set_local_region(region, err)  # --region on a local run: where its energy comes from (CO2)
         # Cloud-only options without --cloud would be silently ignored: say so instead.
-        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--region": region, "--project": project, "--bucket": bucket}
+        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--project": project, "--bucket": bucket}
         given = [name for name, value in cloud_only.items() if value is not None] + (["--spot"] if spot else [])
         if given:
             err.print(f"[bold red]error:[/] {', '.join(given)} only apply to cloud runs; add --cloud gcp, or drop {'them' if len(given) > 1 else 'it'} to run on this machine")

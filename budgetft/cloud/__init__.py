@@ -11,6 +11,7 @@ bring the results home, and leave nothing running.
 - `storage`   the results bucket (google-cloud-storage)
 - `launcher`  `budgetft run --cloud gcp`: the stages; `watch` polls the VM; `collect` brings it home
 - `vm_boot`   run on the VM: charges boot time beyond the estimate
+- `billing`   `budgetft prices --refresh`: list prices from the Cloud Billing Catalog API (google-cloud-billing)
 - `errors`    failures a user can act on, each with its fix
 
 Nothing here imports google.cloud at module level, so `budgetft --help` stays instant.

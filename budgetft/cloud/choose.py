@@ -18,16 +18,9 @@ from pathlib import Path
 
 from budgetft.cloud.estimate import overhead_seconds
 from budgetft.models.speed import parameter_count, train_seconds_per_step
-from budgetft.money.catalog import (
-    DEFAULT_REGION,
-    GPU_LABELS,
-    Catalog,
-    CatalogError,
-    Instance,
-    UnknownName,
-    gpu_for_nvml_name,
-    resolve_gpu,
-)
+from budgetft.money.catalog import DEFAULT_REGION, Catalog, Instance
+from budgetft.money.gpu_names import GPU_LABELS, gpu_for_nvml_name, resolve_gpu
+from budgetft.money.errors import CatalogError, UnknownName
 
 # Training throughput relative to a V100 16GB, for mixed-precision fine-tuning of small and mid
 # transformers (0.1-1B parameters). Our own rounding of public figures: Lambda Labs' PyTorch
@@ -44,6 +37,11 @@ RELATIVE_THROUGHPUT = {
     "nvidia-tesla-a100": 2.20,
     "nvidia-a100-80gb": 2.40,
     "nvidia-h100-80gb": 3.50,
+    # H200: the H100's chip with 4.8 TB/s of HBM3e against 3.35 TB/s, which small, bandwidth-bound
+    # models feel; B200: ~2.3x the H100's dense bf16 (2.25 vs 0.99 PFLOP/s) and 8 TB/s, discounted
+    # as above (NVIDIA's H200 and B200 data sheets). Both come as 8-GPU machines only.
+    "nvidia-h200-141gb": 4.00,
+    "nvidia-b200": 5.50,
 }
 
 # A V100's training speed when nothing was measured is budgetft.models.speed's nominal GPU

@@ -54,7 +54,7 @@ def run_in_cloud(
     """Run the job on a cloud VM; returns the process exit code (0 finished, 1 the VM's run
     failed or was cut short, 2 refused before anything was created, 130 interrupted)."""
     from budgetft.cloud.choose import ChoiceError
-    from budgetft.money.catalog import CatalogError
+    from budgetft.money.errors import CatalogError
     from budgetft.resume import ResumeError
     from budgetft.spec import JobError
 

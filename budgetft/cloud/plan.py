@@ -18,7 +18,8 @@ from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, estim
 from budgetft.cloud.package import InstallSource, install_source
 from budgetft.cloud.startup import VM_WORK, StartupParams, render
 from budgetft.cloud.storage import parse_url, run_prefix
-from budgetft.money.catalog import DEFAULT_REGION, Instance, default_catalog
+from budgetft.money.catalog import DEFAULT_REGION, Instance
+from budgetft.money.catalog_store import default_catalog
 from budgetft.money.usd import round_up, usd
 from budgetft.resume import new_run_dir, resume_point
 from budgetft.rundir import RunDir, read_json

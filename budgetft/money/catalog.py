@@ -12,7 +12,6 @@ and Compute Engine bills that rate per second with a one-minute minimum per VM r
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import re
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 
+from budgetft.money.errors import CatalogError, UnknownName
+# GPU names people type and NVML reports are data too (gpus.csv, gpu_names.csv: money.gpu_names).
+from budgetft.money.gpu_names import resolve_gpu
 # Dollar arithmetic has its own home (budgetft.money.usd); the catalogue prices with it.
 from budgetft.money.usd import HOURS_PER_MONTH, MINIMUM_BILLED_SECONDS, RATE_RESOLUTION, cost, minutes_per_dollar, round_up, usd
 
@@ -34,41 +36,6 @@ PROVISIONING = ("on-demand", "spot")
 ANY_PROVISIONING = "any"
 LOCAL_REGION = "local"
 
-# What NVML (`pynvml.nvmlDeviceGetName`) reports on each GPU Google rents, -> catalogue name.
-NVML_NAMES = {
-    "Tesla T4": "nvidia-tesla-t4",
-    "Tesla P100-PCIE-16GB": "nvidia-tesla-p100",
-    "Tesla V100-SXM2-16GB": "nvidia-tesla-v100",
-    "NVIDIA L4": "nvidia-l4",
-    "NVIDIA A100-SXM4-40GB": "nvidia-tesla-a100",
-    "NVIDIA A100-SXM4-80GB": "nvidia-a100-80gb",
-    "NVIDIA H100 80GB HBM3": "nvidia-h100-80gb",
-}
-
-# Short names people type (`--gpu v100`) -> catalogue name. Catalogue names are accepted as well.
-GPU_ALIASES = {
-    "t4": "nvidia-tesla-t4",
-    "p100": "nvidia-tesla-p100",
-    "v100": "nvidia-tesla-v100",
-    "l4": "nvidia-l4",
-    "a100": "nvidia-tesla-a100",
-    "a100-40gb": "nvidia-tesla-a100",
-    "a100-80gb": "nvidia-a100-80gb",
-    "h100": "nvidia-h100-80gb",
-    "h100-80gb": "nvidia-h100-80gb",
-}
-
-# Short labels for tables: model and memory.
-GPU_LABELS = {
-    "nvidia-tesla-t4": "T4 16GB",
-    "nvidia-tesla-p100": "P100 16GB",
-    "nvidia-tesla-v100": "V100 16GB",
-    "nvidia-l4": "L4 24GB",
-    "nvidia-tesla-a100": "A100 40GB",
-    "nvidia-a100-80gb": "A100 80GB",
-    "nvidia-h100-80gb": "H100 80GB",
-}
-
 # How many vCPUs an N1 machine may have for a given number of attached GPUs (Compute Engine's
 # "GPUs on N1" table); e.g. one V100 allows at most 12 vCPUs, so n1-standard-16 + 1 V100 is invalid.
 N1_MAX_VCPUS = {
@@ -76,18 +43,6 @@ N1_MAX_VCPUS = {
     "nvidia-tesla-p100": {1: 16, 2: 32, 4: 64},
     "nvidia-tesla-v100": {1: 12, 2: 24, 4: 48, 8: 96},
 }
-
-
-class CatalogError(ValueError):
-    """A price that cannot be found or an instance that cannot be built."""
-
-
-class UnknownName(CatalogError):
-    """A GPU, machine, region, ... the catalogue does not know; the message lists the valid ones."""
-
-    def __init__(self, what: str, name: object, valid: list[str] | tuple[str, ...]):
-        self.what, self.name, self.valid = what, name, sorted(valid)
-        super().__init__(f"unknown {what} {name!r}; valid: {', '.join(self.valid)}")
 
 
 # ----------------------------------------------------------------------------- catalogue rows
@@ -379,53 +334,3 @@ def _check_n1_shape(machine: str, vcpus: int | None, gpu: str, count: int) -> No
             f"{machine} has {vcpus} vCPUs but {count}x {gpu} allows at most {limits[count]}; "
             "attach more GPUs or pick a smaller machine"
         )
-
-
-# ----------------------------------------------------------------------------- GPU names
-
-
-def resolve_gpu(name: str) -> str:
-    """Catalogue name for a user-typed GPU: an alias (v100, a100-80gb), a catalogue name
-    (nvidia-tesla-v100) or an NVML name (Tesla V100-SXM2-16GB); case-insensitive."""
-    key = name.strip().lower()
-    catalogue = set(GPU_ALIASES.values())
-    if key in catalogue:
-        return key
-    if key in GPU_ALIASES:
-        return GPU_ALIASES[key]
-    for nvml, gpu in NVML_NAMES.items():
-        if nvml.lower() == key:
-            return gpu
-    raise UnknownName("GPU", name, sorted(GPU_ALIASES) + sorted(catalogue))
-
-
-def gpu_for_nvml_name(name: str | bytes) -> str:
-    """Catalogue GPU for the name NVML reports, so the GPU we actually got selects its price.
-
-    Exact names first; then the model token, so variants (e.g. 'Tesla V100-PCIE-16GB') still map.
-    """
-    if isinstance(name, bytes):  # older pynvml returns bytes
-        name = name.decode("utf-8", "replace")
-    text = name.strip()
-    if text in NVML_NAMES:
-        return NVML_NAMES[text]
-    upper = text.upper()
-
-    def has(token: str) -> bool:  # whole token: "L4" must not match "L40S"
-        return re.search(rf"(?<![A-Z0-9]){token}(?![A-Z0-9])", upper) is not None
-
-    if has("H100") and "80GB" in upper:
-        return "nvidia-h100-80gb"
-    if has("A100"):
-        return "nvidia-a100-80gb" if "80GB" in upper else "nvidia-tesla-a100"
-    tokens = {"V100": "nvidia-tesla-v100", "P100": "nvidia-tesla-p100", "T4": "nvidia-tesla-t4", "L4": "nvidia-l4"}
-    for token, gpu in tokens.items():
-        if has(token):
-            return gpu
-    raise UnknownName("NVML GPU name", text, list(NVML_NAMES))
-
-
-@functools.lru_cache(maxsize=1)
-def default_catalog() -> Catalog:
-    """The packaged catalogue, parsed once per process."""
-    return Catalog.load()

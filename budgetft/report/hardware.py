@@ -1,10 +1,12 @@
-"""The report's hardware section: which price was used and why, and how busy the machine
-was per trial (from telemetry.jsonl, NVML or CPU samples)."""
+"""The report's hardware section: which price was used and why, how busy the machine was per
+trial (from telemetry.jsonl, NVML or CPU samples), and the energy and CO2 of each trial and of
+the run (report/energy.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from budgetft.report.energy import amount
 from budgetft.rundir import RunDir
 
 UTILIZATION_PNG = "utilization.png"
@@ -27,7 +29,11 @@ def hardware_summary(root: Path) -> dict:
         # GPU runs: how many trials shared a GPU and the measured figures behind it.
         "packing": (read_json(run.calibration_json, {}) or {}).get("packing"),
         "warning": None,
+        "energy": None,
     }
+    from budgetft.report.energy import energy_summary
+
+    out["energy"] = energy_summary(root)
     if run.telemetry.exists():
         samples = read_samples(run.telemetry)
         out["telemetry_samples"] = len(samples)
@@ -54,13 +60,23 @@ def markdown_section(summary: dict, has_plot: bool) -> str:
     lines.append(f"- **Machine:** {summary.get('device') or 'unknown'}; price used {price}{why}")
     if summary["telemetry_samples"]:
         lines.append(f"- **Telemetry:** {summary['telemetry_samples']} samples ({summary.get('source')}), about one a second")
-        lines += ["", "| trial | samples | mean utilization % | peak memory MiB |", "|:---|---:|---:|---:|"]
+        energy = summary.get("energy") or {}
+        per_trial = energy.get("trials") or {}
+        wh_label = "energy Wh" + (" (estimated)" if energy.get("estimated") else "")
+        lines += ["", f"| trial | samples | mean utilization % | peak memory MiB | {wh_label} | CO2e g |", "|:---|---:|---:|---:|---:|---:|"]
         for trial_id, u in sorted(summary["trials"].items()):
             util = "–" if u.get("mean_util_pct") is None else f"{u['mean_util_pct']:.0f}"
             mem = "–" if u.get("peak_mem_mb") is None else f"{u['peak_mem_mb']:,.0f}"
-            lines.append(f"| {trial_id} | {u.get('samples', 0)} | {util} | {mem} |")
+            e = per_trial.get(trial_id) or {}
+            wh = "–" if e.get("wh") is None else amount(e["wh"])
+            co2 = "–" if e.get("co2e_g") is None else amount(e["co2e_g"])
+            lines.append(f"| {trial_id} | {u.get('samples', 0)} | {util} | {mem} | {wh} | {co2} |")
     else:
         lines.append("- **Telemetry:** none recorded")
+    if summary.get("energy"):
+        from budgetft.report.energy import markdown_lines
+
+        lines[3:3] = markdown_lines(summary["energy"])
     if summary.get("packing"):
         lines.insert(3, f"- **Trials per GPU:** {summary['packing']['reason']}")
     if summary.get("warning"):

@@ -89,6 +89,10 @@ def row_json(r: Row) -> dict[str, Any]:
         "lift_vs_zero_shot_points": _f(r.lift_vs_zero_shot),
         "lift_per_usd": _f(r.lift_per_usd),
         "accuracy_per_usd": _f(r.accuracy_per_usd),
+        "energy_wh": _f(r.energy_wh),
+        "energy_estimated": r.energy_estimated,
+        "co2e_g": _f(r.co2e_g),
+        "accuracy_per_kwh": _f(r.accuracy_per_kwh),
         "vs_majority": None if t is None else {
             "test": t.test, "p_value": t.p_value, "better_rows": t.better, "worse_rows": t.worse, "verdict": t.verdict,
         },

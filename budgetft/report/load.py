@@ -100,6 +100,7 @@ def load_run(path: Path | str) -> RunReport:
 
     majority, zero_shot = _baselines(rd, model, charges, warnings)
     trials = [_trial_row(t, model, by_trial, status, warnings) for t in _read_trials(rd, warnings)]
+    _attach_energy(rd, trials, warnings)
     R.derive([*[b for b in (majority, zero_shot) if b], *trials], majority, zero_shot)
     trials = R.rank(trials)
     scored = [t for t in trials if t.accuracy is not None and t.cost is not None]
@@ -219,6 +220,25 @@ def _trial_row(t: dict, model: str, by_trial: dict[str, Decimal], run_status: st
     if status == "failed" and not row.error:
         row.error = "no error recorded"
     return row
+
+
+def _attach_energy(rd: RunDir, trials: list[R.Row], warnings: list[str]) -> None:
+    """Each trial's energy and CO2 (report/energy.py), for accuracy per kWh. Never fatal: a
+    report without energy figures beats no report."""
+    if not rd.telemetry.exists():
+        return
+    from budgetft.report.energy import energy_summary
+
+    try:
+        energy = energy_summary(rd.root)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        warnings.append(f"energy could not be computed: {type(exc).__name__}: {exc}")
+        return
+    for row in trials:
+        figures = energy["trials"].get(row.id) or {}
+        row.energy_wh = figures.get("wh")
+        row.co2e_g = figures.get("co2e_g")
+        row.energy_estimated = bool(energy.get("estimated"))
 
 
 def _read_trials(rd: RunDir, warnings: list[str]) -> list[dict]:

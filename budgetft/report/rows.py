@@ -6,6 +6,8 @@ Conventions (stated in every report, see `METHOD_NOTES`):
 - Accuracy, lift and CIs are in percentage points; costs are Decimal USD.
 - lift per dollar = (trial accuracy - majority accuracy) in points / trial cost in USD.
 - accuracy per dollar = trial accuracy in points / trial cost in USD.
+- accuracy per kWh = trial accuracy in points / the trial's energy in kWh (telemetry/energy.py:
+  measured from NVML or RAPL, or estimated from the CPU's rated power, as the report says).
 """
 
 from __future__ import annotations
@@ -82,11 +84,15 @@ class Row:
     class_bias: list[float] | None = None  # the verbalizer's fitted class bias at step 0, nats
     error: str | None = None
     stop_reason: str | None = None  # why a trial stopped before its plan, in words (trial.json)
+    energy_wh: float | None = None  # the trial's share of the run's energy (report/energy.py)
+    energy_estimated: bool = False  # from the CPU's rated power, not measured
+    co2e_g: float | None = None  # energy x the run region's grid intensity
     # derived against the baselines
     lift_points: float | None = None  # vs majority, percentage points
     lift_vs_zero_shot: float | None = None
     lift_per_usd: float | None = None
     accuracy_per_usd: float | None = None
+    accuracy_per_kwh: float | None = None  # accuracy points per kWh
     vs_majority: stats.PairedTest | None = None
     rank: int | None = None  # 1 = most lift per dollar among significant wins
     on_pareto_front: bool = False
@@ -144,6 +150,8 @@ def derive(rows: list[Row], majority: Row | None, zero_shot: Row | None) -> None
             continue
         if row.cost is not None and row.cost > 0:
             row.accuracy_per_usd = 100 * row.accuracy / float(row.cost)
+        if row.energy_wh is not None and row.energy_wh > 0:
+            row.accuracy_per_kwh = 100 * row.accuracy / (row.energy_wh / 1000)
         if zero_shot is not None and zero_shot.accuracy is not None and row is not zero_shot:
             row.lift_vs_zero_shot = 100 * (row.accuracy - zero_shot.accuracy)
         if majority is None or majority.accuracy is None or row is majority:
@@ -192,6 +200,8 @@ SORT_KEYS: dict[str, tuple[str, bool]] = {
     "rank": ("rank", False),
     "lift_per_usd": ("lift_per_usd", True),
     "accuracy_per_usd": ("accuracy_per_usd", True),
+    "accuracy_per_kwh": ("accuracy_per_kwh", True),
+    "energy": ("energy_wh", False),
     "accuracy": ("accuracy", True),
     "balanced_accuracy": ("balanced_accuracy", True),
     "macro_f1": ("macro_f1", True),

@@ -18,7 +18,7 @@ from budgetft.report.summary import Summary, spend_line
 PLOTS = {"accuracy_vs_cost.png": "Accuracy against cost", "spend_over_time.png": "Spend over time"}
 
 RESULT_COLUMNS = ("#", "trial", "method, settings", "acc %", "95% CI", "lift", "beats majority?", "lift/$", "cost", "ended")
-DETAIL_COLUMNS = ("trial", "bal. acc %", "macro-F1", "acc/$", "steps", "kept @", "last acc %", "trainable", "ex/s", "Pareto")
+DETAIL_COLUMNS = ("trial", "bal. acc %", "macro-F1", "acc/$", "acc/kWh", "Wh", "steps", "kept @", "last acc %", "trainable", "ex/s", "Pareto")
 
 
 def verdict_text(row: Row, markdown: bool = False) -> str:
@@ -56,6 +56,8 @@ def detail_cells(row: Row) -> list[str]:
         fmt.pct(row.balanced_accuracy),
         fmt.number(row.macro_f1, 3),
         fmt.number(row.accuracy_per_usd),
+        fmt.number(row.accuracy_per_kwh),
+        energy_cell(row),
         fmt.integer(row.steps),
         fmt.integer(row.kept_step),
         fmt.pct(row.last_accuracy),
@@ -63,6 +65,13 @@ def detail_cells(row: Row) -> list[str]:
         fmt.number(row.examples_per_s),
         "yes" if row.on_pareto_front else "",
     ]
+
+
+def energy_cell(row: Row) -> str:
+    """A trial's watt-hours; '~' marks an estimate from the CPU's rated power."""
+    if row.energy_wh is None:
+        return fmt.DASH
+    return ("~" if row.energy_estimated else "") + f"{row.energy_wh:.3g}"
 
 
 def headline(report: RunReport) -> str:
@@ -118,6 +127,13 @@ def notes(report: RunReport) -> list[str]:
             "on the label-word scores to a sample of training rows and trains it with the method. The "
             "zero-shot baseline is the untuned model's raw label-word scores, without it."
         )
+    if any(t.energy_wh is not None for t in report.trials):
+        estimated = any(t.energy_estimated for t in report.trials)
+        lines.append(
+            "Wh is each trial's share of the energy the run used while it trained (see the hardware section for how it "
+            "was measured); acc/kWh = accuracy in points / that energy in kWh."
+            + (" '~' marks an estimate from the processor's rated power, not a measurement." if estimated else "")
+        )
     if report.pareto:
         lines.append(f"Pareto front of accuracy against cost (no other trial is both cheaper and more accurate): {', '.join(report.pareto)}.")
     return lines
@@ -144,7 +160,7 @@ def failures(report: RunReport) -> list[str]:
 
 TERMINAL_RESULTS = ("#", "trial", "acc %", "95% CI", "lift", "vs majority", "lift/$", "cost", "ended")
 TERMINAL_TRIALS = ("trial", "method", "settings", "steps", "kept @", "trainable", "ex/s")
-TERMINAL_METRICS = ("trial", "bal. acc %", "macro-F1", "last acc %", "acc/$", "Pareto front")
+TERMINAL_METRICS = ("trial", "bal. acc %", "macro-F1", "last acc %", "acc/$", "acc/kWh", "Pareto front")
 
 
 def terminal_verdict(row: Row) -> str:
@@ -193,7 +209,7 @@ def rich_view(report: RunReport, summary: Summary, trials: list[Row]):
     metrics = table("More metrics", TERMINAL_METRICS, {"trial", "Pareto front"})
     for row in [*report.baselines, *trials]:
         d = detail_cells(row)
-        metrics.add_row(d[0], d[1], d[2], d[6], d[3], d[9], style="dim" if row.kind == "baseline" else "")
+        metrics.add_row(d[0], d[1], d[2], d[8], d[3], d[4], d[11], style="dim" if row.kind == "baseline" else "")
 
     parts = [title, Text(), facts, Text(), results, Text(), setup, Text(), metrics, Text()]
     for line in failures(report):
@@ -231,7 +247,7 @@ def markdown(report: RunReport, summary: Summary, trials: list[Row], plots: list
     rows = [result_cells(r, markdown=True) for r in [*report.baselines, *trials]]
     out += [md_table(RESULT_COLUMNS, rows, right={0, 3, 4, 5, 7, 8}), ""]
     out += ["### Details", ""]
-    out += [md_table(DETAIL_COLUMNS, [detail_cells(r) for r in [*report.baselines, *trials]], right=set(range(1, 9))), ""]
+    out += [md_table(DETAIL_COLUMNS, [detail_cells(r) for r in [*report.baselines, *trials]], right=set(range(1, 11))), ""]
     fails = failures(report)
     if fails:
         out += ["### Trials that did not end as planned", ""] + [f"- {_md_cell(f)}" for f in fails] + [""]
@@ -246,8 +262,9 @@ def markdown(report: RunReport, summary: Summary, trials: list[Row], plots: list
 CSV_COLUMNS = (
     "kind", "id", "rank", "model", "method", "settings", "status", "n", "correct", "accuracy", "ci95_low", "ci95_high",
     "balanced_accuracy", "macro_f1", "kept_step", "last_step", "last_accuracy", "steps", "cost_usd", "lift_points",
-    "lift_vs_zero_shot_points", "lift_per_usd", "accuracy_per_usd", "test", "p_value", "better_rows", "worse_rows",
-    "verdict", "trainable_params", "total_params", "examples_per_s", "on_pareto_front", "error",
+    "lift_vs_zero_shot_points", "lift_per_usd", "accuracy_per_usd", "accuracy_per_kwh", "energy_wh", "energy_estimated",
+    "co2e_g", "test", "p_value", "better_rows", "worse_rows", "verdict", "trainable_params", "total_params",
+    "examples_per_s", "on_pareto_front", "error",
 )
 
 
@@ -263,6 +280,7 @@ def csv_text(report: RunReport, trials: list[Row]) -> str:
             _v(r.correct_count), _v(r.accuracy), _v(r.ci95[0] if r.ci95 else None), _v(r.ci95[1] if r.ci95 else None),
             _v(r.balanced_accuracy), _v(r.macro_f1), _v(r.kept_step), _v(r.last_step), _v(r.last_accuracy), _v(r.steps),
             _v(r.cost), _v(r.lift_points), _v(r.lift_vs_zero_shot), _v(r.lift_per_usd), _v(r.accuracy_per_usd),
+            _v(r.accuracy_per_kwh), _v(r.energy_wh), r.energy_estimated if r.energy_wh is not None else "", _v(r.co2e_g),
             t.test if t else "", _v(t.p_value if t else None), t.better if t else "", t.worse if t else "",
             r.verdict, _v(r.trainable_params), _v(r.total_params), _v(r.examples_per_s), r.on_pareto_front, r.error or "",
         ])

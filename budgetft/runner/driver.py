@@ -28,6 +28,7 @@ from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, budget_ch
 from budgetft.resume import ResumeError, new_run_dir
 from budgetft.rundir import SCHEMA_VERSION, RunDir, RunInfo, utc_now
 from budgetft.spec import JobSpec, dump_job
+from budgetft.telemetry.carbon import region_from_env
 
 
 class Terminated(KeyboardInterrupt):
@@ -151,6 +152,7 @@ class Run:
             price_per_hour=str(opts.usd_per_hour), price_source=opts.price_source, price_reason=opts.price_reason,
             device=device_name(), hardware={"cpus": os.cpu_count(), "platform": platform.platform()}, sessions=session,
             model=self.task.model.describe(), data=self.task.data_origin,
+            region=region_from_env() or previous.get("region"),  # local --region, for the report's CO2
         )
         run.write_run(info)
         for trial in run.trials():  # the previous session died under these

@@ -12,15 +12,10 @@ import platform
 from dataclasses import dataclass
 from decimal import Decimal
 
-from budgetft.money.catalog import (
-    DEFAULT_REGION,
-    Catalog,
-    CatalogError,
-    Instance,
-    UnknownName,
-    gpu_for_nvml_name,
-)
-from budgetft.money.usd import usd
+from budgetft.money.catalog import DEFAULT_REGION, Catalog, Instance
+from budgetft.money.errors import CatalogError, UnknownName
+from budgetft.money.gpu_names import nvml_match
+from budgetft.money.usd import RATE_RESOLUTION, round_up, usd
 
 MIB = 2**20  # NVML and psutil report bytes; budgetft reports MiB (written "mb" in field names)
 
@@ -194,9 +189,12 @@ def local_price(
     2. GPUs: the catalogue instance carrying that GPU, priced on-demand in `region` (list
        prices; a Spot VM or a discount is cheaper, so this errs toward over-counting). An
        accelerator-optimised machine that includes the GPU (g2 for L4, a2 for A100, a3 for
-       H100) is preferred; otherwise an N1 machine with the GPU attached (T4, P100, V100).
-       Among several shapes, the one whose vCPUs equal this machine's (we are probably on it),
-       else the cheapest.
+       H100 and H200, a4 for B200) is preferred; otherwise an N1 machine with the GPU attached
+       (T4, P100, V100). Among several shapes, the one whose vCPUs per GPU equal this
+       machine's (we are probably on it), else the cheapest. A machine sold only with 8 GPUs
+       (a3-ultragpu-8g, a4-highgpu-8g) is priced per GPU: this machine's GPUs' share of it.
+       A GPU variant the catalogue does not price (an H100 PCIe) is priced as its nearest
+       entry (the SXM H100 Google rents), and the reason says so.
     3. No GPU: the catalogue's local CPU entry ($0/h), saying so and how to set a price.
     An unknown or mixed set of GPUs raises HardwareError asking for --price-per-hour.
     """
@@ -225,7 +223,8 @@ def local_price(
         )
     name, count = names[0], len(detected.gpus)
     try:
-        gpu = gpu_for_nvml_name(name)
+        matched = nvml_match(name)
+        gpu = matched.gpu
         if gpu not in catalog.gpus():
             raise UnknownName("GPU", gpu, catalog.gpus())
     except UnknownName:
@@ -244,7 +243,7 @@ def local_price(
         raise HardwareError(f"the catalogue has no instance with {count}x {gpu}; {HOW_TO_PRICE}")
     elsewhere = f" ({region} has no {gpu}, so priced in {inst.region})" if inst.region != region else ""
     reason = (
-        f"detected {count}x {name} -> {gpu}; priced as {label} ({how}): ${_fmt(rate)}/h {inst.provisioning} in "
+        f"detected {count}x {matched.describe()}; priced as {label} ({how}): ${_fmt(rate)}/h {inst.provisioning} in "
         f"{inst.region}{elsewhere}, incl. a {inst.disk_gb} GB {inst.disk_type} disk (catalogue {catalog.version}, "
         f"fetched {catalog.fetched}); pass --price-per-hour if this machine costs something else (Spot, "
         "another region, your own hardware)"
@@ -263,13 +262,20 @@ def _pick_instance(catalog: Catalog, gpu: str, count: int, vcpus: int, region: s
         single = catalog.instances(regions=[region], spot=spot, gpus=[gpu])
     except CatalogError:
         return None
-    built_in = [i for i in single if i.gpus_usd_per_hour == 0]  # g2/a2/a3: the GPU is in the machine
+    built_in = [i for i in single if i.gpus_usd_per_hour == 0]  # g2/a2/a3/a4: the GPU is in the machine
     if built_in:
-        # The catalogue carries one-GPU shapes of these families; several GPUs are priced as that
-        # many one-GPU machines (Google's larger g2/a2/a3 shapes scale close to linearly).
-        inst, why = _closest(catalog, built_in, max(1, vcpus // count), region, spot)
-        label = f"{count}x {inst.label}" if count > 1 else inst.label
-        return inst, inst.usd_per_hour * count, label, f"the accelerator-optimised machine that includes it; {why}"
+        inst, why = _closest(catalog, built_in, max(1, vcpus // count), region, spot, per_gpu=True)
+        what = "the accelerator-optimised machine that includes it"
+        if inst.gpu_count <= 1:
+            # One-GPU shapes: several GPUs are priced as that many one-GPU machines (Google's
+            # larger g2/a2/a3 shapes scale close to linearly).
+            label = f"{count}x {inst.label}" if count > 1 else inst.label
+            return inst, inst.usd_per_hour * count, label, f"{what}; {why}"
+        # Sold only with gpu_count GPUs (A3 Ultra, A4): this machine's GPUs' share of it, plus
+        # the whole boot disk. Rounded up: the share must not under-count the machine.
+        share = round_up(inst.machine_usd_per_hour * count / inst.gpu_count + inst.disk_usd_per_hour, RATE_RESOLUTION)
+        label = inst.label if count == inst.gpu_count else f"{count}/{inst.gpu_count} of {inst.label}"
+        return inst, share, label, f"{what}, priced per GPU: {count} of its {inst.gpu_count} GPUs; {why}"
     shapes = []
     for machine in {i.machine for i in single}:  # N1 machines the GPU attaches to
         try:
@@ -282,12 +288,19 @@ def _pick_instance(catalog: Catalog, gpu: str, count: int, vcpus: int, region: s
     return inst, inst.usd_per_hour, inst.label, f"an N1 machine with the GPU attached; {why}"
 
 
-def _closest(catalog: Catalog, options: list[Instance], vcpus: int, region: str, spot: bool) -> tuple[Instance, str]:
-    def cpus(inst: Instance) -> int | None:
-        return catalog.find("machine", inst.machine, region, spot).vcpus
+def _closest(catalog: Catalog, options: list[Instance], vcpus: int, region: str, spot: bool, per_gpu: bool = False) -> tuple[Instance, str]:
+    """The option whose vCPUs (per GPU, with per_gpu) equal `vcpus`, else the cheapest per GPU."""
 
-    same = sorted((i for i in options if cpus(i) == vcpus), key=lambda i: i.usd_per_hour)
+    def cpus(inst: Instance) -> int | None:
+        total = catalog.find("machine", inst.machine, region, spot).vcpus
+        return total // max(1, inst.gpu_count) if per_gpu and total is not None else total
+
+    def price(inst: Instance):
+        return inst.usd_per_hour / max(1, inst.gpu_count) if per_gpu else inst.usd_per_hour
+
+    unit = " per GPU" if per_gpu else ""
+    same = sorted((i for i in options if cpus(i) == vcpus), key=price)
     if same:
-        return same[0], f"its {vcpus} vCPUs match this machine's"
-    cheapest = min(options, key=lambda i: i.usd_per_hour)
-    return cheapest, f"no shape has this machine's {vcpus} vCPUs, so the cheapest that takes the GPU"
+        return same[0], f"its {vcpus} vCPUs{unit} match this machine's"
+    cheapest = min(options, key=price)
+    return cheapest, f"no shape has this machine's {vcpus} vCPUs{unit}, so the cheapest{unit} that takes the GPU"

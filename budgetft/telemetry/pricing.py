@@ -10,7 +10,7 @@ from budgetft.money.usd import PriceError, parse_money
 def run_price(price_per_hour: str | None):
     """PriceChoice for a local run: --price-per-hour if given, else the detected GPU's catalogue
     instance; PriceError (naming the fix) when neither gives a price above $0."""
-    from budgetft.money.catalog import default_catalog
+    from budgetft.money.catalog_store import default_catalog
     from budgetft.telemetry.hardware import HardwareError, PriceChoice, detect, local_price
 
     if price_per_hour is not None:

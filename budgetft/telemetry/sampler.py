@@ -8,7 +8,12 @@ Each line of telemetry.jsonl:
      "cpu_pct": 37.5,                     # whole-machine CPU busy %, in both sources
      "devices": [{"index": 0, "name": "NVIDIA L4", "util_pct": 87.0,
                   "mem_used_mb": 10240.0, "mem_total_mb": 23034.0, "power_w": 61.2}],
-     "processes": {"<trial_id>": 5120.0}} # per trial process: GPU memory (nvml) or RSS (cpu), MiB
+     "processes": {"<trial_id>": 5120.0}, # per trial process: GPU memory (nvml) or RSS (cpu), MiB
+     "rapl_uj": {"package-0": 123456789}, # only where RAPL counters can be read: each CPU package's
+     "rapl_max_uj": {"package-0": 262143328850}}  # energy counter (uJ) and where it wraps to 0
+
+A device's "energy_mj" (NVML's energy counter since the driver loaded, mJ; Volta and later) is
+present only where NVML supports it. Energy per trial is integrated from these in energy.py.
 
 For "cpu" there is one device: the CPU (name = its model, util_pct = cpu_pct, memory = the
 machine's RAM in use, i.e. total - available; power_w = null). A value NVML does not support on
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from budgetft.clock import utc_now
+from budgetft.telemetry import rapl
 from budgetft.telemetry.hardware import MIB, as_text, cpu_model
 
 log = logging.getLogger(__name__)
@@ -73,6 +79,7 @@ class TelemetrySampler:
         interval_s: float = 1.0,
         pids: Callable[[], dict[str, int]] | None = None,
         nvml=None,
+        powercap: Path | str | None = None,
     ):
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
@@ -80,6 +87,8 @@ class TelemetrySampler:
         self.interval_s = float(interval_s)
         self._pids = pids
         self._nvml_arg = nvml
+        self._powercap = powercap  # None: /sys/class/powercap (tests pass a stand-in folder)
+        self._rapl: list = []  # RAPL package zones this process can read (telemetry/rapl.py)
         self._nvml = None  # the module in use while NVML works
         self._handles: list = []
         self.source: str | None = None  # "nvml" | "cpu" once started
@@ -102,6 +111,7 @@ class TelemetrySampler:
             return self
         self._cpu_name = cpu_model()
         self._open_nvml()
+        self._open_rapl()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Line-buffered append: a resumed run adds to the same file; readers see whole lines.
         self._fh = open(self.path, "a", encoding="utf-8", buffering=1)
@@ -157,6 +167,12 @@ class TelemetrySampler:
             self.source, self.note = "cpu", f"NVML unavailable ({type(exc).__name__}: {exc})"
             log.info("telemetry: %s; sampling the CPU", self.note)
 
+    def _open_rapl(self) -> None:
+        try:
+            self._rapl = rapl.zones(self._powercap if self._powercap is not None else rapl.POWERCAP)
+        except Exception:  # never a reason to lose a run
+            self._rapl = []
+
     def _close_nvml(self) -> None:
         if self._nvml is not None:
             _shutdown(self._nvml)
@@ -201,6 +217,9 @@ class TelemetrySampler:
                 sample["error"] = self.note
         if "source" not in sample:
             sample.update(source="cpu", cpu_pct=cpu_pct, **self._cpu_sample(cpu_pct, trials))
+        if self._rapl:
+            sample["rapl_uj"] = rapl.read(self._rapl)
+            sample["rapl_max_uj"] = {z.name: z.max_uj for z in self._rapl}
         with self._lock:
             self._latest = sample
         if self._fh is not None:
@@ -226,14 +245,18 @@ class TelemetrySampler:
             # % of the last sample period (1/6 s to 1 s, by GPU) in which a kernel was running.
             util = _optional(lambda: float(nvml.nvmlDeviceGetUtilizationRates(h).gpu))
             power = _optional(lambda: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0)  # milliwatts -> W
-            devices.append({
+            energy = _optional(lambda: int(nvml.nvmlDeviceGetTotalEnergyConsumption(h)))  # mJ since driver load
+            device = {
                 "index": i,
                 "name": as_text(nvml.nvmlDeviceGetName(h)),
                 "util_pct": util,
                 "mem_used_mb": round(mem.used / MIB, 1),
                 "mem_total_mb": round(mem.total / MIB, 1),
                 "power_w": None if power is None else round(power, 1),
-            })
+            }
+            if energy is not None:
+                device["energy_mj"] = energy
+            devices.append(device)
             if trials:
                 for p in _optional(lambda: nvml.nvmlDeviceGetComputeRunningProcesses(h)) or []:
                     used = getattr(p, "usedGpuMemory", None)  # bytes; None where the driver hides it

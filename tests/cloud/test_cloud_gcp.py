@@ -9,7 +9,7 @@ from test_cloud_fakes import PROJECT, FakeCompute, fake_compute  # noqa: F401  (
 from budgetft.cloud import request as req
 from budgetft.cloud.errors import ApiDisabled, NotFound, PermissionDenied, QuotaExceeded, ZoneUnavailable
 from budgetft.cloud.gcp import GcpProvider, classify, vm_from_json
-from budgetft.money.catalog import default_catalog
+from budgetft.money.catalog_store import default_catalog
 
 
 def body(name: str, zone: str = "us-central1-a", run: str = "r1", spot: bool = False) -> dict:

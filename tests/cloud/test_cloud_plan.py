@@ -12,7 +12,7 @@ from budgetft.cloud.choose import ChoiceError, RELATIVE_THROUGHPUT, choose, mode
 from budgetft.cloud.estimate import SHUTDOWN_SECONDS, disk_gb_for, estimate, max_run_seconds, money, overhead_seconds
 from budgetft.cloud.plan import CloudOptions, LaunchError, make_plan
 from budgetft.resume import ResumeError
-from budgetft.money.catalog import default_catalog
+from budgetft.money.catalog_store import default_catalog
 
 CATALOG = default_catalog()
 

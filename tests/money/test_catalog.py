@@ -15,15 +15,10 @@ import typer
 from typer.testing import CliRunner
 
 from budgetft.cli.prices import prices
-from budgetft.money.catalog import (
-    NVML_NAMES,
-    Catalog,
-    CatalogError,
-    UnknownName,
-    default_catalog,
-    gpu_for_nvml_name,
-    resolve_gpu,
-)
+from budgetft.money.gpu_names import NVML_NAMES, gpu_for_nvml_name, resolve_gpu
+from budgetft.money.catalog import Catalog
+from budgetft.money.errors import CatalogError, UnknownName
+from budgetft.money.catalog_store import default_catalog
 from budgetft.money.usd import billed_seconds, cost, minutes_per_dollar
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository

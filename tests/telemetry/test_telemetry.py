@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from budgetft.money.catalog import default_catalog
+from budgetft.money.catalog_store import default_catalog
 from budgetft.telemetry import hardware, packing, precision, summary
 from budgetft.telemetry.hardware import Hardware, HardwareError, detect, local_price
 from budgetft.telemetry.sampler import TelemetrySampler

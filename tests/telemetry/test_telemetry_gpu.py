@@ -25,7 +25,7 @@ def _cuda() -> bool:
 if not _cuda():
     pytest.skip("needs an NVIDIA GPU: torch.cuda.is_available() is False", allow_module_level=True)
 
-from budgetft.money.catalog import default_catalog  # noqa: E402
+from budgetft.money.catalog_store import default_catalog  # noqa: E402
 from budgetft.telemetry import hardware, packing, precision, summary  # noqa: E402
 from budgetft.telemetry.sampler import TelemetrySampler  # noqa: E402
 
