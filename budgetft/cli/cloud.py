@@ -13,7 +13,10 @@ from budgetft.cli.common import stderr_console, stdout_console
 PROJECT_OPT = typer.Option(None, "--project", help="Google Cloud project (default: from the environment).", show_default=False)
 
 
-def status(project: Optional[str] = PROJECT_OPT) -> None:
+def status(
+    project: Optional[str] = PROJECT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the VMs as JSON on stdout (the VM listing's fields)."),
+) -> None:
     """List budgetft's cloud VMs: run id, zone, state, age and cost so far."""
     from rich.table import Table
 
@@ -27,6 +30,13 @@ def status(project: Optional[str] = PROJECT_OPT) -> None:
     except CloudError as exc:
         err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
+    if as_json:
+        import json
+
+        from budgetft.cloud.status_json import vms_document
+
+        print(json.dumps(vms_document(vms, project), indent=2))
+        return
     if not vms:
         err.print(f"no budgetft VMs in project {project}")
         return

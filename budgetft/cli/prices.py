@@ -29,6 +29,7 @@ def prices(
     disk_type: Annotated[
         str, typer.Option("--disk-type", help="Boot disk type: pd-balanced, pd-standard, pd-ssd.")
     ] = "pd-balanced",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the prices as JSON (the catalogue's field names).")] = False,
 ) -> None:
     """List instance prices from the bundled catalogue, cheapest first, with minutes per dollar."""
     # Imported here so `budgetft --help` does not pay for them.
@@ -58,6 +59,14 @@ def prices(
         )
     except CatalogError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if as_json:
+        import json
+
+        from budgetft.money.prices_json import prices_document
+
+        filters = {"gpu": gpus, "spot_only": spot, "region": region, "disk_gb": disk_gb, "disk_type": disk_type}
+        print(json.dumps(prices_document(catalog, rows, filters), indent=2))
+        raise typer.Exit(0 if rows else 1)
 
     table = Table(
         title="Instance prices (USD)",
