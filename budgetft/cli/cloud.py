@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape  # messages may hold brackets, e.g. budgetft[gcp]
 
 from budgetft.cli.common import stderr_console, stdout_console
 
@@ -28,7 +29,7 @@ def status(
         provider, project = _provider(project)
         vms = provider.list()
     except CloudError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
     if as_json:
         import json
@@ -83,7 +84,7 @@ def down(
             provider.delete_and_confirm(vm.zone, vm.name)
             err.print(f"deleted  {vm.name}; confirmed gone")
     except CloudError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

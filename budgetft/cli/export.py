@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from budgetft.cli.common import cli_errors, quiet_libraries, stderr_console
 
@@ -26,7 +27,7 @@ def export(
         try:
             result = run_export(ExportRequest(run_dir, to, merge, trial), say=lambda text: err.print(text))
         except UseError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
     err.print(f"wrote {result.folder}: {', '.join(result.files)}")
     err.print(f"model card: {result.folder / 'README.md'}")

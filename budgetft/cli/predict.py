@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from budgetft.cli.common import cli_errors, quiet_libraries, stderr_console, stdout_console
 
@@ -35,7 +36,7 @@ def predict(
             with _Bar(err) as bar:
                 doc = run_predict(request, progress=bar.update, say=lambda text: err.print(text))
         except UseError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(2) from None
     if out is not None:
         write_predictions(doc, out)
