@@ -71,8 +71,14 @@ def tiny_run(model_dir: Path, folder: Path) -> Path:
     out = folder / "run"
     result = runner.invoke(app, ["run", str(path), "--budget", "6", "--price-per-hour", "36", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {t.name for t in (out / "trials").iterdir()} == {"t001-bitfit", "t002-lora"}, result.output
+    assert sorted(t.name.split("-", 1)[1] for t in (out / "trials").iterdir()) == ["bitfit", "lora"], result.output
     return out
+
+
+def trial_of(run: Path, method: str) -> str:
+    """The run's trial of `method` (the plan decides the order of trials, so ids vary)."""
+    (found,) = [t.name for t in (run / "trials").iterdir() if t.name.endswith(f"-{method}")]
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +178,17 @@ def test_predict_writes_jsonl_csv_and_reads_standard_input(decoder_run, rows20, 
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-9 for p in piped["predictions"])
 
 
+def test_a_long_input_is_scored_in_chunks_with_a_progress_bar(decoder_run, tmp_path):
+    from budgetft.cli.predict import PROGRESS_ROWS
+
+    rows = make_rows(PROGRESS_ROWS + 50, seed=11)
+    result = runner.invoke(app, ["predict", str(decoder_run), str(write_jsonl(tmp_path / "long.jsonl", rows)), "--json", "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["rows"] == len(rows) and [p["index"] for p in doc["predictions"]] == list(range(len(rows)))
+    assert doc["accuracy"]["rows"] == len(rows)
+
+
 def test_plain_text_lines_score_a_one_field_template(decoder_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(decoder_run, run)
@@ -210,7 +227,7 @@ def odd_run(decoder_run, tmp_path):
     and Houlsby adapters (only their manifests: the refusals must come before any loading)."""
     run = tmp_path / "odd-run"
     shutil.copytree(decoder_run, run)
-    lora = json.loads((run / "trials" / "t002-lora" / "trial.json").read_text())
+    lora = json.loads((run / "trials" / trial_of(run, "lora") / "trial.json").read_text())
     for trial_id, method, layout, peft_type in (("t003-prompt_tuning", "prompt_tuning", "peft", "PROMPT_TUNING"), ("t004-houlsby", "houlsby", "tensors", None), ("t005-lora", "lora", None, None)):
         folder = run / "trials" / trial_id
         folder.mkdir()
@@ -258,36 +275,39 @@ def test_a_run_without_kept_weights_says_why(decoder_run, tmp_path, no_model_loa
 
 # --- export: plain transformers / peft give predict's answers --------------------------------
 
-@pytest.mark.parametrize("which, args, files", [
-    ("decoder", ["--trial", "t002"], {"adapter_config.json", "adapter_model.safetensors"}),
-    ("decoder", ["--trial", "t002", "--merge"], {"config.json", "model.safetensors"}),
-    ("decoder", ["--trial", "t001"], {"config.json", "model.safetensors"}),
-    ("encoder", ["--trial", "t002"], {"adapter_config.json", "adapter_model.safetensors"}),
-    ("encoder", ["--trial", "t001"], {"config.json", "model.safetensors"}),
-], ids=["decoder-lora-adapter", "decoder-lora-merged", "decoder-bitfit-full", "encoder-lora-adapter", "encoder-bitfit-full"])
-def test_export_loads_with_transformers_alone_and_matches_predict(which, args, files, request, rows20, tmp_path):
+@pytest.mark.parametrize("which, method, merge, files", [
+    ("decoder", "lora", False, {"adapter_config.json", "adapter_model.safetensors"}),
+    ("decoder", "lora", True, {"config.json", "model.safetensors"}),
+    ("decoder", "bitfit", False, {"config.json", "model.safetensors"}),
+    ("encoder", "lora", False, {"adapter_config.json", "adapter_model.safetensors"}),
+    ("encoder", "lora", True, {"config.json", "model.safetensors"}),
+    ("encoder", "bitfit", False, {"config.json", "model.safetensors"}),
+], ids=["decoder-lora-adapter", "decoder-lora-merged", "decoder-bitfit-full", "encoder-lora-adapter", "encoder-lora-merged", "encoder-bitfit-full"])
+def test_export_loads_with_transformers_alone_and_matches_predict(which, method, merge, files, request, rows20, tmp_path):
     run = request.getfixturevalue(f"{which}_run")
+    args = ["--trial", trial_of(run, method)]
     folder = tmp_path / "export"
-    result = runner.invoke(app, ["export", str(run), "--to", str(folder), *args])
+    result = runner.invoke(app, ["export", str(run), "--to", str(folder), *args, *(["--merge"] if merge else [])])
     assert result.exit_code == 0, result.output
     present = {p.name for p in folder.iterdir()}
     assert files | {"README.md", "budgetft_scoring.json", "tokenizer.json"} <= present
     assert json.loads((folder / "budgetft_scoring.json").read_text())["architecture"] == which
-    predicted = predict_json(str(run), str(rows20), *[a for a in args if a != "--merge"])
+    predicted = predict_json(str(run), str(rows20), *args)
     assert_same(predicted, plain_predictions(folder, rows20, tmp_path))
 
 
 def test_the_model_card_carries_the_proof(decoder_run, tmp_path):
     folder = tmp_path / "export"
-    result = runner.invoke(app, ["export", str(decoder_run), "--to", str(folder), "--trial", "t001"])
+    bitfit = trial_of(decoder_run, "bitfit")
+    result = runner.invoke(app, ["export", str(decoder_run), "--to", str(folder), "--trial", bitfit])
     assert result.exit_code == 0, result.output
     card = (folder / "README.md").read_text()
     report = json.loads((decoder_run / "report.json").read_text())
-    row = next(t for t in report["trials"] if t["id"] == "t001-bitfit")
+    row = next(t for t in report["trials"] if t["id"] == bitfit)
     majority, zero_shot = report["baselines"]
     lo, hi = row["accuracy_ci95"]
     assert card.startswith("---\nlibrary_name: transformers\n")
-    assert f"| **this model** (t001-bitfit) | {100 * row['accuracy']:.1f} | {100 * lo:.1f}–{100 * hi:.1f} |" in card
+    assert f"| **this model** ({bitfit}) | {100 * row['accuracy']:.1f} | {100 * lo:.1f}–{100 * hi:.1f} |" in card
     assert f"| majority baseline (always 'true') | {100 * majority['accuracy']:.1f} |" in card
     assert f"| zero-shot baseline (the untuned model) | {100 * zero_shot['accuracy']:.1f} |" in card
     assert "McNemar's exact test (two-sided, alpha = 0.05)" in card
@@ -299,4 +319,4 @@ def test_the_model_card_carries_the_proof(decoder_run, tmp_path):
     assert "learning_rate" in card and "Class bias (nats" in card
     scoring = json.loads((folder / "budgetft_scoring.json").read_text())
     assert scoring["format"] == "full_model" and scoring["classes"] == ["false", "true"]
-    assert scoring["class_bias"] == json.loads((decoder_run / "trials" / "t001-bitfit" / "adapter" / "budgetft_method.json").read_text())["class_bias"]
+    assert scoring["class_bias"] == json.loads((decoder_run / "trials" / bitfit / "adapter" / "budgetft_method.json").read_text())["class_bias"]

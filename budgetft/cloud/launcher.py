@@ -106,7 +106,7 @@ def make_provider(project: str | None) -> tuple[Provider, str]:
     from budgetft.cloud.errors import NoProject
     from budgetft.cloud.gcp import ENDPOINT_ENV, GcpProvider, default_credentials
 
-    require_clients("budgetft's Google Cloud commands")
+    require_clients("this command")
     credentials = None
     if not os.environ.get(ENDPOINT_ENV):
         credentials, found = default_credentials()

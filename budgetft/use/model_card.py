@@ -168,12 +168,11 @@ def _results(f: CardFacts) -> str:
 
 def _cost(f: CardFacts) -> str:
     report, row = f.chosen.report, f.chosen.row
-    from budgetft.report.summary import spend_line
-
+    whole = f"{fmt.usd(report.spent)}" + (f" of its {fmt.usd(report.cap)} cap ({100 * report.spent / report.cap:.1f}%)" if report.cap else "")
     lines = [
         "## Cost", "",
         f"- This model's trial: {fmt.usd(row.cost)} (the ledger's charges tagged with {row.id})",
-        f"- The whole run: {spend_line(report, f.summary)}",
+        f"- The whole run, baselines and every other trial included: {whole}",
         f"- Priced at ${report.price_per_hour}/h ({report.run.get('price_source') or 'source unknown'}), "
         "per second, from an append-only ledger paid before each second was used",
         "",
