@@ -2,7 +2,8 @@
 run): predictions reproduce the run's own evaluation row by row; an export loaded by a script
 that imports only transformers and peft (in a subprocess that refuses to import budgetft) gives
 the same classes and probabilities (within 1e-5) as `budgetft predict`, for a peft method (lora,
-as an adapter and merged) and one of ours (bitfit, a full model), on a decoder and an encoder.
+as an adapter and merged) and one of ours (bitfit, a full model), on a decoder and an encoder,
+and for a prompt-tuning adapter on the decoder.
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ def build_tiny_bert(folder: Path, tokenizer_dir: Path) -> Path:
     return folder
 
 
-def tiny_run(model_dir: Path, folder: Path) -> Path:
-    """A finished `budgetft run` with one lora and one bitfit trial."""
+# One configuration each: one trial per method.
+TWO_METHODS = {"lora": {"learning_rate": [1e-2]}, "bitfit": {"learning_rate": [3e-3]}}
+PROMPT_TOO = {**TWO_METHODS, "prompt_tuning": {"learning_rate": [3e-2], "num_virtual_tokens": [4]}}
+
+
+def tiny_run(model_dir: Path, folder: Path, methods: dict) -> Path:
+    """A finished `budgetft run` with one trial of each method."""
     job = tiny_job_dict(model_dir, folder)
-    job["methods"] = {"lora": {"learning_rate": [1e-2]}, "bitfit": {"learning_rate": [3e-3]}}
+    job["methods"] = methods
     job["train"].update(max_steps=20, eval_every=10)
     job["eval"]["limit"] = 40
     path = folder / "job.yaml"
@@ -71,7 +77,7 @@ def tiny_run(model_dir: Path, folder: Path) -> Path:
     out = folder / "run"
     result = runner.invoke(app, ["run", str(path), "--budget", "6", "--price-per-hour", "36", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(t.name.split("-", 1)[1] for t in (out / "trials").iterdir()) == ["bitfit", "lora"], result.output
+    assert sorted(t.name.split("-", 1)[1] for t in (out / "trials").iterdir()) == sorted(methods), result.output
     return out
 
 
@@ -91,13 +97,13 @@ def module_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def decoder_run(tiny_model_dir, tmp_path_factory, module_cache):
-    return tiny_run(tiny_model_dir, tmp_path_factory.mktemp("decoder-run"))
+    return tiny_run(tiny_model_dir, tmp_path_factory.mktemp("decoder-run"), PROMPT_TOO)
 
 
 @pytest.fixture(scope="module")
 def encoder_run(tiny_model_dir, tmp_path_factory, module_cache):
     bert = build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tiny_model_dir)
-    return tiny_run(bert, tmp_path_factory.mktemp("encoder-run"))
+    return tiny_run(bert, tmp_path_factory.mktemp("encoder-run"), TWO_METHODS)
 
 
 @pytest.fixture(scope="module")
@@ -223,23 +229,21 @@ def _refused(args: list[str], needle: str, input: str | None = None) -> None:
 
 @pytest.fixture
 def odd_run(decoder_run, tmp_path):
-    """A copy of the run with three more trials: one that kept no weights, a prompt-tuning adapter
-    and Houlsby adapters (only their manifests: the refusals must come before any loading)."""
+    """A copy of the run with two more trials: one that kept no weights, and Houlsby adapters
+    (only their manifest: the refusal must come before any loading)."""
     run = tmp_path / "odd-run"
     shutil.copytree(decoder_run, run)
     lora = json.loads((run / "trials" / trial_of(run, "lora") / "trial.json").read_text())
-    for trial_id, method, layout, peft_type in (("t003-prompt_tuning", "prompt_tuning", "peft", "PROMPT_TUNING"), ("t004-houlsby", "houlsby", "tensors", None), ("t005-lora", "lora", None, None)):
+    for trial_id, method, kept in (("x01-houlsby", "houlsby", True), ("x02-lora", "lora", False)):
         folder = run / "trials" / trial_id
         folder.mkdir()
         record = dict(lora, trial_id=trial_id, method=method)
-        if layout is None:
+        if not kept:
             record.update(status="stopped_early", evals=[])
         (folder / "trial.json").write_text(json.dumps(record))
-        if layout is not None:
+        if kept:
             (folder / "adapter").mkdir()
-            (folder / "adapter" / "budgetft_method.json").write_text(json.dumps({"method": method, "config": {}, "layout": layout}))
-            if peft_type:
-                (folder / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type}))
+            (folder / "adapter" / "budgetft_method.json").write_text(json.dumps({"method": method, "config": {}, "layout": "tensors"}))
     return run
 
 
@@ -247,7 +251,7 @@ def test_bad_input_is_refused_before_the_model_loads(decoder_run, odd_run, rows2
     run = str(decoder_run)
     _refused(["predict", str(tmp_path), str(rows20)], "is not a budgetft run directory")
     _refused(["predict", run, str(rows20), "--trial", "t009"], "no trial 't009'")
-    _refused(["predict", str(odd_run), str(rows20), "--trial", "t005"], "trial t005-lora kept no weights")
+    _refused(["predict", str(odd_run), str(rows20), "--trial", "x02"], "trial x02-lora kept no weights")
     _refused(["predict", run, str(tmp_path / "none.jsonl")], "no such file")
     (tmp_path / "rows.xlsx").write_text("x")
     _refused(["predict", run, str(tmp_path / "rows.xlsx")], "not .xlsx")
@@ -260,8 +264,8 @@ def test_bad_input_is_refused_before_the_model_loads(decoder_run, odd_run, rows2
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     _refused(["export", run, "--to", str(tmp_path / "full")], "is not an empty folder")
-    _refused(["export", str(odd_run), "--to", str(tmp_path / "e1"), "--trial", "t003", "--merge"], "nothing to merge")
-    _refused(["export", str(odd_run), "--to", str(tmp_path / "e2"), "--trial", "t004"], "houlsby inserts bottleneck adapter modules")
+    _refused(["export", run, "--to", str(tmp_path / "e1"), "--trial", trial_of(decoder_run, "prompt_tuning"), "--merge"], "nothing to merge")
+    _refused(["export", str(odd_run), "--to", str(tmp_path / "e2"), "--trial", "x01"], "houlsby inserts bottleneck adapter modules")
     assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
 
 
@@ -279,10 +283,11 @@ def test_a_run_without_kept_weights_says_why(decoder_run, tmp_path, no_model_loa
     ("decoder", "lora", False, {"adapter_config.json", "adapter_model.safetensors"}),
     ("decoder", "lora", True, {"config.json", "model.safetensors"}),
     ("decoder", "bitfit", False, {"config.json", "model.safetensors"}),
+    ("decoder", "prompt_tuning", False, {"adapter_config.json", "adapter_model.safetensors"}),
     ("encoder", "lora", False, {"adapter_config.json", "adapter_model.safetensors"}),
     ("encoder", "lora", True, {"config.json", "model.safetensors"}),
     ("encoder", "bitfit", False, {"config.json", "model.safetensors"}),
-], ids=["decoder-lora-adapter", "decoder-lora-merged", "decoder-bitfit-full", "encoder-lora-adapter", "encoder-lora-merged", "encoder-bitfit-full"])
+], ids=["decoder-lora-adapter", "decoder-lora-merged", "decoder-bitfit-full", "decoder-prompt-adapter", "encoder-lora-adapter", "encoder-lora-merged", "encoder-bitfit-full"])
 def test_export_loads_with_transformers_alone_and_matches_predict(which, method, merge, files, request, rows20, tmp_path):
     run = request.getfixturevalue(f"{which}_run")
     args = ["--trial", trial_of(run, method)]
