@@ -78,7 +78,7 @@ class _Bar:
 def _table(doc: dict):
     from rich.table import Table
 
-    table = Table(title=f"{doc['trial_id']} ({doc['method']}) on {doc['rows']} rows from {doc['input']}", title_justify="left")
+    table = Table()  # which trial and which rows: said on stderr before scoring
     table.add_column("row", justify="right")
     table.add_column("class")
     for name in doc["classes"]:
