@@ -18,6 +18,7 @@ import numpy as np
 from budgetft import methods
 from budgetft.data.batching import length_grouped_batches
 from budgetft.methods._peft import virtual_token_offset
+from budgetft.methods.context import context_for
 from budgetft.methods.counting import count_model
 from budgetft.scoring import class_bias, verbalizer
 from budgetft.scoring.rows import evaluate, scoring_of
@@ -147,9 +148,7 @@ def run_trial(
     if model is None:
         model = load_model(task.model)
     method = methods.get(settings.method)
-    init_text = task.job.prompt.init_text or _template_words(task.job.prompt.template)
-    label_words = tuple(task.job.prompt.labels.values())
-    model = method.apply(model, settings.config, methods.ApplyContext(task.tokenizer, init_text, label_words))
+    model = method.apply(model, settings.config, context_for(task.job, task.tokenizer))
     model.to(device)
     model.train()
     from budgetft.telemetry.precision import apply_precision, grad_scaler
@@ -284,11 +283,3 @@ def _accumulate(
         tokens += max(lengths) * len(lengths)
         padded += max(lengths) * len(lengths) - sum(lengths)
     return loss_sum / denominator, tokens, padded
-
-
-def _template_words(template: str) -> str:
-    """The template's fixed text, e.g. "Question: ? Answer:" — a task instruction for
-    initialising soft prompts."""
-    import string
-
-    return " ".join(literal.strip() for literal, *_ in string.Formatter().parse(template) if literal.strip())

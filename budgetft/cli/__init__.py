@@ -9,7 +9,9 @@ from __future__ import annotations
 import typer
 
 from budgetft.cli.cloud import down, status
+from budgetft.cli.export import export
 from budgetft.cli.plan import plan
+from budgetft.cli.predict import predict
 from budgetft.cli.prices import prices
 from budgetft.cli.report import report
 from budgetft.cli.run import run
@@ -32,6 +34,8 @@ app.command()(report)
 app.command()(status)
 app.command()(down)
 app.command()(methods)
+app.command()(predict)
+app.command()(export)
 
 
 def main() -> None:

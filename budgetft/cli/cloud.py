@@ -7,13 +7,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape  # messages may hold brackets, e.g. budgetft[gcp]
 
 from budgetft.cli.common import stderr_console, stdout_console
 
 PROJECT_OPT = typer.Option(None, "--project", help="Google Cloud project (default: from the environment).", show_default=False)
 
 
-def status(project: Optional[str] = PROJECT_OPT) -> None:
+def status(
+    project: Optional[str] = PROJECT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the VMs as JSON on stdout (the VM listing's fields)."),
+) -> None:
     """List budgetft's cloud VMs: run id, zone, state, age and cost so far."""
     from rich.table import Table
 
@@ -25,8 +29,15 @@ def status(project: Optional[str] = PROJECT_OPT) -> None:
         provider, project = _provider(project)
         vms = provider.list()
     except CloudError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    if as_json:
+        import json
+
+        from budgetft.cloud.status_json import vms_document
+
+        print(json.dumps(vms_document(vms, project), indent=2))
+        return
     if not vms:
         err.print(f"no budgetft VMs in project {project}")
         return
@@ -73,7 +84,7 @@ def down(
             provider.delete_and_confirm(vm.zone, vm.name)
             err.print(f"deleted  {vm.name}; confirmed gone")
     except CloudError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import typer
@@ -17,6 +18,7 @@ def plan(
     no_calibrate: bool = typer.Option(False, "--no-calibrate", help="Spend nothing: plan from stored or estimated rates instead of measuring."),
     set_: list[str] = SET_OPT,
     methods: Optional[str] = METHODS_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON on stdout (plan.json's fields; messages go to stderr)."),
 ) -> None:
     """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve)."""
     from budgetft.money.usd import PriceError, parse_money
@@ -39,13 +41,13 @@ def plan(
         spec = load_job(job, methods_override(job, list(set_), methods))
         quiet_libraries()
         try:
-            _plan(spec, cap, price, no_calibrate, err)
+            _plan(spec, cap, price, no_calibrate, err, as_json)
         except BudgetTooSmall as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
 
 
-def _plan(spec, cap, price, no_calibrate, err) -> None:
+def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
     import time
     from decimal import Decimal
 
@@ -80,6 +82,12 @@ def _plan(spec, cap, price, no_calibrate, err) -> None:
         err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else ""))
     err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {costs.eval_seconds:.0f} s for {len(task.eval)} rows")
     err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
-    stdout_console().print(plan_table(plan))
+    if as_json:
+        from budgetft.planner.document import plan_document
+
+        spent_usd = seconds_to_usd(spent_s, price.usd_per_hour) if spent_s else None
+        print(json.dumps(plan_document(plan, rates, source, costs, eval_rows_per_s, spent_s, spent_usd), indent=2))
+    else:
+        stdout_console().print(plan_table(plan))
     if spent_s:
         err.print(f"calibrating took {spent_s:.0f} s (${seconds_to_usd(spent_s, price.usd_per_hour)} at ${price.usd_per_hour}/h; not charged to any run)")

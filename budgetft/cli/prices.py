@@ -39,6 +39,7 @@ def prices(
             "credentials or GOOGLE_API_KEY) into budgetft's cache; later commands use them.",
         ),
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the prices as JSON (the catalogue's field names).")] = False,
 ) -> None:
     """List instance prices from the price catalogue (the bundled one, or a newer refreshed one),
     cheapest first, with minutes per dollar."""
@@ -75,6 +76,14 @@ def prices(
         )
     except CatalogError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if as_json:
+        import json
+
+        from budgetft.money.prices_json import prices_document
+
+        filters = {"gpu": gpus, "spot_only": spot, "region": region, "disk_gb": disk_gb, "disk_type": disk_type}
+        print(json.dumps(prices_document(catalog, rows, filters), indent=2))
+        raise typer.Exit(0 if rows else 1)
 
     table = Table(
         title="Instance prices (USD)",

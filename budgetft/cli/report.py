@@ -27,6 +27,7 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the report to this file instead of the terminal.", show_default=False),
     sort: str = typer.Option("rank", "--sort", help="Order trials by: rank (significant wins by lift per dollar), lift_per_usd, accuracy_per_usd, accuracy_per_kwh, energy, accuracy, balanced_accuracy, macro_f1, lift, p_value, cost, steps, examples_per_s, trainable_params, id."),
     write: bool = typer.Option(True, "--write/--no-write", help="Also (re)write report.md, report.json, results.csv and the PNGs in the run directory (one run only)."),
+    as_json: bool = typer.Option(False, "--json", help="Print report.json's content on stdout (same as --format json; messages go to stderr)."),
 ) -> None:
     """Report a run: results against the majority and zero-shot baselines, spend against the cap, plots."""
     from rich.console import Console
@@ -34,6 +35,8 @@ def report(
     from budgetft.report import SORT_KEYS, NotARunDir, render, render_comparison, write_reports
 
     err = Console(stderr=True, highlight=False)
+    if as_json:
+        format = ReportFormat.json
     if sort not in SORT_KEYS:
         raise typer.BadParameter(f"unknown column {sort!r}; valid: {', '.join(SORT_KEYS)}", param_hint="--sort")
     try:

@@ -22,7 +22,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape  # messages may hold brackets, e.g. budgetft[gcp]
 
+from budgetft.cloud.clients import require_clients
 from budgetft.cloud.errors import CloudError, ZoneUnavailable
 from budgetft.cloud.estimate import money
 from budgetft.cloud.quota import check_quota
@@ -62,13 +64,14 @@ def run_in_cloud(
         console.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
         return 2
     try:
+        require_clients(f"budgetft run --cloud {cloud}")
         plan = make_plan(job, overrides, budget, options, out=out, resume=resume)
         if options.dry_run:
             show_dry_run(plan, console)
             return 0
         return Launch(plan, console).execute()
     except (LaunchError, ChoiceError, CatalogError, JobError, CloudError, ResumeError) as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
 
 
@@ -80,6 +83,7 @@ def make_provider(project: str | None) -> tuple[Provider, str]:
     from budgetft.cloud.errors import NoProject
     from budgetft.cloud.gcp import ENDPOINT_ENV, GcpProvider, default_credentials
 
+    require_clients("this command")
     credentials = None
     if not os.environ.get(ENDPOINT_ENV):
         credentials, found = default_credentials()

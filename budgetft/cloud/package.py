@@ -36,7 +36,7 @@ def wheel_name() -> str:
 
 
 def install_source() -> InstallSource:
-    spec = f"budgetft=={budgetft.__version__}"
+    spec = f"budgetft[gpu]=={budgetft.__version__}"  # a VM has a GPU: NVML telemetry (the [gpu] extra)
     return InstallSource(wheel_name() if source_root() else None, spec)
 
 

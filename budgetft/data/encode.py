@@ -53,13 +53,20 @@ def encode_rows(rows: list[dict], prompt: PromptSpec, label_field: str, tokenize
     """budget: the most prompt tokens a row may have (max_length minus the longest label)."""
     lookup = class_lookup(prompt.labels)
     labels = np.array([class_of(r[label_field], lookup) for r in rows], dtype=np.int64)
+    prompts, truncated = encode_prompts(rows, prompt, tokenizer, budget)
+    return Encoded(prompts, labels, truncated)
+
+
+def encode_prompts(rows: list[dict], prompt: PromptSpec, tokenizer, budget: int) -> tuple[list[np.ndarray], int]:
+    """Each row's prompt token ids, no label needed (training, evaluation and `budgetft predict`
+    all encode through here), and how many rows had their truncate field shortened."""
     ids = _tokenize(tokenizer, [render(prompt.template, r) for r in rows])
     truncated = 0
     for i, tokens in enumerate(ids):
         if len(tokens) > budget:
             ids[i] = _fit(rows[i], prompt, tokenizer, budget, len(tokens))
             truncated += 1
-    return Encoded([np.asarray(t, dtype=np.int32) for t in ids], labels, truncated)
+    return [np.asarray(t, dtype=np.int32) for t in ids], truncated
 
 
 def _fit(row: dict, prompt: PromptSpec, tokenizer, budget: int, length: int) -> list[int]:

@@ -164,7 +164,9 @@ class TelemetrySampler:
                 return
             self._nvml, self._handles, self.source = nvml, handles, "nvml"
         except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            self.source, self.note = "cpu", f"NVML unavailable ({type(exc).__name__}: {exc})"
+            from budgetft.extras import hint_for
+
+            self.source, self.note = "cpu", f"NVML unavailable ({type(exc).__name__}: {exc}{hint_for(exc)})"
             log.info("telemetry: %s; sampling the CPU", self.note)
 
     def _open_rapl(self) -> None:

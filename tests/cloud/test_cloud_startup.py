@@ -78,7 +78,7 @@ def test_sandbox_run_installs_runs_uploads_and_powers_off(tmp_path, gcs):
     text = "\n".join(calls)
     # The install used the image's python (the torch probe), a venv that sees it, and our wheel.
     assert "python3 -m venv --system-site-packages" in text
-    assert any(c.startswith("pip install") and c.endswith("/dist/budgetft-0.1.0-py3-none-any.whl") for c in calls)
+    assert any(c.startswith("pip install") and c.endswith("/dist/budgetft-0.1.0-py3-none-any.whl[gpu]") for c in calls)
     assert any(c.startswith("nvidia-smi") for c in calls)
     run_call = next(c for c in calls if c.startswith("budgetft run"))
     assert "--budget 1.00 --price-per-hour 2.866847316 --out" in run_call and run_call.split()[2].endswith("run/job.yaml")

@@ -18,7 +18,8 @@ from budgetft.methods.persist import load_trained, save_trained
 from budgetft.search_space import parse_space
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
-from budgetft.trial import TrialSettings, _template_words, run_trial
+from budgetft.methods.context import template_words as _template_words
+from budgetft.trial import TrialSettings, run_trial
 from budgetft.methods.counting import count_model
 from budgetft.scoring.rows import evaluate
 from tests.conftest import tiny_job_dict

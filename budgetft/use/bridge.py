@@ -1,0 +1,50 @@
+"""The one place budgetft.use reaches into the training side: scoring rows (budgetft.scoring) and
+loading a trial's weights (budgetft.methods.persist). Everything else in this package goes
+through these functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def score_rows(model: Any, task: Any, encoded: Any, rows: np.ndarray, batch_size: int) -> np.ndarray:
+    """(rows, classes) class scores in nats, exactly as evaluation scores them: the label words'
+    summed log-probabilities plus the trial's fitted class bias (a decoder), or the head's
+    log-softmax (an encoder). `task` needs .class_tokens and .pad_id."""
+    from budgetft.scoring.rows import score_rows as trial_score_rows
+
+    return trial_score_rows(model, task, encoded, rows, batch_size)
+
+
+def class_bias_attribute() -> str:
+    """The name of the class-bias parameter a trained decoder carries (not a weight of the
+    model itself: exports store it in budgetft_scoring.json instead)."""
+    from budgetft.scoring.class_bias import ATTRIBUTE
+
+    return ATTRIBUTE
+
+
+def apply_context(job: Any, tokenizer: Any) -> Any:
+    """What the trial gave its method when applying it (tokenizer, instruction text, label
+    words), so that re-applying it before loading the weights builds the same modules."""
+    from budgetft.methods.context import context_for
+
+    return context_for(job, tokenizer)
+
+
+def load_trained_model(resolved: Any, method: str, config: dict, weights: Path, context: Any, seed: int) -> Any:
+    """The base model with the trial's method re-applied and its kept weights (and class bias)
+    loaded, in eval mode on the CPU, float32: what the run evaluated."""
+    import torch
+
+    from budgetft.methods.persist import load_trained
+    from budgetft.models.loading import load_model
+
+    # The trial seeded torch before applying its method; anything a method draws at random
+    # and does not save is then drawn the same way here.
+    torch.manual_seed(seed)
+    return load_trained(load_model(resolved), method, config, weights, context)
