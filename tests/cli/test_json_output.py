@@ -10,7 +10,7 @@ from dataclasses import fields
 from decimal import Decimal
 from pathlib import Path
 
-from test_cloud_fakes import fake_compute  # noqa: F401  (fixture)
+from tests.cloud.test_cloud_fakes import fake_compute  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
 from budgetft.cli import app
