@@ -52,6 +52,8 @@ RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 RUN_FILE, JOB_FILE, PLAN_FILE, LEDGER_FILE = "run.json", "job.yaml", "plan.json", LEDGER_FILENAME
 BASELINES_FILE, CALIBRATION_FILE, TELEMETRY_FILE, METER_FILE = "baselines.json", "calibration.json", "telemetry.jsonl", "meter.json"
 TRIAL_FILE, PHASE_FILE, WEIGHTS_DIR, ERROR_LOG = "trial.json", "phase", "adapter", "error.log"
+TEST_FILE = "test.json"
+WEIGHTS_MANIFEST = "budgetft_method.json"  # beside a trial's kept weights (methods.persist)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -154,6 +156,7 @@ class TrialRecord(Record):
     """trials/<id>/trial.json, kept current by the trial's worker."""
 
     trial_id: str
+    model: str | None = None  # the job's model it trained (None: the job's own `model`)
     method: str = ""
     config: dict = {}
     status: str = "running"  # TRIAL_STATUSES
@@ -240,6 +243,10 @@ class RunDir:
         return self.root / ERROR_LOG
 
     @property
+    def test_json(self) -> Path:
+        return self.root / TEST_FILE
+
+    @property
     def trials_dir(self) -> Path:
         return self.root / "trials"
 
@@ -261,6 +268,24 @@ class RunDir:
 
     def calibration(self) -> dict | None:
         return read_json(self.calibration_json, None)
+
+    def test(self) -> dict | None:
+        """The held-out test of the run's winner (budgetft.stages.test), once it has run."""
+        return read_json(self.test_json, None)
+
+    def has_weights(self, trial_id: str) -> bool:
+        return (self.weights_dir(trial_id) / WEIGHTS_MANIFEST).is_file()
+
+    def winner(self) -> TrialRecord | None:
+        """The trial a run hands over, by one rule: among trials that kept weights, the most
+        accurate on the selection rows at its kept evaluation (ties: the earlier trial); a
+        trial that was never evaluated there (a one-trial plan keeps its last step) wins only
+        when no kept trial was evaluated. None when no trial kept weights."""
+        kept = [t for t in self.trials() if self.has_weights(t.trial_id)]
+        evaluated = [t for t in kept if t.evals]
+        if evaluated:
+            return max(evaluated, key=lambda t: max(e.get("accuracy", -1.0) for e in t.evals))
+        return kept[0] if kept else None
 
     def plan(self) -> PlanRecord:
         return PlanRecord(**(read_json(self.plan_json, {}) or {}))
@@ -293,6 +318,9 @@ class RunDir:
 
     def write_calibration(self, calibration: dict) -> None:
         write_json(self.calibration_json, calibration)
+
+    def write_test(self, test: dict) -> None:
+        write_json(self.test_json, test)
 
     def trial_costs(self) -> dict[str, Any]:
         """Dollars (Decimal) the ledger has charged to each trial."""

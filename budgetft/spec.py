@@ -9,7 +9,7 @@ import json
 
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -120,14 +120,34 @@ class TrainSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    limit: int | None = Field(500, ge=1)  # rows of the evaluation split, sampled with the seed
-    batch_size: int = Field(16, ge=1)
+    # The evaluation split is cut, with the seed, into test rows that no decision sees (the
+    # report's headline: the winner and the baselines are scored on them once, at the end) and
+    # selection rows (what trials are evaluated on: ASHA's rung decisions and the choice of the
+    # winner). test_rows: a number, "auto" (a run sizes it from its budget: budgetft.planner.
+    # split), or 0 for no held-out test (the selection rows are then all there is).
+    test_rows: Annotated[int, Field(ge=0)] | Literal["auto"] = 0
+    limit: int | None = Field(500, ge=1)  # selection rows, sampled with the seed (None: the rest)
+    # Rows per scoring pass. On 2 CPU cores 8 scored more rows a second than 16 or 32 (SmolLM2,
+    # BoolQ, bf16: 7.5 against 7.2 and 6.4 rows/s): shorter length-sorted batches pad less.
+    batch_size: int = Field(8, ge=1)
+
+
+class ModelOption(ModelSpec):
+    """Another model the plan may choose instead of the job's `model`: the (model, method) pairs
+    of all of them are the plan's options. Its own prompt template (an encoder reads the
+    question first, say) and methods are optional; the job's are used otherwise."""
+
+    template: str | None = None
+    methods: dict[str, dict[str, Any]] | None = None
 
 
 class JobSpec(_Strict):
     name: str
     description: str = ""
     model: ModelSpec
+    # More models the plan may choose between (see ModelOption): each (model, method) pair is an
+    # option, valued by its learning curve and measured speed on this machine.
+    models: list[ModelOption] = Field(default_factory=list)
     data: DataSpec
     prompt: PromptSpec
     train: TrainSpec = TrainSpec()
@@ -136,6 +156,34 @@ class JobSpec(_Strict):
     # default space.
     methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"lora": {}})
     seed: int = 0
+
+    def variants(self) -> list["JobSpec"]:
+        """One job per model: this one, then one for each of `models`, with its template and
+        methods; each variant names one model and no alternatives."""
+        out = [self.model_copy(update={"models": []})]
+        for option in self.models:
+            base = ModelSpec(**option.model_dump(include=set(ModelSpec.model_fields)))
+            prompt = self.prompt.model_copy(update={"template": option.template}) if option.template else self.prompt
+            data = self.model_dump() | {"model": base.model_dump(), "prompt": prompt.model_dump(), "models": []}
+            if option.methods is not None:
+                data["methods"] = option.methods
+            out.append(JobSpec.model_validate(data))
+        return out
+
+    @model_validator(mode="after")
+    def _models_distinct(self) -> "JobSpec":
+        names = [self.model.name, *(m.name for m in self.models)]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"models: {', '.join(doubled)} named more than once; each model appears once (model, then models)")
+        return self
+
+    def variant(self, model_name: str) -> "JobSpec":
+        """The variant whose model is `model_name` (a trial's model)."""
+        for v in self.variants():
+            if v.model.name == model_name:
+                return v
+        raise JobError(f"model {model_name!r} is not one of the job's models: {', '.join(v.model.name for v in self.variants())}")
 
     @field_validator("methods", mode="before")
     @classmethod

@@ -27,10 +27,12 @@ class Task:
     class_names: list[str]
     class_tokens: list[list[int]]
     train: Encoded
-    eval: Encoded
-    eval_rows: list[int]  # indices into the evaluation split, so every score uses the same rows
+    eval: Encoded  # the selection rows: what trials are evaluated on
+    eval_rows: list[int]  # their indices in the evaluation split, so every score uses the same rows
     data_origin: str
     stats: dict = field(default_factory=dict)
+    test: Encoded | None = None  # the held-out test rows (eval.test_rows), scored once at the end
+    test_rows: list[int] = field(default_factory=list)  # their indices in the evaluation split
 
     @property
     def pad_id(self) -> int:
@@ -43,10 +45,15 @@ class Task:
         return max(range(len(self.class_names)), key=lambda c: (counts.get(c, 0), -c))
 
 
-def sample_eval_rows(n_rows: int, limit: int | None, seed: int) -> list[int]:
-    if limit is None or limit >= n_rows:
-        return list(range(n_rows))
-    return sorted(random.Random(seed).sample(range(n_rows), limit))
+def split_eval_rows(n_rows: int, test_rows: int, limit: int | None, seed: int) -> tuple[list[int], list[int]]:
+    """(test, selection) row indices of the evaluation split, disjoint, drawn with the seed: the
+    test rows first, so they stay the same rows whatever the selection's size."""
+    order = list(range(n_rows))
+    random.Random(seed).shuffle(order)
+    test = order[:test_rows]
+    rest = order[test_rows:]
+    selection = rest if limit is None else rest[:limit]
+    return sorted(test), sorted(selection)
 
 
 def prepare_task(job: JobSpec) -> Task:
@@ -63,15 +70,26 @@ def prepare_task(job: JobSpec) -> Task:
     train_rows = splits.train
     if job.train.train_limit is not None and job.train.train_limit < len(train_rows):
         train_rows = random.Random(job.seed).sample(train_rows, job.train.train_limit)
-    eval_rows = sample_eval_rows(len(splits.eval), job.eval.limit, job.seed)
+    n_test = job.eval.test_rows if isinstance(job.eval.test_rows, int) else 0  # "auto": the run decides
+    if n_test and n_test >= len(splits.eval):
+        from budgetft.data import DataError
+
+        raise DataError(
+            f"eval.test_rows is {n_test} but the {job.data.eval_split!r} split has {len(splits.eval)} rows; "
+            "lower eval.test_rows so that some rows are left to select the winner on"
+        )
+    test_rows, eval_rows = split_eval_rows(len(splits.eval), n_test, job.eval.limit, job.seed)
     fp = tokenizer_fingerprint(tokenizer)
     t1 = time.perf_counter()
     train, hit_train = cached_encode(train_rows, job.prompt, job.data.label_field, tokenizer, budget, fp)
     evaluation, hit_eval = cached_encode([splits.eval[i] for i in eval_rows], job.prompt, job.data.label_field, tokenizer, budget, fp)
+    test = cached_encode([splits.eval[i] for i in test_rows], job.prompt, job.data.label_field, tokenizer, budget, fp)[0] if test_rows else None
     t2 = time.perf_counter()
     stats = {
         "train_rows": len(train),
         "eval_rows": len(evaluation),
+        "test_rows": len(test_rows),
+        "eval_split_rows": len(splits.eval),
         "train_truncated": train.truncated,
         "eval_truncated": evaluation.truncated,
         "mean_prompt_tokens": float(train.lengths.mean()),
@@ -79,4 +97,10 @@ def prepare_task(job: JobSpec) -> Task:
         "tokenize_cache_hit": hit_train and hit_eval,
         "prepare_s": round(t2 - t0, 3),
     }
-    return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats)
+    return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats, test, test_rows)
+
+
+def prepare_tasks(job: JobSpec) -> dict[str, Task]:
+    """One task per model the job names (JobSpec.variants), by model name, the job's own first.
+    They share the data and the split: the same training, selection and test rows."""
+    return {variant.model.name: prepare_task(variant) for variant in job.variants()}

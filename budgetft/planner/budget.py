@@ -15,7 +15,7 @@ stops before the next charge would eat into the reserve, whatever the schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 
 from budgetft.money.usd import SECONDS_PER_HOUR, round_up, seconds_to_usd
@@ -42,12 +42,17 @@ class BudgetTooSmall(ValueError):
 
 @dataclass
 class MethodRate:
-    method: str
+    method: str  # the option's key (a method's name, or method@model in a job of several models)
     seconds_per_step: float  # one optimiser step at the job's batch size, wall-clock
     examples_per_s: float
     peak_memory_mb: float | None = None
     trainable_params: int | None = None
     source: str = "calibrated"  # calibrated | stored | estimated
+    # What this option's model costs to score, seconds: one evaluation of the selection rows,
+    # and the held-out test (its trained winner and its untuned self on the test rows). None:
+    # the plan's Costs.eval_seconds, and no test.
+    eval_seconds: float | None = None
+    test_seconds: float | None = None
 
 
 @dataclass
@@ -73,6 +78,9 @@ class MethodPlan:
     rungs: list[int]
     expected_seconds: float
     worst_seconds: float
+    # One trial with nothing to choose between: no evaluation on the selection rows; it keeps
+    # its last step for the held-out test.
+    keep_last: bool = False
 
 
 @dataclass
@@ -89,15 +97,20 @@ class Plan:
     worst_case_usd: Decimal
     reserve_usd: Decimal
     dropped: dict[str, str] = field(default_factory=dict)  # method -> why it got no trials
+    # What the plan forecasts (learning curves): points over the majority with a low-high band,
+    # what they rest on, and what double the budget would forecast; None without curves.
+    forecast: dict | None = None
+    words: str = ""  # the plan in one sentence
 
     @property
     def total_trials(self) -> int:
         return sum(m.trials for m in self.methods)
 
     def eval_steps(self, method: str) -> list[int]:
-        """Evaluate at every rung (ASHA decides there) and at the last step."""
+        """Evaluate at every rung (ASHA decides there) and at the last step; a lone trial that
+        keeps its last step is not evaluated before the held-out test."""
         plan = next(m for m in self.methods if m.method == method)
-        return sorted({*plan.rungs, plan.max_steps})
+        return [] if plan.keep_last else sorted({*plan.rungs, plan.max_steps})
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -126,8 +139,9 @@ def _method_time(n: int, grace: int, k: int, eta: int, s: float, e: float, start
     return expected, worst
 
 
-def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_steps: int) -> MethodPlan | None:
+def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_steps: int, min_steps: int = MIN_STEPS) -> MethodPlan | None:
     """Most trials and steps for one method within `seconds` of (slot) time, or None."""
+    MIN_STEPS = min_steps  # noqa: N806 - the fewest steps a trial needs (a curve's, when known)
     s, e, st = rate.seconds_per_step, costs.eval_seconds, costs.trial_startup_seconds
     for k in (2, 1):
         n = eta**k
@@ -166,7 +180,13 @@ def plan_budget(
     max_steps: int,
     concurrency: int = 1,
     eta: int = REDUCTION_FACTOR,
+    curves: dict | None = None,
+    batch_size: int = 8,
 ) -> Plan:
+    """The plan for what is left of the cap. With learning curves for some of the methods, a
+    prior-guided plan (budgetft.planner.prior): the money goes where the curves say it buys the
+    most, and the plan forecasts what it buys. Without, the money is split between the methods
+    and ASHA stops the weak trials at rungs."""
     if usd_per_hour <= 0:
         raise ValueError("a plan needs a positive price per hour (--price-per-hour)")
     if not rates:
@@ -179,11 +199,26 @@ def plan_budget(
     fixed = costs.baseline_seconds + costs.calibration_seconds + costs.startup_seconds
     # Concurrent trials share the machine: `concurrency` slots run in each machine second.
     slot_seconds = (float(left) - fixed - costs.reserve_seconds) * concurrency
+    test_of = {m: float(r.test_seconds or 0.0) for m, r in rates.items()}  # each option's held-out test
 
     def minimum() -> Decimal:
         cheapest = min(rates.values(), key=lambda r: r.seconds_per_step)
         one = costs.trial_startup_seconds + MIN_STEPS * cheapest.seconds_per_step + costs.eval_seconds
         return round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
+
+    known = {m: c for m, c in (curves or {}).items() if m in rates}
+    if known:
+        methods, forecast, words, dropped, need = _prior_guided(rates, known, costs, slot_seconds, max_steps, batch_size, eta, cap - spent, usd_per_hour, concurrency)
+        if not methods:
+            one = costs.trial_startup_seconds + need
+            minimum_usd = round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
+            raise BudgetTooSmall(minimum_usd, cap, f"baselines, calibration and start-up {fixed:.0f} s, reserve and held-out test {costs.reserve_seconds:.0f} s, and one trial long enough to learn ({need:.0f} s)")
+        reserve = costs.reserve_seconds + test_of[methods[0].method]
+        return _plan(cap, spent, usd_per_hour, eta, concurrency, methods, fixed, replace(costs, reserve_seconds=reserve), dropped, forecast, words)
+    # Without curves any option may win: the held-out test of the dearest is kept back.
+    most_test = max(test_of.values(), default=0.0)
+    slot_seconds -= most_test * concurrency
+    costs = replace(costs, reserve_seconds=costs.reserve_seconds + most_test)
 
     # Equal money per method; a method that cannot use its share gives it back to the others,
     # most expensive first, so cheap methods get more trials.
@@ -199,6 +234,10 @@ def plan_budget(
         dropped[worst.method] = f"{MIN_STEPS} steps at {worst.seconds_per_step:.1f} s/step do not fit its share"
     if not active:
         raise BudgetTooSmall(minimum(), cap, f"baselines, calibration and start-up {fixed:.0f} s, reserve {costs.reserve_seconds:.0f} s, and {MIN_STEPS} steps of the cheapest method")
+    return _plan(cap, spent, usd_per_hour, eta, concurrency, plans, fixed, costs, dropped)
+
+
+def _plan(cap, spent, usd_per_hour, eta, concurrency, plans, fixed, costs, dropped, forecast=None, words="") -> Plan:
     expected = fixed + costs.reserve_seconds + sum(p.expected_seconds for p in plans) / concurrency
     worst = fixed + costs.reserve_seconds + sum(p.worst_seconds for p in plans) / concurrency
     return Plan(
@@ -214,4 +253,55 @@ def plan_budget(
         worst_case_usd=spent + seconds_to_usd(worst, usd_per_hour),
         reserve_usd=seconds_to_usd(costs.reserve_seconds, usd_per_hour),
         dropped=dropped,
+        forecast=forecast,
+        words=words,
     )
+
+
+def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, batch_size: int, eta: int, money_left: Decimal, usd_per_hour: Decimal, concurrency: int = 1):
+    """(method plans, forecast, words, dropped, seconds the cheapest useful trial needs) of the
+    option the learning curves value most (budgetft.planner.prior). Each option keeps its own
+    model's held-out test back from `seconds` and prices evaluations at its own model's rate."""
+    from budgetft.planner import prior
+
+    def all_options(slot_seconds: float) -> list:
+        found = []
+        for method, curve in curves.items():
+            rate = rates[method]
+            mine = slot_seconds - float(rate.test_seconds or 0.0) * concurrency
+            evals = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
+            found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds,
+                                       evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD)
+        return found
+
+    options = all_options(seconds)
+    best = prior.best_option(options)
+    dropped = {m: "no learning curve for it on this model and task yet (a run that trains it measures one), so the plan cannot value it"
+               for m in rates if m not in curves}  # (budgetft.stages.plan adds the job's unmeasured methods)
+    if best is None:
+        need = min((math.ceil((c.examples_to_learn() or 10**9) / batch_size) * rates[m].seconds_per_step + float(rates[m].test_seconds or 0.0)
+                    for m, c in curves.items()), default=0.0)
+        return [], None, "", dropped, need
+    for method in curves:
+        if method != best.method:
+            mine = prior.best_option([o for o in options if o.method == method])
+            dropped[method] = (f"forecast {mine.lift:+.1f} points, below {best.method}'s {best.lift:+.1f}" if mine
+                               else f"the money left does not buy a trial long enough to learn ({curves[method].source})")
+    curve = curves[best.method]
+    rate = rates[best.method]
+    if best.trials >= prior.ASHA_MIN_TRIALS:
+        # Enough trials for ASHA to pay: rungs from the curve's minimum, the rest as before.
+        plan = _plan_method(rate, seconds, costs, eta, max_steps, min_steps=best.min_steps)
+        methods = [plan] if plan else [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds)]
+    else:
+        methods = [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds, keep_last=best.trials == 1)]
+    doubled = prior.best_option(all_options(2 * seconds))
+    forecast = {
+        "method": best.method, "trials": best.trials, "steps": best.steps,
+        "lift_points": round(best.lift, 1), "low_points": round(best.low, 1), "high_points": round(best.high, 1),
+        "basis": curve.source,
+        "double_budget_lift_points": round(doubled.lift, 1) if doubled else None,
+    }
+    more = next((o for o in options if o.method == best.method and o.trials == best.trials + 1), None)
+    words = prior.plan_words(best, f"${money_left.quantize(Decimal('0.01'))}", curve.source, more, max_steps)
+    return methods, forecast, words, dropped, 0.0

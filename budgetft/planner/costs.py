@@ -8,11 +8,9 @@ baselines and calibration are paid for.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from decimal import Decimal
 
-from budgetft.planner.budget import Costs, Plan, plan_budget
-from budgetft.planner.rates import offline_rates, rates_from
+from budgetft.planner.budget import Costs
 
 CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
 RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
@@ -26,18 +24,27 @@ def run_costs(
     task, rates, eval_rows_per_s: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
     calibration_done: bool = False,
 ) -> Costs:
-    """What a run pays around training, in seconds: one evaluation of the task's rows at
-    eval_rows_per_s; the zero-shot baseline (one evaluation and ~5 s to load the model) and
-    calibration (each method's timed steps plus a warm-up step and ~3 s to apply it), unless
-    already done; and per trial, fitting the verbalizer's class bias."""
+    """What a run pays around training, in seconds, scoring at eval_rows_per_s: one evaluation of
+    the selection rows (per trial that is evaluated); the baselines, unless done: with held-out
+    test rows only the majority class (the zero-shot pass is the held-out test's, on the winner's
+    model: MethodRate.test_seconds), else the zero-shot pass on the evaluation rows and ~5 s to
+    load the model; calibration (each option's timed steps plus a warm-up step and ~3 s to apply
+    it, and timing its model's scoring), unless done; per trial, fitting the verbalizer's class
+    bias; and the report's reserve, kept back until the end."""
     from budgetft.scoring.class_bias import planned_seconds
 
     eval_seconds = len(task.eval) / eval_rows_per_s
     steps = calibration_steps + 1
+    if baselines_done:
+        baselines = 0.0
+    elif task.test is not None:
+        baselines = 2.0  # the majority class: counting, no model
+    else:
+        baselines = len(task.eval) / eval_rows_per_s + 5
     return Costs(
         eval_seconds=eval_seconds,
-        baseline_seconds=0.0 if baselines_done else eval_seconds + 5,
-        calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 for r in rates.values()),
+        baseline_seconds=baselines,
+        calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 + 5 for r in rates.values()),
         trial_startup_seconds=Costs.trial_startup_seconds + planned_seconds(task.job, 1 / eval_rows_per_s),
         reserve_seconds=RESERVE_SECONDS,
     )
@@ -53,26 +60,6 @@ def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
     except OSError:
         load = 0.0
     return max(margin, 1.0 + load / cpus)
-
-
-def budget_check(
-    task, cap: Decimal, spent: Decimal, usd_per_hour: Decimal, calibration_steps: int = CALIBRATION_STEPS, *,
-    baselines_done: bool = False, calibration: dict | None = None, concurrency: int = 1,
-) -> Plan:
-    """The plan's own arithmetic, before anything is spent: the plan a run would make, with
-    this run's calibrated rates when it has them (a resumed run), else with the rates stored
-    for this machine (or estimated) slowed by `busy_slowdown`, stages included. Raises
-    BudgetTooSmall (with the minimum) for a budget that would buy no useful trial."""
-    from budgetft.telemetry.device import device_name, device_type
-
-    if calibration:
-        rates, eval_rows_per_s, slow = rates_from(calibration["methods"]), calibration["eval_rows_per_s"], 1.0
-    else:
-        rates, eval_rows_per_s, _ = offline_rates(task, list(task.job.methods), device_name(), device_type())
-        slow = busy_slowdown()
-        rates = {name: replace(r, seconds_per_step=r.seconds_per_step * slow, examples_per_s=r.examples_per_s / slow) for name, r in rates.items()}
-    costs = run_costs(task, rates, eval_rows_per_s / slow, calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
-    return plan_budget(cap, spent, usd_per_hour, rates, costs, task.job.train.max_steps, concurrency=concurrency)
 
 
 def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, dict]:

@@ -45,6 +45,10 @@ def report_json(report: RunReport, summary: Summary, trials: list[Row]) -> dict[
             "by_category_usd": {cat: _money(amount) for cat, amount in summary.spend},
             "charges": len(report.charges),
         },
+        # The headline: the winner on the held-out test rows (test.json, minus per-row vectors)
+        # and the plan's forecast beside it.
+        "test": _without_rows(report.test),
+        "forecast": report.forecast,
         "summary": {
             "best_trial": summary.best.id if summary.best else None,
             "most_lift_per_usd": summary.most_efficient.id if summary.most_efficient else None,
@@ -114,3 +118,14 @@ def _money(x: Decimal | None) -> str | None:
 
 def _f(x: float | None) -> float | None:
     return None if x is None else round(float(x), 6)
+
+
+def _without_rows(test: dict | None) -> dict | None:
+    """test.json without the per-row `correct` vectors (they stay in test.json itself)."""
+    if not test:
+        return test
+    out = dict(test)
+    for key in ("metrics", "majority", "zero_shot"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k != "correct"}
+    return out

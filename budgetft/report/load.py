@@ -50,6 +50,8 @@ class RunReport:
     pareto: list[str]  # trial ids on the accuracy-vs-cost front, cheapest first
     warnings: list[str] = field(default_factory=list)
     generated: str = ""
+    test: dict | None = None  # test.json: the winner on the held-out test rows (the headline)
+    forecast: dict | None = None  # what the first round's plan forecast (plan.json)
 
     @property
     def baselines(self) -> list[R.Row]:
@@ -137,7 +139,18 @@ def load_run(path: Path | str) -> RunReport:
         pareto=[t.id for t in front],
         warnings=warnings,
         generated=utc_now(),
+        test=_read(rd.test_json, None, warnings) if rd.test_json.exists() else None,
+        forecast=_first_forecast(_read(rd.plan_json, None, warnings) if rd.plan_json.exists() else None),
     )
+
+
+def _first_forecast(plan: dict | None) -> dict | None:
+    """The forecast the run's first plan made (later rounds plan what ASHA freed)."""
+    if not isinstance(plan, dict):
+        return None
+    rounds = plan.get("rounds") or []
+    first = rounds[0] if rounds and isinstance(rounds[0], dict) else plan
+    return first.get("forecast") if isinstance(first.get("forecast"), dict) else None
 
 
 def machine_label(run: dict) -> str:
@@ -179,7 +192,7 @@ def _baselines(rd: RunDir, model: str, charges: list[Charge], warnings: list[str
         zero_shot = R.metrics_row("baseline", "zero_shot", model, "zero-shot", data["zero_shot"], "baseline")
         baseline_charges = [c.amount for c in charges if c.category == "baselines"]
         zero_shot.cost = sum(baseline_charges, Decimal(0)) if baseline_charges else None
-    else:
+    elif not isinstance(data.get("test"), dict):  # with held-out test rows it is scored there
         warnings.append("baselines.json has no zero-shot baseline")
     if majority and zero_shot and majority.n != zero_shot.n:
         warnings.append(f"the baselines were scored on different numbers of rows ({majority.n} vs {zero_shot.n})")

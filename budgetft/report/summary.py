@@ -79,7 +79,21 @@ def budget_verdict(report: RunReport) -> tuple[bool | None, str]:
 
 
 def recommend(report: RunReport, best: Row | None, most_efficient: Row | None) -> str:
-    """One plain-language sentence: what to pay for next time, or why not to."""
+    """One plain-language sentence: what to pay for next time, or why not to. With a held-out
+    test, its verdict decides: the selection rows chose the winner and cannot also prove it."""
+    from budgetft.report.test_section import beats_majority
+
+    test = report.test
+    if test and test.get("winner"):
+        cls = (test.get("majority") or {}).get("majority_class")
+        always = f"always answering {cls!r}" if cls is not None else "always answering the majority class"
+        if beats_majority(test):
+            return (f"Use {test['winner']} ({test.get('method')}, {fmt.settings(test.get('config') or {}) or 'default settings'}): on rows no "
+                    f"decision saw it beats {always} by {fmt.points(test['vs_majority']['lift_points'])} points with significance "
+                    f"(McNemar exact p = {fmt.p_value(test['vs_majority']['p_value'])}); `budgetft export` hands it over.")
+        return (f"Do not rely on {test['winner']} yet: on the held-out test rows it does not beat {always} with significance "
+                f"({fmt.points(test['vs_majority']['lift_points'])} points, p = {fmt.p_value(test['vs_majority']['p_value'])}); "
+                "the majority answer is the better buy until a larger budget buys a trial that does.")
     failed = [t for t in report.trials if t.status == "failed"]
     if best is None:
         tail = f" {_count(failed, 'trial')} failed; see the errors below." if failed else ""

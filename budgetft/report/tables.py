@@ -86,13 +86,17 @@ def headline(report: RunReport) -> str:
 
 def summary_items(report: RunReport, summary: Summary, markdown: bool = False) -> list[tuple[str, str]]:
     """(label, sentence) pairs for the top of the report."""
+    from budgetft.report.test_section import summary_items as test_items
+
     b = lambda s: f"`{s}`" if markdown else s  # noqa: E731 - trial ids as code in Markdown
-    items: list[tuple[str, str]] = []
+    items: list[tuple[str, str]] = test_items(report.test, report.forecast, markdown)
     best = summary.best
+    on_selection = " on the selection rows" if report.test else ""
     if best is None:
-        items.append(("Best trial", "none evaluated yet"))
+        if not report.test:
+            items.append(("Best trial", "none evaluated yet"))
     else:
-        items.append(("Best trial", f"{b(best.id)} ({fmt.method_and_settings(best)}): {fmt.pct(best.accuracy)}% accuracy "
+        items.append((f"Best trial{on_selection}", f"{b(best.id)} ({fmt.method_and_settings(best)}): {fmt.pct(best.accuracy)}% accuracy "
                       f"(95% CI {fmt.ci(best.ci95)}) for {fmt.usd(best.cost)}, {best.ended} at step "
                       f"{fmt.integer(best.steps)}; kept weights from step {fmt.integer(best.kept_step)}"))
         items.append(("Against the baselines", _lift_sentence(report, best)))

@@ -24,7 +24,8 @@ from budgetft import __version__
 from budgetft.money.ledger import Ledger, read_charges
 from budgetft.money.usd import round_up, seconds_to_usd, usd
 from budgetft.planner import BudgetTooSmall
-from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, budget_check, machine_concurrency
+from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, machine_concurrency
+from budgetft.planner.inputs import budget_check
 from budgetft.resume import ResumeError, new_run_dir
 from budgetft.rundir import SCHEMA_VERSION, RunDir, RunInfo, utc_now
 from budgetft.spec import JobSpec, dump_job
@@ -52,10 +53,12 @@ class Run:
     def __init__(self, spec: JobSpec, opts: RunOptions, console: Console):
         self.spec, self.opts, self.console = spec, opts, console
         self.task = self.run = self.ledger = self.meter = self.display = self.sampler = self.tuning = None
+        self.tasks: dict = {}  # model name -> its task (the job's models: JobSpec.variants)
         self.watched_pids: dict[str, int] = {}  # packed calibration's workers, while they run
         self.stopped_by = ""  # "Ctrl-C" or "SIGTERM" when the run was interrupted
         self.report_only = False  # a resumed run with too little left: only the report
         self.resume_note = ""
+        self.test_rows_reason: str | None = None
 
     @property
     def tracker(self):
@@ -64,20 +67,25 @@ class Run:
     # -- the sequence
 
     def execute(self) -> RunDir:
-        from budgetft.task import prepare_task
+        from budgetft.task import prepare_tasks
 
         opts = self.opts
         with self.console.status("checking and tokenizing data…"):  # bad input is refused here
-            self.task = prepare_task(self.spec)
+            self.tasks = prepare_tasks(self.spec)  # one per model the job names
         run = self.run = RunDir(opts.resume if opts.resume else new_run_dir(self.spec.name, opts.out))
         previous = run.run() if opts.resume else RunInfo()
         charges = read_charges(run.ledger) if run.ledger.exists() else []
         spent = charges[-1].total if charges else Decimal(0)
         cap = round_up(usd(opts.budget))
+        from budgetft.stages.plan import resolve_test_rows
+
+        # Held-out test rows sized by what the budget buys (eval.test_rows: auto), before spending.
+        self.spec, self.tasks, self.test_rows_reason = resolve_test_rows(self.spec, self.tasks, cap - spent, opts.usd_per_hour)
+        self.task = self.tasks[self.spec.model.name]  # the job's own model: baselines, run.json
         if not opts.resume and spent >= cap:
             raise ResumeError(f"{run.root}: the ledger already holds ${spent} of the ${opts.budget} cap; nothing is left to spend")
         try:  # before anything is created or spent
-            budget_check(self.task, cap, spent, opts.usd_per_hour, opts.calibration_steps, baselines_done=run.baselines_json.exists(),
+            budget_check(self.tasks, self.spec, cap, spent, opts.usd_per_hour, opts.calibration_steps, baselines_done=run.baselines_json.exists(),
                          calibration=run.calibration() if run.root.exists() else None, concurrency=machine_concurrency(None))
         except BudgetTooSmall as exc:
             if not opts.resume:
@@ -119,15 +127,15 @@ class Run:
         from budgetft.stages.plan import plan_round
         from budgetft.stages.tune import TuneSession
 
-        task, run, meter, note = self.task, self.run, self.meter, self.display.note
-        run_baselines(task, run, meter, note)
-        calibrate(task, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
-        self.tuning = TuneSession(task, run, meter, self.opts.ray_address, on_event=self.display.refresh)
+        run, meter, note = self.run, self.meter, self.display.note
+        run_baselines(self.task, run, meter, note)
+        calibrate(self.tasks, self.spec, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
+        self.tuning = TuneSession(self.spec, run, meter, self.opts.ray_address, on_event=self.display.refresh)
         # Rounds: money that ASHA freed by stopping trials early buys another round, planned
         # with what is left, until the next useful trial no longer fits.
         rounds = 0
-        while (planned := plan_round(task, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note, show=self.display.show_plan,
-                                     calibration_steps=self.opts.calibration_steps)) is not None:
+        while (planned := plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
+                                     show=self.display.show_plan, calibration_steps=self.opts.calibration_steps)) is not None:
             rounds += 1
             self.tuning.round(*planned)
             if meter.stopped.is_set():
@@ -135,6 +143,21 @@ class Run:
             if not self.tuning.learned(planned[1]):
                 note("[red]every trial of this round failed; not planning another (see the trials' errors)[/]")
                 break
+        self._held_out_test()
+
+    def _held_out_test(self) -> None:
+        """The winner on the test rows, paid from the reserve the plan kept back for it."""
+        from budgetft.money.usd import seconds_to_usd
+        from budgetft.stages.test import held_out_test
+
+        if self.tuning is not None:
+            self.tuning.close()  # Ray's processes go before the test needs the cores
+        self.meter.reserve_usd = seconds_to_usd(RESERVE_SECONDS, self.opts.usd_per_hour)
+        record = held_out_test(self.tasks, self.run, self.meter, self.display.note)
+        if record and record.get("winner"):
+            from budgetft.planner.curves import learned_from
+
+            learned_from(self.spec, self.run, record)  # the next plan for this model and task knows more
 
     def _start_session(self, previous: RunInfo) -> RunInfo:
         """The ledger, the meter, run.json, the sampler and the display of this session."""
@@ -153,12 +176,13 @@ class Run:
             device=device_name(), hardware={"cpus": os.cpu_count(), "platform": platform.platform()}, sessions=session,
             model=self.task.model.describe(), data=self.task.data_origin,
             region=region_from_env() or previous.get("region"),  # local --region, for the report's CO2
+            test_rows_reason=self.test_rows_reason or previous.get("test_rows_reason"),
         )
         run.write_run(info)
         for trial in run.trials():  # the previous session died under these
             if trial.status == "running":
                 run.finalize_trial(trial.trial_id, budget_stopped=False, interrupted=True)
-        if not run.job_yaml.exists():
+        if not run.job_yaml.exists():  # the resolved job: workers and resumes cut the same rows
             run.job_yaml.write_text(dump_job(self.spec))
         # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
         # widens the lookahead to cover a whole training step.

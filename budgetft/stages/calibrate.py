@@ -1,9 +1,10 @@
-"""Stage 2, calibrate: a few real steps of every method on this machine, before planning.
+"""Stage 2, calibrate: a few real steps of every option the plan may use, on this machine.
 
-Each method's seconds per step, examples/s and peak memory (budgetft.tune.measure); on a GPU,
-whether several trials sharing it train more examples per second than one (budgetft.tune.
-packing_probe); and the evaluation rate, from the zero-shot baseline's timing. The rates are
-stored per machine (budgetft.planner.rates) for plans made without measuring.
+Per option ((model, method) pair with a learning curve, or every option when none has one): its
+seconds per step, examples/s and peak memory (budgetft.tune.measure); per model, its scoring
+rate; on a GPU, whether several trials sharing it train more examples per second than one
+(budgetft.tune.packing_probe). The rates are stored per machine (budgetft.planner.rates) for
+plans made without measuring.
 """
 
 from __future__ import annotations
@@ -15,47 +16,53 @@ from budgetft.planner.costs import CALIBRATION_STEPS
 from budgetft.planner.rates import store_rates
 from budgetft.rundir import RunDir
 
-PROBE_ROWS = 32  # rows timed for the evaluation rate when no baseline timed a full evaluation
+PROBE_ROWS = 32  # rows timed for a model's scoring rate when no baseline timed a full pass
 
 
 def calibrate(
-    task, run: RunDir | None = None, meter=None, note: Callable[[str], None] = lambda line: None,
-    steps: int = CALIBRATION_STEPS, eval_rows_per_s: float | None = None,
-    samples_during: Callable[[float, float], list[dict]] | None = None, watch: Callable[[dict], None] | None = None,
+    tasks: dict, job, run: RunDir | None = None, meter=None, note: Callable[[str], None] = lambda line: None,
+    steps: int = CALIBRATION_STEPS, samples_during: Callable[[float, float], list[dict]] | None = None,
+    watch: Callable[[dict], None] | None = None,
 ) -> dict:
-    """{"methods": per method's measurement, "eval_rows_per_s", "device", "packing"}; read back
-    from the run directory when it has it. Without a run (budgetft plan) the evaluation rate
-    is timed on PROBE_ROWS rows unless given."""
+    """{"methods": option key -> measurement (with its model and method), "eval_rows_per_s" (the
+    job's own model, or the first measured), "eval_rows_per_s_by_model", "device", "packing"};
+    read back from the run directory when it has it. `tasks`: model name -> prepared task."""
     if run is not None and run.calibration_json.exists():
         return run.calibration()
+    from budgetft.planner.inputs import considered
     from budgetft.telemetry.device import device_name
     from budgetft.tune.measure import calibrate_method
 
     if meter is not None:
         meter.set_stage("calibration")
+    options, _ = considered(job)
     results: dict[str, dict] = {}
-    for name in task.job.methods:
-        note(f"calibration: {name}, {steps + 1} steps")
+    for c in options:
+        note(f"calibration: {c.key}, {steps + 1} steps")
         started = time.time()
-        results[name] = calibrate_method(task, name, steps)
-        results[name]["window"] = [started, time.time()]  # unix times, for its telemetry
-    packing = calibrate_packing(task, results, steps, samples_during, watch, note) if samples_during else None
-    if eval_rows_per_s is None:
-        eval_rows_per_s = _eval_rate(task, run)
-    record = {"methods": results, "eval_rows_per_s": eval_rows_per_s, "device": device_name(), "packing": packing}
+        results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps), "model": c.model, "window": [started, time.time()]}
+    eval_rates = {m: eval_rate(tasks[m], run) for m in dict.fromkeys(c.model for c in options)}
+    lead = job.model.name if job.model.name in eval_rates else next(iter(eval_rates))
+    packing = calibrate_packing(tasks[options[0].model], results, steps, samples_during, watch, note) if samples_during else None
+    record = {"methods": results, "eval_rows_per_s": eval_rates[lead], "eval_rows_per_s_by_model": eval_rates,
+              "device": device_name(), "packing": packing}
     if run is not None:
         run.write_calibration(record)
-    store_rates(task.job, device_name(), results, eval_rows_per_s)
+    for c in options:
+        variant = tasks[c.model].job
+        store_rates(variant, device_name(), {c.method: results[c.key]}, eval_rates[c.model])
     return record
 
 
-def _eval_rate(task, run: RunDir | None) -> float:
-    """Rows scored per second: from the zero-shot baseline's full evaluation when the run has
-    one, else timed on the first PROBE_ROWS evaluation rows."""
+def eval_rate(task, run: RunDir | None = None) -> float:
+    """Rows a model scores per second: from a zero-shot pass over the evaluation rows when the run
+    has one for this model, else timed on the first PROBE_ROWS evaluation rows."""
+    from budgetft.stages.baselines import zero_shot_seconds_per_row
+
     baselines = run.baselines() if run is not None else {}
-    seconds = (baselines.get("zero_shot") or {}).get("seconds")
-    if seconds:
-        return len(task.eval) / seconds
+    per_row = zero_shot_seconds_per_row(baselines) if baselines.get("zero_shot") else None
+    if per_row:
+        return 1.0 / per_row
     import copy
 
     from budgetft.data.encode import Encoded
@@ -66,6 +73,7 @@ def _eval_rate(task, run: RunDir | None) -> float:
     n = min(PROBE_ROWS, len(task.eval))
     small.eval = Encoded(task.eval.prompts[:n], task.eval.labels[:n], 0)
     model = load_model(task.model)
+    evaluate(model, small, task.job.eval.batch_size)  # warm-up: allocations and kernel choice, untimed
     t0 = time.perf_counter()
     evaluate(model, small, task.job.eval.batch_size)
     return n / (time.perf_counter() - t0)
@@ -87,7 +95,7 @@ def calibrate_packing(task, results: dict[str, dict], steps: int, samples_during
     job = task.job.model_dump(mode="json")
     packing = decide(
         results, gpu_mem_mb, samples_during,
-        lambda name, k: measure_level(job, name, k, steps, samples_during, watch or (lambda pids: None)),
+        lambda name, k: measure_level(job, results[name].get("method", name), k, steps, samples_during, watch or (lambda pids: None)),
         note=note,
     )
     note(f"packing: {packing['reason']}")

@@ -16,19 +16,24 @@ from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency, run_c
 from budgetft.planner.rates import rates_from
 from budgetft.rundir import PlanRecord, RunDir
 
+NO_CURVE = "no learning curve for it on this model and task yet (a run that trains it measures one), so the plan cannot value it"
+
 
 def plan_round(
-    task, run: RunDir, meter, usd_per_hour: Decimal, *, again: bool = False,
+    tasks: dict, job, run: RunDir, meter, usd_per_hour: Decimal, *, again: bool = False,
     note: Callable[[str], None] = lambda line: None, show: Callable[[Plan, list[dict]], None] | None = None,
     calibration_steps: int = CALIBRATION_STEPS,
 ) -> tuple[Plan, list[dict]] | None:
     """The next round's plan and trial specs, written to plan.json; None when not one useful
     trial fits (the first round records why as "refused"). `again`: a round of this session
-    already ran, so a refusal just ends the run."""
+    already ran, so a refusal just ends the run. `tasks`: model name -> prepared task."""
+    from budgetft.money.usd import seconds_to_usd
+    from budgetft.planner.inputs import plan_inputs
+
     meter.set_stage("overhead")
     calibration = run.calibration()
-    rates = rates_from(calibration["methods"])
-    costs = run_costs(task, rates, calibration["eval_rows_per_s"], calibration_steps, baselines_done=True, calibration_done=True)
+    inputs = plan_inputs(tasks, job, calibration=calibration, baselines_done=True, calibration_steps=calibration_steps)
+    costs = inputs.costs
     if again:  # Ray is up from this session's earlier round: no scheduler start-up to pay again
         costs = replace(costs, startup_seconds=0.0)
     ledger = meter.ledger
@@ -36,8 +41,15 @@ def plan_round(
     # What has really been used so far: the ledger minus time prepaid but not yet used.
     used = ledger.spent - meter.unused_usd()
     previous = run.plan()
+    if again and any(m.get("keep_last") for m in previous.get("methods") or []):
+        # The last round was one trial that kept its last step unscored: a further trial could
+        # not be told apart from it without scoring both, so the money stays unspent.
+        note(f"no further round: the last round's one trial keeps its last step without a selection score, and another trial "
+             f"could not be compared with it (${ledger.cap - used} of the cap left unspent)")
+        return None
     try:
-        plan = plan_budget(ledger.cap, used, usd_per_hour, rates, costs, task.job.train.max_steps, concurrency=machine_concurrency(calibration.get("packing")))
+        plan = plan_budget(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps,
+                           concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size)
     except BudgetTooSmall as exc:
         if again:
             note(f"no further round: ${ledger.cap - used} left does not buy one more useful trial")
@@ -46,7 +58,15 @@ def plan_round(
             previous.refused = str(exc)
             run.write_plan(previous)
         return None
-    specs = trial_specs(task, run, plan, rates, costs.eval_seconds)
+    # The meter keeps the winner's held-out test back with the report's reserve: training stops
+    # before it would eat into them.
+    meter.reserve_usd = seconds_to_usd(plan.reserve_seconds, usd_per_hour)
+    from budgetft.planner.options import choices
+
+    for c in choices(job):  # the job's options the plan could not value (not measured)
+        if c.key not in inputs.rates and c.key not in plan.dropped:
+            plan.dropped[c.key] = NO_CURVE
+    specs = trial_specs(job, run, plan, inputs.rates)
     if not specs:  # small discrete spaces run out: every configuration has been tried
         note(f"no further round: every configuration in the job's search spaces has been tried (${ledger.cap - used} left)")
         return None
@@ -63,28 +83,67 @@ def plan_round(
     return plan, specs
 
 
-def trial_specs(task, run: RunDir, plan: Plan, rates: dict, eval_seconds: float) -> list[dict]:
-    """One spec per planned trial: its id, method, configuration, steps, rungs, and the
+def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
+    """One spec per planned trial: its id, model, method, configuration, steps, rungs, and the
     calibrated lengths of a step and an evaluation (what its worker asks the meter to prepay
     before its first step and evaluation, seconds)."""
     from budgetft.planner.configs import trial_configs
+    from budgetft.planner.options import choice_of
 
     trials = run.trials()
     existing = len(trials)
     specs: list[dict] = []
     for mp in plan.methods:
-        tried = [t.config for t in trials if t.method == mp.method]
-        for config in trial_configs(task.job.space_for(mp.method), mp.method, mp.trials, task.job.seed + existing, tried):
+        choice = choice_of(job, mp.method)
+        variant = job.variant(choice.model)
+        tried = [t.config for t in trials if t.method == choice.method and (t.get("model") or job.model.name) == choice.model]
+        for config in trial_configs(variant.space_for(choice.method), choice.method, mp.trials, job.seed + existing, tried):
             specs.append(
                 {
                     "trial_id": f"t{existing + len(specs) + 1:03d}-{mp.method}",
-                    "method": mp.method,
+                    "model": choice.model,
+                    "method": choice.method,
                     "config": config,
                     "max_steps": mp.max_steps,
                     "grace": mp.grace_period,
                     "eval_steps": plan.eval_steps(mp.method),
                     "step_s": round(rates[mp.method].seconds_per_step, 3),
-                    "eval_s": round(eval_seconds, 3),
+                    "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
     return specs
+
+
+def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Decimal):
+    """A job whose eval.test_rows is "auto": (the job with the number the budget buys, its tasks
+    with those test rows, why that many). Otherwise the job and tasks as they are, and no
+    reason. The number is sized by the first option's model (budgetft.planner.split), resolved
+    before anything is spent; the resolved job is what the run directory keeps, so its workers
+    and a resumed session cut the same rows."""
+    if spec.eval.test_rows != "auto":
+        return spec, tasks, None
+    from budgetft.planner.inputs import considered
+    from budgetft.planner.rates import offline_rates
+    from budgetft.planner.split import held_out_rows_for
+    from budgetft.task import prepare_tasks
+    from budgetft.telemetry.device import device_name, device_type
+
+    options, curves = considered(spec)
+    budget_seconds = float(money_left * 3600 / usd_per_hour)
+
+    def forecast(c) -> float:
+        """The lift an option's curve promises if ~70% of the budget trained it (0 without one)."""
+        if c.key not in curves:
+            return 0.0
+        rate = offline_rates(tasks[c.model], [c.method], device_name(), device_type())[0][c.method]
+        return curves[c.key].at(0.7 * budget_seconds / rate.seconds_per_step * spec.train.batch_size).lift
+
+    # Sized for the model of the option the curves favour: the plan then prices every option's
+    # own test on these rows (MethodRate.test_seconds), so a slower-scoring model pays for them.
+    lead = max(options, key=forecast)
+    task = tasks[lead.model]
+    _, eval_rows_per_s, _ = offline_rates(task, [], device_name(), device_type())
+    pool = task.stats.get("eval_split_rows", len(task.eval))
+    split = held_out_rows_for(budget_seconds, eval_rows_per_s, max(0, pool - len(task.eval)))
+    resolved = spec.model_copy(update={"eval": spec.eval.model_copy(update={"test_rows": split.rows})})
+    return resolved, prepare_tasks(resolved), split.reason

@@ -18,8 +18,8 @@ from budgetft.rundir import RunDir
 class TuneSession:
     """Ray and the trial tracker for every round of one session of a run."""
 
-    def __init__(self, task, run: RunDir, meter, ray_address: str | None = None, on_event=None):
-        self.task, self.run, self.meter = task, run, meter
+    def __init__(self, job, run: RunDir, meter, ray_address: str | None = None, on_event=None):
+        self.job, self.run, self.meter = job, run, meter
         self.ray_address = ray_address
         self.on_event = on_event or (lambda event=None: None)
         self.tracker = None
@@ -65,7 +65,7 @@ class TuneSession:
         concurrency, resources = tuning_resources(calibration.get("packing"), cpus, gpus)
         ctx = {
             "run_dir": str(self.run.root.resolve()),
-            "job": self.task.job.model_dump(mode="json"),
+            "job": self.job.model_dump(mode="json"),  # every model's: a trial names its own
             "threads": int(resources["cpu"]),
             "session": meter.session,
             "chaos": faults,  # faults on purpose (benchmarks/chaos.py)

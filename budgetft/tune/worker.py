@@ -179,7 +179,7 @@ def train_trial(config: dict, ctx: dict) -> None:
     spec = config["trial"]
     run = RunDir(ctx["run_dir"])
     record = TrialRecord(
-        trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"],
+        trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
         started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
     )
     worker = Worker(spec, ctx, run, record, faults=chaos.parse(ctx.get("chaos")))
@@ -225,7 +225,8 @@ def _train(worker: Worker) -> None:
     spec, record = worker.spec, worker.record
     quiet_libraries()
     torch.set_num_threads(max(1, int(worker.ctx.get("threads") or os.cpu_count() or 1)))
-    task = prepare_task(validate_job(worker.ctx["job"]))
+    job = validate_job(worker.ctx["job"])
+    task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
     settings.eval_steps = list(spec["eval_steps"])
     record.batch_size = settings.batch_size
@@ -239,6 +240,11 @@ def _train(worker: Worker) -> None:
         on_phase=worker.on_phase,
         on_model=worker.on_model,
     )
+    if not record.evals and result.steps > 0:
+        # A trial planned without evaluations (a one-trial plan: nothing to choose between)
+        # keeps its last step: the held-out test scores it (budgetft.stages.test).
+        _save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
+        record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
     record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds

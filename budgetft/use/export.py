@@ -59,14 +59,13 @@ class ExportResult:
 
 
 def export(request: ExportRequest, say: Callable[[str], None] = lambda text: None) -> ExportResult:
-    from budgetft.spec import load_job
     from budgetft.use.scoring_task import scoring_task
     from budgetft.use.winner import choose_trial
 
     check_target(request.to)
     chosen = choose_trial(request.run_dir, request.trial_id)
     export_format, merged = format_for(chosen, request.merge)
-    job = load_job(chosen.job_yaml)
+    job = chosen.job()  # the trial's model's variant of the run's job
     task = scoring_task(job)
     say(f"exporting {'trial' if chosen.named else 'the winner,'} {chosen.trial_id} ({chosen.method}) as "
         + ("a peft adapter" if export_format == ADAPTER else "a merged model" if merged else "a full model"))

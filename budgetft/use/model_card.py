@@ -127,7 +127,48 @@ def _method(f: CardFacts) -> str:
     return "\n".join(lines)
 
 
+def _held_out(f: CardFacts) -> str | None:
+    """The card's results when this model is the run's held-out test winner: rows no decision saw."""
+    test = f.chosen.report.test
+    if not test or test.get("winner") != f.chosen.trial_id:
+        return None
+    from budgetft.metrics import wilson_interval
+    from budgetft.report.test_section import verdict_words
+
+    n = test["rows"]
+
+    def line(name: str, m: dict) -> str:
+        ci = wilson_interval(round(m["accuracy"] * n), n)
+        return f"| {name} | {fmt.pct(m['accuracy'])} | {fmt.ci(ci)} | {fmt.pct(m.get('balanced_accuracy'))} | {fmt.number(m.get('macro_f1'), 3)} |"
+
+    lines = [
+        f"## Results on {n} held-out test rows", "",
+        "These rows were cut from the evaluation split before training and seen by no decision: not the",
+        "rung decisions, not the choice of this model (made on the separate selection rows), not the",
+        "choice of its kept weights.", "",
+        "| model | accuracy % | 95% CI (Wilson) | balanced accuracy % | macro-F1 |", "|:---|---:|---:|---:|---:|",
+        line(f"**this model** ({f.chosen.trial_id})", test["metrics"]),
+    ]
+    if test.get("majority"):
+        lines.append(line(f"majority baseline (always {test['majority'].get('majority_class')!r})", test["majority"]))
+    if test.get("zero_shot"):
+        lines.append(line("zero-shot baseline (the untuned model)", test["zero_shot"]))
+    lines.append("")
+    for name, key in (("the majority baseline", "vs_majority"), ("the untuned model", "vs_zero_shot")):
+        vs = test.get(key)
+        if vs:
+            lines.append(f"- Against {name} on the same rows: {fmt.points(vs['lift_points'])} points; {verdict_words(vs)} "
+                         f"(right where it is wrong on {vs['better']} rows, wrong where it is right on {vs['worse']})")
+    if test.get("rows_reason"):
+        lines.append(f"- Why {n} rows: {test['rows_reason']}")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def _results(f: CardFacts) -> str:
+    held_out = _held_out(f)
+    if held_out is not None:
+        return held_out
     row, report = f.chosen.row, f.chosen.report
 
     def line(name: str, r: Any) -> str:

@@ -50,14 +50,13 @@ def check_out(path: Path | None) -> None:
 def predict(request: PredictRequest, stdin: IO[str] | None = None, progress: Progress | None = None,
             say: Callable[[str], None] = lambda text: None) -> dict:
     """The predictions document (see `document`) for the request's rows."""
-    from budgetft.spec import load_job
     from budgetft.use.inputs import read_input
     from budgetft.use.scoring_task import scoring_task
     from budgetft.use.winner import choose_trial
 
     check_out(request.out)
     chosen = choose_trial(request.run_dir, request.trial_id)
-    job = load_job(chosen.job_yaml)
+    job = chosen.job()  # the trial's model's variant of the run's job
     found = read_input(request.source, job.prompt.fields, stdin)
     task = scoring_task(job)
     encoded = task.encode(found.rows)

@@ -1,9 +1,7 @@
 """Which trial of a run `predict` and `export` use: the run's winner, or one named with --trial.
 
-The rule lives in `winner_of` alone. Today it is the report's ranking (budgetft.report.rows.rank:
-trials that beat the majority baseline significantly, by lift per dollar, then the others by
-lift per dollar), restricted to trials whose weights were kept. When winners are chosen on
-selection rows and reported on test rows (issue 13), only `winner_of` changes.
+The run's winner is the one its held-out test scored (test.json), chosen by RunDir.winner's rule:
+the most accurate trial on the selection rows among those that kept weights.
 
 Every check here reads JSON files only: a bad run directory or trial id is refused before any
 model is loaded.
@@ -32,6 +30,14 @@ class ChosenTrial:
     weights: Path  # the folder with the kept weights and their manifest
     manifest: dict  # budgetft_method.json: method, config, layout (peft | tensors), class_bias
     named: bool  # True: chosen with --trial; False: the run's winner
+    model: str | None = None  # the job's model it trained (None: the job's own)
+
+    def job(self):
+        """The job as this trial trained: its model's variant of the run's job."""
+        from budgetft.spec import load_job
+
+        job = load_job(self.job_yaml)
+        return job.variant(self.model) if self.model else job
 
     @property
     def trial_id(self) -> str:
@@ -55,9 +61,14 @@ def has_weights(run_dir: Path, trial_id: str) -> bool:
 
 
 def winner_of(report: Any, run_dir: Path) -> Any | None:
-    """The trial a run hands over: the first of the report's ranked trials that has an
-    evaluation and kept weights; None when no trial has both."""
-    return next((t for t in report.trials if t.accuracy is not None and has_weights(run_dir, t.id)), None)
+    """The trial a run hands over (its held-out test's winner when it ran one, else the same rule:
+    budgetft.rundir.RunDir.winner), as the report's row; None when no trial kept weights."""
+    from budgetft.rundir import RunDir
+
+    run = RunDir(run_dir)
+    test = run.test() or {}
+    winner_id = test.get("winner") or getattr(run.winner(), "trial_id", None)
+    return next((t for t in report.trials if t.id == winner_id), None)
 
 
 def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTrial:
@@ -93,7 +104,11 @@ def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTria
         named = False
     weights = weights_of(run_dir, row.id)
     manifest = _manifest(weights)
-    return ChosenTrial(run_dir, report, row, manifest["method"], dict(manifest.get("config") or {}), weights, manifest, named)
+    from budgetft.rundir import RunDir
+
+    record = RunDir(run_dir).trial(row.id)
+    model = record.model if record is not None else None
+    return ChosenTrial(run_dir, report, row, manifest["method"], dict(manifest.get("config") or {}), weights, manifest, named, model)
 
 
 def _named(report: Any, wanted: str) -> Any:

@@ -201,6 +201,7 @@ def test_the_check_before_spending_is_the_plans_own_arithmetic_with_a_margin(tin
     after calibration on a machine a little slower than stored would refuse it (once: 35-73%
     of the cap spent, then exit 0 and "no trials")."""
     from budgetft.planner import BudgetTooSmall, costs
+    from budgetft.planner.inputs import budget_check
     from budgetft.planner.rates import store_rates
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
@@ -212,14 +213,14 @@ def test_the_check_before_spending_is_the_plans_own_arithmetic_with_a_margin(tin
     monkeypatch.setattr(costs, "busy_slowdown", lambda margin=costs.PRECHECK_MARGIN: 1.0)
     minimum = None
     try:
-        costs.budget_check(task, Decimal("0.01"), Decimal(0), price)
+        budget_check({task.job.model.name: task}, task.job, Decimal("0.01"), Decimal(0), price)
     except BudgetTooSmall as exc:
         minimum = exc.minimum
     assert minimum is not None
-    costs.budget_check(task, minimum, Decimal(0), price)  # the stored rates alone approve it
+    budget_check({task.job.model.name: task}, task.job, minimum, Decimal(0), price)  # the stored rates alone approve it
     monkeypatch.setattr(costs, "busy_slowdown", lambda margin=costs.PRECHECK_MARGIN: margin)
     with pytest.raises(BudgetTooSmall):
-        costs.budget_check(task, minimum, Decimal(0), price)
+        budget_check({task.job.model.name: task}, task.job, minimum, Decimal(0), price)
 
 
 def test_ray_errors_in_words():

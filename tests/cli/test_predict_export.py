@@ -145,14 +145,16 @@ def test_predict_reproduces_the_runs_own_evaluation_row_by_row(decoder_run, tmp_
     evaluation was: same encoding, weights and class bias. Batches of 4 rows, chunks of 16:
     the rows are scored in several chunks, out of order, and put back in place."""
     from budgetft.spec import load_job
-    from budgetft.task import sample_eval_rows
+    from budgetft.task import split_eval_rows
 
     job = load_job(decoder_run / "job.yaml")
     valid = [json.loads(line) for line in Path(job.data.files["validation"]).read_text().splitlines()]
-    rows = [valid[i] for i in sample_eval_rows(len(valid), job.eval.limit, job.seed)]
+    _, selection = split_eval_rows(len(valid), job.eval.test_rows or 0, job.eval.limit, job.seed)
+    rows = [valid[i] for i in selection]
     doc = predict_json(str(decoder_run), str(write_jsonl(tmp_path / "eval.jsonl", rows)), "--batch-size", "4")
-    report = json.loads((decoder_run / "report.json").read_text())
-    winner = report["trials"][0]["id"]
+    from budgetft.rundir import RunDir
+
+    winner = RunDir(decoder_run).winner().trial_id  # the one rule that picks what a run hands over
     assert doc["trial_id"] == winner and doc["chosen_by"] == "winner"
     trial = json.loads((decoder_run / "trials" / winner / "trial.json").read_text())
     kept = max(trial["evals"], key=lambda e: e["accuracy"])  # the first best: what the run kept

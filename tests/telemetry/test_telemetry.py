@@ -471,3 +471,24 @@ def test_cpu_run_summary_and_plot(tmp_path):
     png = summary.plot_utilization(tmp_path / "utilization.png", samples, [{"started": started, "ended": None}])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary.plot_utilization(tmp_path / "none.png", []) is None
+
+
+def test_cpu_precision_follows_native_bf16_and_the_override(monkeypatch):
+    import torch
+
+    from budgetft.telemetry import precision
+
+    assert precision.cpu_has_native_bf16("processor : 0\nflags : fpu avx2 avx512_bf16 avx512f\n")
+    assert not precision.cpu_has_native_bf16("flags : fpu avx2 avx512f\n")
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(precision.PRECISION_ENV, "auto")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    chosen = precision.precision_for(cpu)
+    assert chosen.dtype_name == "bfloat16" and chosen.autocast and "natively" in chosen.reason
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    assert precision.precision_for(cpu).dtype_name == "float32"
+    monkeypatch.setenv(precision.PRECISION_ENV, "bf16")
+    assert precision.precision_for(cpu).dtype_name == "bfloat16"
+    monkeypatch.setenv(precision.PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match="use fp32, bf16 or auto"):
+        precision.precision_for(cpu)

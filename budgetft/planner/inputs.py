@@ -1,0 +1,96 @@
+"""What the planner plans with, gathered in one place for `budgetft plan`, the check before a run
+spends anything, and each round of a run: per option ((model, method) pair, budgetft.planner.
+options) its learning curve, its rate (calibrated, stored or estimated) and what its model costs
+to score; and the costs around training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from decimal import Decimal
+
+from budgetft.planner import costs as around
+from budgetft.planner.budget import Costs, MethodRate, Plan, plan_budget
+from budgetft.planner.costs import CALIBRATION_STEPS, run_costs
+from budgetft.planner.curves import Curve, curves_for
+from budgetft.planner.options import Choice, choices
+from budgetft.planner.rates import offline_rates
+
+ZERO_SHOT_LOAD_S = 3.0  # loading a model for a scoring pass (the untuned one, or the winner)
+
+
+@dataclass
+class PlanInputs:
+    rates: dict[str, MethodRate]  # option key -> rate, with its model's scoring costs
+    curves: dict[str, Curve]  # option key -> learning curve (options without one are absent)
+    costs: Costs
+    eval_rows_per_s: dict[str, float]  # model -> rows scored per second
+    options: list[Choice]  # the options planned (those with curves when any has one)
+    source: str  # where the rates came from, in words
+
+
+def considered(job) -> tuple[list[Choice], dict[str, Curve]]:
+    """The options a run measures and plans, and their curves: those with a learning curve for
+    their model and task when any has one (the plan can value only those), else all of them."""
+    found: dict[str, Curve] = {}
+    every = choices(job)
+    for c in every:
+        curve = curves_for(c.model, job.data.name, [c.method]).get(c.method)
+        if curve is not None:
+            found[c.key] = curve
+    return ([c for c in every if c.key in found] or every), found
+
+
+def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: float = 1.0, baselines_done: bool = False,
+                calibration_steps: int = CALIBRATION_STEPS) -> PlanInputs:
+    """`tasks`: model name -> its prepared task. With `calibration` (this run's), its measured
+    rates; else this machine's stored rates or estimates, each `slow` times slower (the check
+    before spending assumes a busy machine)."""
+    from budgetft.telemetry.device import device_name, device_type
+
+    options, curves = considered(job)
+    rates: dict[str, MethodRate] = {}
+    eval_rates: dict[str, float] = {}
+    if calibration:
+        by_model = calibration.get("eval_rows_per_s_by_model") or {job.model.name: calibration["eval_rows_per_s"]}
+        eval_rates = {m: float(r) for m, r in by_model.items()}
+        for c in options:
+            if c.key in calibration["methods"]:
+                r = calibration["methods"][c.key]
+                rates[c.key] = MethodRate(c.key, r["seconds_per_step"], r["examples_per_s"], r.get("peak_memory_mb"), r.get("trainable_params"), "calibrated")
+        source = "calibrated in this run"
+    else:
+        sources = set()
+        for c in options:
+            found, eval_rate, where = offline_rates(tasks[c.model], [c.method], device_name(), device_type())
+            r = found[c.method]
+            rates[c.key] = replace(r, method=c.key, seconds_per_step=r.seconds_per_step * slow, examples_per_s=r.examples_per_s / slow)
+            eval_rates[c.model] = eval_rate / slow
+            sources.add(where)
+        source = "; ".join(sorted(sources))
+    for key, rate in rates.items():
+        model = next(c.model for c in options if c.key == key)
+        task = tasks[model]
+        per_row = 1.0 / eval_rates[model]
+        test_rows = len(task.test) if task.test is not None else 0
+        rates[key] = replace(rate, eval_seconds=len(task.eval) * per_row,
+                             test_seconds=2 * (test_rows * per_row + ZERO_SHOT_LOAD_S) if test_rows else 0.0)
+    lead = options[0].model  # the costs around training are priced with the first option's model
+    costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
+    return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source)
+
+
+def budget_check(
+    tasks: dict, job, cap: Decimal, spent: Decimal, usd_per_hour: Decimal, calibration_steps: int = CALIBRATION_STEPS, *,
+    baselines_done: bool = False, calibration: dict | None = None, concurrency: int = 1,
+) -> Plan:
+    """The plan's own arithmetic, before anything is spent: the plan a run would make, with
+    this run's calibrated rates when it has them (a resumed run), else with the rates stored
+    for this machine (or estimated) slowed by budgetft.planner.costs.busy_slowdown, stages
+    included. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
+    trial. `tasks`: the job's model name -> its prepared task (one per model)."""
+    inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.busy_slowdown(),
+                         baselines_done=baselines_done, calibration_steps=calibration_steps)
+    return plan_budget(cap, spent, usd_per_hour, inputs.rates, inputs.costs, job.train.max_steps, concurrency=concurrency,
+                       curves=inputs.curves, batch_size=job.train.batch_size)

@@ -1,0 +1,68 @@
+"""Prior-guided plans (issue 13): learning curves, what a budget buys with them, the held-out
+test's size, and the forecast."""
+
+from decimal import Decimal
+
+import pytest
+
+from budgetft.planner import Costs, MethodRate, plan_budget
+from budgetft.planner.curves import Curve, Point
+from budgetft.planner.split import held_out_rows_for, rows_to_show, smallest_lift
+
+LORA = Curve("m", "d", "lora", (Point(200, 0.0, -2, 2), Point(600, 5.0, 2, 8), Point(1600, 7.0, 3, 11)), "test curve")
+
+
+def test_a_curve_interpolates_in_log_examples_and_stays_flat_past_its_data():
+    assert LORA.at(0).lift == 0 and LORA.at(100).lift == 0.0
+    mid = LORA.at((200 * 600) ** 0.5)  # halfway in log examples
+    assert mid.lift == pytest.approx(2.5) and mid.low == pytest.approx(0.0)
+    assert LORA.at(10_000).lift == 7.0 and LORA.at(10_000).high == 11
+    need = LORA.examples_to_learn(2.0)
+    assert LORA.at(need).lift >= 2.0 > LORA.at(need - 1).lift
+
+
+def costs():
+    return Costs(eval_seconds=20.0, baseline_seconds=70.0, calibration_seconds=15.0, startup_seconds=15.0, trial_startup_seconds=30.0, reserve_seconds=100.0)
+
+
+def test_a_small_budget_buys_one_trial_long_enough_to_learn_and_says_why():
+    rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3), "bitfit": MethodRate("bitfit", 2.0, 4.0)}
+    plan = plan_budget(Decimal("0.25"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=400, curves={"lora": LORA}, batch_size=8)
+    (only,) = plan.methods
+    assert (only.method, only.trials, only.keep_last) == ("lora", 1, True) and only.max_steps >= 150
+    assert plan.eval_steps("lora") == []  # nothing to choose between: the test scores its last step
+    assert "buys one lora trial of" in plan.words and "would forecast less" in plan.words
+    assert plan.forecast["low_points"] <= plan.forecast["lift_points"] <= plan.forecast["high_points"]
+    assert plan.forecast["double_budget_lift_points"] >= plan.forecast["lift_points"]
+    assert "no learning curve" in plan.dropped["bitfit"]
+
+
+def test_money_beyond_max_steps_buys_more_configurations():
+    rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3)}
+    plan = plan_budget(Decimal("2.00"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=200, curves={"lora": LORA}, batch_size=8)
+    (only,) = plan.methods
+    assert only.trials >= 2 and only.max_steps == 200 and not only.keep_last
+    assert plan.eval_steps("lora") == [200]  # each is scored on the selection rows to choose the winner
+
+
+def test_a_budget_that_cannot_buy_a_trial_long_enough_to_learn_is_refused_with_the_minimum():
+    from budgetft.planner import BudgetTooSmall
+
+    rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3)}
+    with pytest.raises(BudgetTooSmall) as err:
+        plan_budget(Decimal("0.08"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=400, curves={"lora": LORA}, batch_size=8)
+    minimum = err.value.minimum
+    assert "long enough to learn" in str(err.value)
+    plan_budget(minimum, Decimal(0), Decimal("1.00"), rates, costs(), max_steps=400, curves={"lora": LORA}, batch_size=8)
+
+
+def test_test_rows_are_what_the_budget_buys_and_say_what_they_can_show():
+    assert rows_to_show(0.05) == 942  # (1.96 + 0.84)^2 x 0.30 / 0.05^2
+    assert smallest_lift(500) == pytest.approx(0.0686, abs=0.001)
+    split = held_out_rows_for(900, 7.5, 3000)  # $0.25 at $1/h, 7.5 rows/s
+    assert split.rows == 506 and "~942 rows" in split.reason and "6.8 points or more" in split.reason
+    stretched = held_out_rows_for(900, 6.0, 3000)  # slower scoring: stretched to the 500-row standard
+    assert stretched.rows == 500
+    small = held_out_rows_for(144, 7.5, 3000)
+    assert 50 <= small.rows < 500 and "a larger budget would buy a firmer test" in small.reason
+    assert held_out_rows_for(900, 7.5, 300).rows == 300 and "only 300 rows" in held_out_rows_for(900, 7.5, 300).reason

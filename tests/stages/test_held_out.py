@@ -1,0 +1,78 @@
+"""The held-out test (issue 13): the evaluation split is cut into selection rows and test rows
+that no decision sees; the winner is chosen on the selection rows, scored once on the test rows
+against both baselines there, and that is the report's headline. With a learning curve for the
+job, the plan is prior-guided: a small budget buys one trial long enough to learn, which keeps
+its last step for the test."""
+
+import json
+from decimal import Decimal
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from budgetft.cli import app
+from budgetft.money.ledger import read_charges
+from budgetft.rundir import RunDir
+
+runner = CliRunner()
+pytestmark = pytest.mark.slow
+
+
+def job_file(tiny_job_data, tmp_path, methods, test_rows=30, limit=20, max_steps=30):
+    tiny_job_data["methods"] = methods
+    tiny_job_data["train"].update(max_steps=max_steps, eval_every=10)
+    tiny_job_data["eval"] = {"test_rows": test_rows, "limit": limit, "batch_size": 8}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(tiny_job_data))
+    return path
+
+
+def test_the_winner_is_chosen_on_selection_rows_and_reported_on_test_rows(tiny_job_data, tmp_path):
+    job = job_file(tiny_job_data, tmp_path, {"full": {"learning_rate": [3e-3, 1e-7]}})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(job), "--budget", "6", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    test = run.test()
+    # The rows: 30 test rows, 20 selection rows, disjoint, the baselines scored on the test rows.
+    assert test["rows"] == 30 and run.baselines()["test"]["rows"] == 30 and run.baselines()["majority"]["n"] == 20
+    good = next(t for t in run.trials() if t.config["learning_rate"] == 3e-3)
+    assert test["winner"] == good.trial_id and test["chosen_by"] == "selection accuracy"
+    assert test["metrics"]["n"] == 30 and test["majority"]["n"] == 30 and test["zero_shot"]["n"] == 30
+    assert test["vs_majority"]["lift_points"] == pytest.approx(100 * (test["metrics"]["accuracy"] - test["majority"]["accuracy"]), abs=0.01)
+    assert test["vs_majority"]["verdict"] in ("better", "not_significant", "worse")
+    # The test ran after training, inside the cap (on the tiny model it fits in prepaid time).
+    charges = read_charges(run.ledger)
+    assert charges[-1].total <= Decimal("6") and test["metrics"]["seconds"] >= 0
+    assert test["at"] >= max(t.ended for t in run.trials())
+    report = (out / "report.md").read_text()
+    assert "**Held-out test:**" in report and f"on 30 held-out test rows" in report and "seen by no decision" in report
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["test"]["winner"] == good.trial_id and "correct" not in doc["test"]["metrics"]
+
+
+def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data, tmp_path):
+    from budgetft.planner import curves
+
+    model = tiny_job_data["model"]["name"]
+    # Learns after ~12 steps of 8 rows and keeps improving to 400 steps.
+    curves.remember(model, "tiny", "full", [(80, 1.0), (800, 8.0), (3200, 14.0)])
+    job = job_file(tiny_job_data, tmp_path, {"full": {"learning_rate": {"loguniform": [1e-3, 1e-2]}}, "bitfit": {}}, max_steps=400)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(job), "--budget", "0.90", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    plan = run.plan()
+    assert "buys one full trial of" in result.output and "forecast:" in result.output
+    assert plan["forecast"]["method"] == "full" and plan["forecast"]["low_points"] <= plan["forecast"]["lift_points"]
+    assert "bitfit" in plan["dropped"] and "no learning curve" in plan["dropped"]["bitfit"]
+    trials = run.trials()
+    assert len(trials) == 1, result.output
+    assert trials[0].evals == [] and run.has_weights(trials[0].trial_id)
+    assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}  # only what the plan may use
+    test = run.test()
+    assert test["winner"] == trials[0].trial_id and test["chosen_by"] == "the only trial that kept weights"
+    assert "Forecast" in (out / "report.md").read_text()
+    # The run's outcome joins this machine's curve for the next plan.
+    assert len(curves.stored_curves()[curves.key(model, "tiny", "full")].points) >= 3
