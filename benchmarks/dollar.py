@@ -3,6 +3,7 @@ bought on the held-out test rows.
 
     python benchmarks/dollar.py [--budgets 0.10,0.25] [--price-per-hour 1.00] [--seed 0] [--keep DIR]
                                 [--set key=value ...]
+    python benchmarks/dollar.py --from RUN_DIR [RUN_DIR ...]     # tabulate runs already made
 
 Per budget: the winner's test accuracy, the majority and zero-shot baselines on the same rows,
 the lift, McNemar's exact p, the spend by category (and training's share), and the plan's
@@ -32,6 +33,12 @@ def one(budget: str, price: str, seed: int, out: Path, overrides: list[str]) -> 
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - t0
+    tail = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
+    return summary(out, budget, proc.returncode, wall, tail)
+
+
+def summary(out: Path, budget: str | None = None, exit_code: int = 0, wall: float | None = None, tail: list[str] = ()) -> dict:
+    """What one run directory says it bought."""
     from budgetft.money.ledger import read_charges
 
     charges = read_charges(out / "ledger.jsonl") if (out / "ledger.jsonl").exists() else []
@@ -39,11 +46,16 @@ def one(budget: str, price: str, seed: int, out: Path, overrides: list[str]) -> 
     by_cat: dict[str, Decimal] = {}
     for c in charges:
         by_cat[c.category] = by_cat.get(c.category, Decimal(0)) + c.amount
+    info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
+    if wall is None and info.get("started") and info.get("finished"):
+        from datetime import datetime
+
+        wall = (datetime.fromisoformat(info["finished"]) - datetime.fromisoformat(info["started"])).total_seconds()
     test = json.loads((out / "test.json").read_text()) if (out / "test.json").exists() else {}
     plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").exists() else {}
     rounds = plan.get("rounds") or [plan]
-    return {"budget": budget, "exit": proc.returncode, "wall": wall, "spent": spent, "by_cat": by_cat, "test": test,
-            "forecast": (rounds[0] or {}).get("forecast"), "stderr_tail": proc.stderr.strip().splitlines()[-1:] if proc.returncode else []}
+    return {"budget": budget or str(info.get("cap_usd", "?")), "exit": exit_code, "wall": wall or 0.0, "spent": spent, "by_cat": by_cat,
+            "test": test, "forecast": (rounds[0] or {}).get("forecast"), "stderr_tail": list(tail)}
 
 
 def pct(x) -> str:
@@ -57,11 +69,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="job overrides for every run")
+    parser.add_argument("--from", dest="dirs", nargs="+", type=Path, help="tabulate these finished run directories instead of running")
     args = parser.parse_args()
+    results = []
+    if args.dirs:
+        results = [summary(d) for d in args.dirs]
     work = Path(args.keep or tempfile.mkdtemp(prefix="budgetft-dollar-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = []
-    for budget in [b.strip() for b in args.budgets.split(",") if b.strip()]:
+    for budget in [] if args.dirs else [b.strip() for b in args.budgets.split(",") if b.strip()]:
         r = one(budget, args.price_per_hour, args.seed, work / f"run-{budget}-seed{args.seed}", args.overrides)
         results.append(r)
         print(f"${budget}: exit {r['exit']}, ${r['spent']} spent in {r['wall'] / 60:.1f} min" + (f" ({r['stderr_tail']})" if r["stderr_tail"] else ""), flush=True)

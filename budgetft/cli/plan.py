@@ -54,7 +54,7 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
     from budgetft.money.usd import seconds_to_usd
     from budgetft.planner import plan_budget
     from budgetft.planner.costs import CALIBRATION_STEPS
-    from budgetft.planner.inputs import budget_check, plan_inputs
+    from budgetft.planner.inputs import budget_check, explain_unmeasured, plan_inputs
     from budgetft.runner.display import plan_table
     from budgetft.stages.calibrate import calibrate
     from budgetft.stages.plan import resolve_test_rows
@@ -76,8 +76,13 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
         spent_s = time.perf_counter() - t0
     inputs = plan_inputs(tasks, spec, calibration=calibration)
     rates, costs = inputs.rates, inputs.costs
+    if calibration:  # measured here, but a run measures again and pays for it: about what it took now
+        from dataclasses import replace
+
+        costs = replace(costs, calibration_seconds=spent_s)
     source = f"calibrated now on {device_name()}" if calibration else inputs.source
     plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps, curves=inputs.curves, batch_size=spec.train.batch_size)
+    explain_unmeasured(plan, inputs, spec)
     err.print(f"rates: {source}")
     for r in rates.values():
         err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else "")

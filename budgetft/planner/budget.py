@@ -78,8 +78,8 @@ class MethodPlan:
     rungs: list[int]
     expected_seconds: float
     worst_seconds: float
-    # One trial with nothing to choose between: no evaluation on the selection rows; it keeps
-    # its last step for the held-out test.
+    # One trial with nothing to choose between: no rungs; it is scored on the selection rows
+    # once, at its last step (a learning-curve point), and its last step goes to the test.
     keep_last: bool = False
 
 
@@ -107,10 +107,10 @@ class Plan:
         return sum(m.trials for m in self.methods)
 
     def eval_steps(self, method: str) -> list[int]:
-        """Evaluate at every rung (ASHA decides there) and at the last step; a lone trial that
-        keeps its last step is not evaluated before the held-out test."""
+        """Evaluate at every rung (ASHA decides there) and at the last step (a lone trial only
+        there)."""
         plan = next(m for m in self.methods if m.method == method)
-        return [] if plan.keep_last else sorted({*plan.rungs, plan.max_steps})
+        return sorted({*plan.rungs, plan.max_steps})
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -207,6 +207,8 @@ def plan_budget(
         return round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
 
     known = {m: c for m, c in (curves or {}).items() if m in rates}
+    if known and all(c.examples_to_learn() is None for c in known.values()):
+        known = {}  # no curve says any option learns: nothing to value them by, plan as without curves
     if known:
         methods, forecast, words, dropped, need = _prior_guided(rates, known, costs, slot_seconds, max_steps, batch_size, eta, cap - spent, usd_per_hour, concurrency)
         if not methods:
@@ -258,6 +260,19 @@ def _plan(cap, spent, usd_per_hour, eta, concurrency, plans, fixed, costs, dropp
     )
 
 
+NO_CURVE = ("no learning curve for it on this model and task yet, so the plan cannot value it (a job whose options all "
+            "lack curves plans them as equals, and its evaluations measure their curves)")
+
+
+def never_learns(curve) -> str | None:
+    """Why an option whose curve never shows learning gets no trials; None when it does learn."""
+    from budgetft.planner.curves import LEARNED_LIFT
+
+    if curve.examples_to_learn() is not None:
+        return None
+    return f"its learning curve never rose {LEARNED_LIFT:.0f} points above the majority within {curve.points[-1].examples:,} training examples ({curve.source})"
+
+
 def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, batch_size: int, eta: int, money_left: Decimal, usd_per_hour: Decimal, concurrency: int = 1):
     """(method plans, forecast, words, dropped, seconds the cheapest useful trial needs) of the
     option the learning curves value most (budgetft.planner.prior). Each option keeps its own
@@ -276,17 +291,19 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
 
     options = all_options(seconds)
     best = prior.best_option(options)
-    dropped = {m: "no learning curve for it on this model and task yet (a run that trains it measures one), so the plan cannot value it"
-               for m in rates if m not in curves}  # (budgetft.stages.plan adds the job's unmeasured methods)
+    dropped = {m: NO_CURVE for m in rates if m not in curves}  # (budgetft.planner.inputs.explain_unmeasured adds the rest)
     if best is None:
         need = min((math.ceil((c.examples_to_learn() or 10**9) / batch_size) * rates[m].seconds_per_step + float(rates[m].test_seconds or 0.0)
-                    for m, c in curves.items()), default=0.0)
+                    + (costs.eval_seconds if rates[m].eval_seconds is None else rates[m].eval_seconds) for m, c in curves.items()), default=0.0)
         return [], None, "", dropped, need
     for method in curves:
         if method != best.method:
             mine = prior.best_option([o for o in options if o.method == method])
-            dropped[method] = (f"forecast {mine.lift:+.1f} points, below {best.method}'s {best.lift:+.1f}" if mine
-                               else f"the money left does not buy a trial long enough to learn ({curves[method].source})")
+            curve = curves[method]
+            if mine:
+                dropped[method] = f"forecast {mine.lift:+.1f} points, below {best.method}'s {best.lift:+.1f}"
+            else:
+                dropped[method] = never_learns(curve) or f"the money left does not buy a trial long enough to learn ({curve.source})"
     curve = curves[best.method]
     rate = rates[best.method]
     if best.trials >= prior.ASHA_MIN_TRIALS:

@@ -8,7 +8,6 @@ baselines and calibration are paid for.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 
 from budgetft.planner.budget import Costs
 

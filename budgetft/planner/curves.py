@@ -120,10 +120,17 @@ def curves_for(model: str, data: str, methods: list[str]) -> dict[str, Curve]:
     found = {}
     for m in methods:
         k = key(model, data, m)
-        curve = stored.get(k) or shipped.get(k)
+        curve = merged(shipped[k], stored[k]) if k in shipped and k in stored else stored.get(k) or shipped.get(k)
         if curve is not None:
             found[m] = curve
     return found
+
+
+def merged(shipped: Curve, stored: Curve) -> Curve:
+    """The shipped prior's points with this machine's measurements added; where both measured
+    the same number of examples, this machine's point wins."""
+    points = {p.examples: p for p in shipped.points} | {p.examples: p for p in stored.points}
+    return Curve(shipped.model, shipped.data, shipped.method, tuple(points[k] for k in sorted(points)), f"{stored.source}, and the {shipped.source}")
 
 
 def remember(model: str, data: str, method: str, points: list[tuple[int, float]]) -> None:
@@ -145,17 +152,13 @@ def remember(model: str, data: str, method: str, points: list[tuple[int, float]]
     tmp.replace(path)
 
 
-def learned_from(job, run, test: dict) -> None:
+def learned_from(job, run) -> None:
     """Store what a finished run measured, as points of its methods' curves: every evaluated
-    trial's lift over the majority on the selection rows at each evaluation, and the winner's
-    lift on the held-out test rows at its kept step (a one-trial plan's only measurement)."""
+    trial's lift over the majority on the selection rows at each evaluation. Never the held-out
+    test rows: the next plan for the same task is a decision too, and no decision sees them."""
     batch = job.train.batch_size
     majority = (run.baselines().get("majority") or {}).get("accuracy")
     for trial in run.trials():
         if majority is not None and trial.evals:
             points = [(e["step"] * batch, 100 * (e["accuracy"] - majority)) for e in trial.evals if "step" in e]
             remember(trial.model or job.model.name, job.data.name, trial.method, points)
-    winner = run.trial(test["winner"])
-    lift = (test.get("vs_majority") or {}).get("lift_points")
-    if winner is not None and not winner.evals and lift is not None and winner.best_step:
-        remember(winner.model or job.model.name, job.data.name, winner.method, [(winner.best_step * batch, lift)])

@@ -28,18 +28,22 @@ class PlanInputs:
     eval_rows_per_s: dict[str, float]  # model -> rows scored per second
     options: list[Choice]  # the options planned (those with curves when any has one)
     source: str  # where the rates came from, in words
+    all_curves: dict[str, Curve] | None = None  # every option's curve, measured or not (why one got no trials)
 
 
 def considered(job) -> tuple[list[Choice], dict[str, Curve]]:
-    """The options a run measures and plans, and their curves: those with a learning curve for
-    their model and task when any has one (the plan can value only those), else all of them."""
+    """The options a run measures and plans, and every option's curve: those whose learning
+    curve for their model and task says they learn it, when any does (the plan can value only
+    options with a curve, and one that never learns is not worth the calibration); else those
+    with a curve; else all of them."""
     found: dict[str, Curve] = {}
     every = choices(job)
     for c in every:
         curve = curves_for(c.model, job.data.name, [c.method]).get(c.method)
         if curve is not None:
             found[c.key] = curve
-    return ([c for c in every if c.key in found] or every), found
+    learns = [c for c in every if c.key in found and found[c.key].examples_to_learn() is not None]
+    return (learns or [c for c in every if c.key in found] or every), found
 
 
 def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: float = 1.0, baselines_done: bool = False,
@@ -78,7 +82,18 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
                              test_seconds=2 * (test_rows * per_row + ZERO_SHOT_LOAD_S) if test_rows else 0.0)
     lead = options[0].model  # the costs around training are priced with the first option's model
     costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
-    return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source)
+    return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
+
+
+def explain_unmeasured(plan: Plan, inputs: PlanInputs, job) -> None:
+    """Say in plan.dropped why each of the job's options that was not measured got no trials:
+    no learning curve, or one that never shows learning."""
+    from budgetft.planner.budget import NO_CURVE, never_learns
+
+    for c in choices(job):
+        if c.key not in inputs.rates and c.key not in plan.dropped:
+            curve = (inputs.all_curves or {}).get(c.key)
+            plan.dropped[c.key] = (curve and never_learns(curve)) or NO_CURVE
 
 
 def budget_check(

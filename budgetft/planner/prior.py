@@ -56,9 +56,10 @@ def options_for(method: str, seconds_per_step: float, curve, seconds: float, tri
     min_steps = max(4, math.ceil(examples / batch_size))
     found = []
     for k in range(1, max_trials + 1):
-        # One trial needs no evaluation before the test (nothing to choose between); k > 1
-        # trials are each scored once on the selection rows, at their last step.
-        per_trial = trial_startup + (eval_seconds if k > 1 else 0.0)
+        # Every trial is scored once on the selection rows, at its last step: k > 1 to choose
+        # between them, and a lone trial too, so that its learning-curve point comes from rows
+        # the report does not claim on (the held-out test rows inform no plan).
+        per_trial = trial_startup + eval_seconds
         steps = min(max_steps, math.floor((seconds - k * per_trial) / (k * seconds_per_step))) if seconds > k * per_trial else 0
         if steps < min_steps:
             break

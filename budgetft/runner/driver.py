@@ -157,7 +157,7 @@ class Run:
         if record and record.get("winner"):
             from budgetft.planner.curves import learned_from
 
-            learned_from(self.spec, self.run, record)  # the next plan for this model and task knows more
+            learned_from(self.spec, self.run)  # the next plan for this model and task knows more
 
     def _start_session(self, previous: RunInfo) -> RunInfo:
         """The ledger, the meter, run.json, the sampler and the display of this session."""
@@ -224,8 +224,7 @@ class Run:
     def _samples_during(self, start: float, end: float) -> list[dict]:
         from budgetft.telemetry.summary import read_samples, samples_between
 
-        utc = timezone.utc
-        return samples_between(read_samples(self.run.telemetry), datetime.fromtimestamp(start, utc), datetime.fromtimestamp(end, utc))
+        return samples_between(read_samples(self.run.telemetry), *(datetime.fromtimestamp(t, timezone.utc) for t in (start, end)))
 
     def _watch(self, pids: dict[str, int]) -> None:
         self.watched_pids = dict(pids)

@@ -12,11 +12,9 @@ from decimal import Decimal
 from typing import Callable
 
 from budgetft.planner import BudgetTooSmall, Plan, plan_budget
-from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency, run_costs
-from budgetft.planner.rates import rates_from
+from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency
 from budgetft.rundir import PlanRecord, RunDir
 
-NO_CURVE = "no learning curve for it on this model and task yet (a run that trains it measures one), so the plan cannot value it"
 
 
 def plan_round(
@@ -41,12 +39,6 @@ def plan_round(
     # What has really been used so far: the ledger minus time prepaid but not yet used.
     used = ledger.spent - meter.unused_usd()
     previous = run.plan()
-    if again and any(m.get("keep_last") for m in previous.get("methods") or []):
-        # The last round was one trial that kept its last step unscored: a further trial could
-        # not be told apart from it without scoring both, so the money stays unspent.
-        note(f"no further round: the last round's one trial keeps its last step without a selection score, and another trial "
-             f"could not be compared with it (${ledger.cap - used} of the cap left unspent)")
-        return None
     try:
         plan = plan_budget(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps,
                            concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size)
@@ -61,11 +53,9 @@ def plan_round(
     # The meter keeps the winner's held-out test back with the report's reserve: training stops
     # before it would eat into them.
     meter.reserve_usd = seconds_to_usd(plan.reserve_seconds, usd_per_hour)
-    from budgetft.planner.options import choices
+    from budgetft.planner.inputs import explain_unmeasured
 
-    for c in choices(job):  # the job's options the plan could not value (not measured)
-        if c.key not in inputs.rates and c.key not in plan.dropped:
-            plan.dropped[c.key] = NO_CURVE
+    explain_unmeasured(plan, inputs, job)
     specs = trial_specs(job, run, plan, inputs.rates)
     if not specs:  # small discrete spaces run out: every configuration has been tried
         note(f"no further round: every configuration in the job's search spaces has been tried (${ledger.cap - used} left)")

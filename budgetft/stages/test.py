@@ -67,6 +67,9 @@ def score_untuned_on(task) -> dict:
     from budgetft.scoring.baselines import zero_shot_baseline
     from budgetft.stages.baselines import task_on
 
+    import torch
+
+    torch.manual_seed(task.job.seed)  # an encoder's new head is drawn at random: the same head on every resume
     return zero_shot_baseline(load_model(task.model), task_on(task, task.test, task.test_rows), task.job.eval.batch_size)
 
 

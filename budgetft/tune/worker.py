@@ -241,8 +241,8 @@ def _train(worker: Worker) -> None:
         on_model=worker.on_model,
     )
     if not record.evals and result.steps > 0:
-        # A trial planned without evaluations (a one-trial plan: nothing to choose between)
-        # keeps its last step: the held-out test scores it (budgetft.stages.test).
+        # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
+        # step: the held-out test scores it (budgetft.stages.test).
         _save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
         record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params

@@ -30,7 +30,9 @@ def test_a_small_budget_buys_one_trial_long_enough_to_learn_and_says_why():
     plan = plan_budget(Decimal("0.25"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=400, curves={"lora": LORA}, batch_size=8)
     (only,) = plan.methods
     assert (only.method, only.trials, only.keep_last) == ("lora", 1, True) and only.max_steps >= 150
-    assert plan.eval_steps("lora") == []  # nothing to choose between: the test scores its last step
+    # Nothing to choose between, so no rungs: one score on the selection rows at the last step (a
+    # curve point the next plan learns from; the test rows inform no plan).
+    assert plan.eval_steps("lora") == [only.max_steps]
     assert "buys one lora trial of" in plan.words and "would forecast less" in plan.words
     assert plan.forecast["low_points"] <= plan.forecast["lift_points"] <= plan.forecast["high_points"]
     assert plan.forecast["double_budget_lift_points"] >= plan.forecast["lift_points"]

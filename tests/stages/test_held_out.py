@@ -68,11 +68,18 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
     assert plan["forecast"]["method"] == "full" and plan["forecast"]["low_points"] <= plan["forecast"]["lift_points"]
     assert "bitfit" in plan["dropped"] and "no learning curve" in plan["dropped"]["bitfit"]
     trials = run.trials()
-    assert len(trials) == 1, result.output
-    assert trials[0].evals == [] and run.has_weights(trials[0].trial_id)
+    # The first trial is the job's default, planned long (to max_steps when the calibrated
+    # step allows) and scored once at its end on the selection rows; on a busy machine its
+    # slower steps may meet the cap's reserve first, and then it keeps its last step. Money
+    # left over buys later rounds of configurations sampled around it, compared on the same rows.
+    first = trials[0]
+    assert first.max_steps >= 14 and run.has_weights(first.trial_id)
+    assert [e["step"] for e in first.evals] in ([first.max_steps], []) and all(len(t.evals) <= 1 for t in trials)
+    assert first.evals or first.status == "stopped_by_cap", result.output
     assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}  # only what the plan may use
     test = run.test()
-    assert test["winner"] == trials[0].trial_id and test["chosen_by"] == "the only trial that kept weights"
+    assert test["winner"] == run.winner().trial_id and test["chosen_by"] in ("selection accuracy", "the only trial that kept weights")
     assert "Forecast" in (out / "report.md").read_text()
-    # The run's outcome joins this machine's curve for the next plan.
-    assert len(curves.stored_curves()[curves.key(model, "tiny", "full")].points) >= 3
+    # The run's selection-row scores join this machine's curve for the next plan (its test rows do not).
+    stored = curves.stored_curves()[curves.key(model, "tiny", "full")]
+    assert {p.examples for p in stored.points} >= {80, 800, 3200, 400 * 8}
