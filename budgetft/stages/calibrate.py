@@ -33,8 +33,11 @@ def calibrate(
     from budgetft.telemetry.device import device_name
     from budgetft.tune.measure import calibrate_method
 
+    from budgetft.telemetry.cpu_share import use_free_cores
+
     if meter is not None:
         meter.set_stage("calibration")
+    use_free_cores()  # measured at the threads a trial would use now (budgetft.telemetry.cpu_share)
     options, _ = considered(job)
     results: dict[str, dict] = {}
     for c in options:

@@ -33,6 +33,9 @@ def held_out_test(tasks: dict, run: RunDir, meter=None, note: Callable[[str], No
     if meter is not None:
         meter.set_stage("evaluation")
     note(f"held-out test: {winner.trial_id} and its untuned model on {len(task.test)} test rows that no decision saw")
+    from budgetft.telemetry.cpu_share import use_free_cores
+
+    use_free_cores()
     metrics = score_trial_on(task, run, winner)
     zero_shot = score_untuned_on(task)
     from budgetft.report.stats import mcnemar_exact

@@ -214,8 +214,6 @@ def _is_tune_stop(exc: BaseException) -> bool:
 
 
 def _train(worker: Worker) -> None:
-    import torch
-
     from budgetft.models.loading import load_model
     from budgetft.quiet import quiet_libraries
     from budgetft.spec import validate_job
@@ -224,7 +222,11 @@ def _train(worker: Worker) -> None:
 
     spec, record = worker.spec, worker.record
     quiet_libraries()
-    torch.set_num_threads(max(1, int(worker.ctx.get("threads") or os.cpu_count() or 1)))
+    from budgetft.telemetry.cpu_share import use_free_cores
+
+    # The trial's share of the cores, fewer if a neighbour keeps some busy (a thread on a busy
+    # core holds back every other: budgetft.telemetry.cpu_share).
+    use_free_cores(int(worker.ctx.get("threads") or os.cpu_count() or 1))
     job = validate_job(worker.ctx["job"])
     task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])

@@ -492,3 +492,32 @@ def test_cpu_precision_follows_native_bf16_and_the_override(monkeypatch):
     monkeypatch.setenv(precision.PRECISION_ENV, "fp16")
     with pytest.raises(ValueError, match="use fp32, bf16 or auto"):
         precision.precision_for(cpu)
+
+
+# --- threads on a shared machine --------------------------------------------------------------
+
+def test_threads_leave_out_the_cores_a_neighbour_keeps_busy(monkeypatch):
+    from budgetft.telemetry import cpu_share
+
+    monkeypatch.setattr(cpu_share.os, "cpu_count", lambda: 2)
+    for busy, free in ((0.0, 2), (0.3, 2), (0.6, 1), (1.0, 1), (1.4, 1), (7.0, 1)):
+        monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5, b=busy: b)
+        assert cpu_share.free_cores() == free, busy
+
+
+def test_a_busy_neighbour_is_seen_and_our_own_work_is_not():
+    import subprocess
+    import sys
+    import time
+
+    from budgetft.telemetry import cpu_share
+
+    if cpu_share._cpu_seconds() is None:
+        pytest.skip("no /proc/stat here")
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert cpu_share.busy_cores(0.5) >= 0.6
+    finally:
+        hog.kill()
+        hog.wait()
