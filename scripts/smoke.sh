@@ -9,7 +9,9 @@
 # what CI runs is what a new user types; only --budget is replaced, and --out added.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget=${1:-${BUDGETFT_SMOKE_BUDGET:-0.04}}
+# $0.15 at the README's $1.00/h: 9 minutes, about the least that buys the default job one trial
+# long enough to learn with one core busy (the plan refuses a budget that cannot).
+budget=${1:-${BUDGETFT_SMOKE_BUDGET:-0.15}}
 line=$(grep -m1 -oE '\.venv/bin/budgetft run [^`]*' README.md) || { echo "smoke: no '.venv/bin/budgetft run' line in README.md" >&2; exit 1; }
 read -r -a cmd <<<"$line"
 for i in "${!cmd[@]}"; do

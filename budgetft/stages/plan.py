@@ -132,7 +132,10 @@ def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Deci
     # own test on these rows (MethodRate.test_seconds), so a slower-scoring model pays for them.
     lead = max(options, key=forecast)
     task = tasks[lead.model]
+    from budgetft.planner.costs import busy_slowdown
+
     _, eval_rows_per_s, _ = offline_rates(task, [], device_name(), device_type())
+    eval_rows_per_s /= busy_slowdown(margin=1.0)  # a neighbour busy now slows the scoring too
     pool = task.stats.get("eval_split_rows", len(task.eval))
     split = held_out_rows_for(budget_seconds, eval_rows_per_s, max(0, pool - len(task.eval)))
     resolved = spec.model_copy(update={"eval": spec.eval.model_copy(update={"test_rows": split.rows})})
