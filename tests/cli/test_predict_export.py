@@ -303,6 +303,21 @@ def test_export_loads_with_transformers_alone_and_matches_predict(which, method,
     assert_same(predicted, plain_predictions(folder, rows20, tmp_path))
 
 
+@pytest.mark.parametrize("which, method", [("decoder", "lora"), ("encoder", "bitfit")])
+def test_the_exports_recipe_shortens_long_rows_as_training_did(which, method, request, tmp_path):
+    """Rows far over prompt.max_length lose the end of their truncate field in the model card's
+    recipe exactly as in budgetft: the same probabilities as `budgetft predict`."""
+    run = request.getfixturevalue(f"{which}_run")
+    rows = [{**r, "passage": " ".join([r["passage"]] * 12)} for r in make_rows(20, seed=11)]
+    long_rows = write_jsonl(tmp_path / "long.jsonl", rows)
+    folder = tmp_path / "export"
+    args = ["--trial", trial_of(run, method)]
+    result = runner.invoke(app, ["export", str(run), "--to", str(folder), *args])
+    assert result.exit_code == 0, result.output
+    predicted = predict_json(str(run), str(long_rows), *args)
+    assert_same(predicted, plain_predictions(folder, long_rows, tmp_path))
+
+
 def test_the_model_card_carries_the_proof(decoder_run, tmp_path):
     folder = tmp_path / "export"
     bitfit = trial_of(decoder_run, "bitfit")
