@@ -260,8 +260,8 @@ def _plan(cap, spent, usd_per_hour, eta, concurrency, plans, fixed, costs, dropp
     )
 
 
-NO_CURVE = ("no learning curve for it on this model and task yet, so the plan cannot value it (a job whose options all "
-            "lack curves plans them as equals, and its evaluations measure their curves)")
+NO_CURVE = ("no learning curve for it on this model and task yet, so the plan cannot value it (a job none of whose "
+            "options has a curve that learns plans them all as equals, and its evaluations measure their curves)")
 
 
 def never_learns(curve) -> str | None:

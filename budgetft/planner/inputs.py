@@ -34,8 +34,8 @@ class PlanInputs:
 def considered(job) -> tuple[list[Choice], dict[str, Curve]]:
     """The options a run measures and plans, and every option's curve: those whose learning
     curve for their model and task says they learn it, when any does (the plan can value only
-    options with a curve, and one that never learns is not worth the calibration); else those
-    with a curve; else all of them."""
+    options with a curve, and one that never learns is not worth the calibration); else all of
+    them, planned as equals."""
     found: dict[str, Curve] = {}
     every = choices(job)
     for c in every:
@@ -43,7 +43,7 @@ def considered(job) -> tuple[list[Choice], dict[str, Curve]]:
         if curve is not None:
             found[c.key] = curve
     learns = [c for c in every if c.key in found and found[c.key].examples_to_learn() is not None]
-    return (learns or [c for c in every if c.key in found] or every), found
+    return (learns or every), found
 
 
 def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: float = 1.0, baselines_done: bool = False,

@@ -68,3 +68,19 @@ def test_test_rows_are_what_the_budget_buys_and_say_what_they_can_show():
     small = held_out_rows_for(144, 7.5, 3000)
     assert 50 <= small.rows < 500 and "a larger budget would buy a firmer test" in small.reason
     assert held_out_rows_for(900, 7.5, 300).rows == 300 and "only 300 rows" in held_out_rows_for(900, 7.5, 300).reason
+
+
+FLAT = Curve("m", "d", "bitfit", (Point(200, -1.0, -4, 2), Point(1200, 1.5, -2, 5)), "flat test curve")
+
+
+def test_an_option_whose_curve_never_learns_gets_no_trials_and_says_why():
+    rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3), "bitfit": MethodRate("bitfit", 1.0, 8.0)}
+    plan = plan_budget(Decimal("0.50"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=400, curves={"lora": LORA, "bitfit": FLAT}, batch_size=8)
+    assert [m.method for m in plan.methods] == ["lora"]
+    assert "never rose 2 points above the majority within 1,200 training examples" in plan.dropped["bitfit"]
+
+
+def test_when_no_curve_learns_every_option_is_planned_as_an_equal():
+    rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3), "bitfit": MethodRate("bitfit", 1.0, 8.0)}
+    plan = plan_budget(Decimal("1.00"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=100, curves={"bitfit": FLAT}, batch_size=8)
+    assert {m.method for m in plan.methods} == {"lora", "bitfit"} and plan.forecast is None
