@@ -50,15 +50,17 @@ def run_costs(
 
 
 def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
-    """How much slower than its stored rates this machine will train now: other processes'
-    threads share the cores (1 + their load per core), and never less than `margin`, since
-    calibration may meet a neighbour that the check did not."""
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(margin, 1.0 + load / cpus)
+    """How much slower than its stored rates this machine will train now, and never less than
+    `margin`, since calibration may meet a neighbour that the check did not. Each process that
+    computes uses only the cores that other programs leave free (budgetft.telemetry.cpu_share),
+    so a step slows by about cores / free cores (measured on 2 cores with one kept busy: 1.73x;
+    this says 2x). The machine is watched now, for half a second: the 1-minute load average
+    still counts a job that has just ended (seen on CI right after the test suite: 2.5x for a
+    machine whose only neighbour kept one core busy)."""
+    from budgetft.telemetry.cpu_share import free_cores
+
+    cores = os.cpu_count() or 1
+    return max(margin, cores / free_cores())
 
 
 def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, dict]:

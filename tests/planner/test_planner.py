@@ -85,3 +85,21 @@ def test_a_method_that_cannot_fit_gives_its_share_back():
 
 def test_money_is_rounded_up():
     assert seconds_to_usd(1, Decimal("2.86")) == Decimal("0.000795")  # 0.000794444.. rounds up
+
+
+def test_the_check_before_spending_reads_the_machine_now_not_its_last_minute(monkeypatch):
+    """A job that has just ended still weighs on the 1-minute load average (CI, right after the
+    test suite); the slowdown comes from the cores busy now, as the trials' threads will see them."""
+    import os
+
+    from budgetft.planner import costs
+    from budgetft.telemetry import cpu_share
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))  # a suite that just finished
+    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: 1.0)  # one neighbour now
+    assert costs.busy_slowdown() == 2.0  # one of two cores left: half the threads
+    assert costs.busy_slowdown(margin=1.0) == 2.0
+    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: 0.1)  # idle now
+    assert costs.busy_slowdown() == costs.PRECHECK_MARGIN
+    assert costs.busy_slowdown(margin=1.0) == 1.0
