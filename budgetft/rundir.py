@@ -177,6 +177,8 @@ class TrialRecord(Record):
     class_bias: list[float] | None = None
     examples_per_s: float | None = None
     cost_usd: str | None = None
+    # Frozen blocks served from stored states: {"first_trained_block", "rows_computed", "rows_reused"}.
+    frozen_prefix: dict | None = None
 
     def settle(self, *, budget_stopped: bool, interrupted: bool = False, error: str | None = None) -> None:
         """Give a trial that is still "running" its final status, by one rule wherever it is
@@ -245,6 +247,12 @@ class RunDir:
     @property
     def test_json(self) -> Path:
         return self.root / TEST_FILE
+
+    @property
+    def frozen_states(self) -> Path:
+        """Frozen blocks' states shared by the run's trials (budgetft.methods.frozen_prefix):
+        derived data, removed when the run finishes."""
+        return self.root / "frozen_states"
 
     @property
     def trials_dir(self) -> Path:

@@ -117,6 +117,10 @@ class TrainSpec(_Strict):
     # fit: before training, fit a per-class bias on the verbalizer's scores to training rows,
     # then train it with the method (see budgetft.scoring.class_bias); none: the raw label-word scores.
     class_bias: Literal["fit", "none"] = "fit"
+    # Methods whose trained parts all sit above frozen blocks (last_k) compute the frozen blocks
+    # once per row and reuse the result in every step, evaluation and trial of the run
+    # (budgetft.methods.frozen_prefix); false: every forward runs every block.
+    reuse_frozen_layers: bool = True
 
 
 class EvalSpec(_Strict):

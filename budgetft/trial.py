@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -43,6 +44,9 @@ class TrialSettings:
     eval_steps: list[int] | None = None
     loss: str = "classes"  # see TrainSpec.loss
     class_bias: str = "fit"  # see TrainSpec.class_bias
+    reuse_frozen_layers: bool = True  # see TrainSpec.reuse_frozen_layers
+    # Where frozen blocks' states are shared between the trials of a run (None: this trial only).
+    frozen_states: str | None = None
 
     def is_eval_step(self, step: int) -> bool:
         if self.eval_steps is not None:
@@ -67,6 +71,7 @@ class TrialSettings:
             seed=task.job.seed,
             loss=t.loss,
             class_bias=t.class_bias,
+            reuse_frozen_layers=t.reuse_frozen_layers,
         )
 
 
@@ -98,6 +103,9 @@ class TrialResult:
     precision: dict = field(default_factory=dict)
     class_bias: list[float] | None = None  # the fitted per-class bias before training, nats
     class_bias_seconds: float = 0.0  # what fitting it took
+    # Frozen blocks served from stored states (budgetft.methods.frozen_prefix): the lowest
+    # trained block, and how many rows' states this trial computed and how many it reused.
+    frozen_prefix: dict | None = None
 
     @property
     def final(self) -> dict:
@@ -155,6 +163,12 @@ def run_trial(
 
     precision = precision_for(device)
     apply_precision(precision)
+    frozen = None
+    if settings.reuse_frozen_layers and method.train_step is None:
+        from budgetft.methods import frozen_prefix
+
+        identity = f"{task.model.describe()}@{task.model.revision}|{device}|{precision.to_dict()}"
+        frozen = frozen_prefix.attach(model, identity, Path(settings.frozen_states) if settings.frozen_states else None)
     trainable, total = count_model(model)
     if trainable == 0:
         raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
@@ -238,6 +252,9 @@ def run_trial(
             result.evals.append(metrics)
             if on_eval and on_eval(step, metrics):
                 break
+    if frozen is not None:
+        result.frozen_prefix = frozen.summary()
+        frozen.detach()  # the model handed back is the method's own, with every block
     result.train_seconds = t_train
     result.examples_per_s = result.examples / t_train if t_train else 0.0
     result.padded_share = padded / tokens if tokens else 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import traceback
 from dataclasses import dataclass
@@ -205,6 +206,8 @@ class Run:
         if self.sampler is not None:
             self.sampler.stop()
         written = finish(self.run, info, status, budget_stopped=self.meter.stopped.is_set(), stop_reason=self.meter.reason, warn=self.console.print)
+        if status == "finished":  # derived, possibly gigabytes; a run that may resume keeps them
+            shutil.rmtree(self.run.frozen_states, ignore_errors=True)
         self.meter.close()
         self.ledger.refresh()
         self.display.final(written)

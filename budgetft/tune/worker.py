@@ -153,8 +153,11 @@ class Worker:
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
+        from budgetft.methods import frozen_prefix
+
         metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
         self.record.evals.append(metrics)
+        self.record.frozen_prefix = frozen_prefix.summary(self.model)  # Tune may stop the trial at this report
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
             self.record.best_step = step
@@ -231,6 +234,7 @@ def _train(worker: Worker) -> None:
     task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
     settings.eval_steps = list(spec["eval_steps"])
+    settings.frozen_states = str(worker.run.frozen_states)  # shared with the run's other trials
     record.batch_size = settings.batch_size
     result, _ = run_trial(
         task,
@@ -250,6 +254,7 @@ def _train(worker: Worker) -> None:
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
     record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
+    record.frozen_prefix = result.frozen_prefix
     record.ended = utc_now()
     record.cost_usd = trial_cost(worker.run, spec["trial_id"])
     record.settle(budget_stopped=False)  # one rule: the stop reason, if any, decides

@@ -83,3 +83,25 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
     # The run's selection-row scores join this machine's curve for the next plan (its test rows do not).
     stored = curves.stored_curves()[curves.key(model, "tiny", "full")]
     assert {p.examples for p in stored.points} >= {80, 800, 3200, 400 * 8}
+
+
+def test_trials_of_a_run_share_the_frozen_blocks_states(tiny_job_data, tmp_path):
+    """last_k trains the top block of the tiny model's two: each row's frozen states are computed
+    once in the run, by whichever trial meets the row first, and the run's folder of states is
+    removed when the run finishes."""
+    job = job_file(tiny_job_data, tmp_path, {"last_k": {"k": [1], "learning_rate": [3e-3, 1e-3]}})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(job), "--budget", "6", "--price-per-hour", "36", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    run = RunDir(out)
+    trials = sorted(run.trials(), key=lambda t: t.started)
+    assert len(trials) == 2 and all(t.frozen_prefix["first_trained_block"] == 1 for t in trials)
+    first, second = (t.frozen_prefix for t in trials)
+    assert first["rows_computed"] > 0
+    assert second["rows_reused"] > 0
+    if trials[1].steps <= trials[0].steps:  # the same rows in the same order, all stored by the first
+        assert second["rows_computed"] == 0
+    else:  # it went further: only the rows past the first trial's last step are new
+        assert second["rows_computed"] <= (trials[1].steps - trials[0].steps) * 8
+    assert not run.frozen_states.exists()
+    assert run.run().status == "finished"
