@@ -53,6 +53,8 @@ RUN_FILE, JOB_FILE, PLAN_FILE, LEDGER_FILE = "run.json", "job.yaml", "plan.json"
 BASELINES_FILE, CALIBRATION_FILE, TELEMETRY_FILE, METER_FILE = "baselines.json", "calibration.json", "telemetry.jsonl", "meter.json"
 TRIAL_FILE, PHASE_FILE, WEIGHTS_DIR, ERROR_LOG = "trial.json", "phase", "adapter", "error.log"
 TEST_FILE = "test.json"
+# Derived per-row states (budgetft.methods.frozen_prefix): never uploaded, collected or kept.
+FROZEN_STATES_DIR = "frozen_states"
 WEIGHTS_MANIFEST = "budgetft_method.json"  # beside a trial's kept weights (methods.persist)
 
 
@@ -252,7 +254,7 @@ class RunDir:
     def frozen_states(self) -> Path:
         """Frozen blocks' states shared by the run's trials (budgetft.methods.frozen_prefix):
         derived data, removed when the run finishes."""
-        return self.root / "frozen_states"
+        return self.root / FROZEN_STATES_DIR
 
     @property
     def trials_dir(self) -> Path:

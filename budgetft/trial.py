@@ -169,95 +169,98 @@ def run_trial(
 
         identity = f"{task.model.describe()}@{task.model.revision}|{device}|{precision.to_dict()}"
         frozen = frozen_prefix.attach(model, identity, Path(settings.frozen_states) if settings.frozen_states else None)
-    trainable, total = count_model(model)
-    if trainable == 0:
-        raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
-    bias, bias_seconds = None, 0.0
-    if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
-        if on_phase:
-            on_phase("training")  # fitting the classifier's bias is training, paid as such
-        t0 = time.perf_counter()
-        bias = class_bias.fit_on_training_rows(model, task, settings.seed, precision, batch_size=settings.eval_batch_size)
-        class_bias.attach(model, bias)
-        bias_seconds = time.perf_counter() - t0
-    if on_model:
-        on_model(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=float(settings.config["learning_rate"]), weight_decay=settings.weight_decay)
-    warmup = math.ceil(settings.warmup_ratio * settings.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
-    offset = virtual_token_offset(model)
-    scaler = grad_scaler(precision)  # scales only for fp16
-    micro = settings.micro_batch_size or settings.batch_size
-    batches = _batches(task, settings.batch_size, settings.seed)
+    try:
+        trainable, total = count_model(model)
+        if trainable == 0:
+            raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
+        bias, bias_seconds = None, 0.0
+        if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
+            if on_phase:
+                on_phase("training")  # fitting the classifier's bias is training, paid as such
+            t0 = time.perf_counter()
+            bias = class_bias.fit_on_training_rows(model, task, settings.seed, precision, batch_size=settings.eval_batch_size)
+            class_bias.attach(model, bias)
+            bias_seconds = time.perf_counter() - t0
+        if on_model:
+            on_model(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=float(settings.config["learning_rate"]), weight_decay=settings.weight_decay)
+        warmup = math.ceil(settings.warmup_ratio * settings.steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
+        offset = virtual_token_offset(model)
+        scaler = grad_scaler(precision)  # scales only for fp16
+        micro = settings.micro_batch_size or settings.batch_size
+        batches = _batches(task, settings.batch_size, settings.seed)
 
-    result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=precision.to_dict())
-    result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
-    result.class_bias_seconds = bias_seconds
-    tokens = padded = 0
-    t_train = 0.0
-    for step in range(1, settings.steps + 1):
-        if may_continue is not None and not may_continue("step"):
-            result.stop_reason = "stopped before step %d: not paid for" % step
-            break
-        idx = next(batches)
-        t0 = time.perf_counter()
-        while True:
-            try:
-                if method.train_step is not None:  # its own update, e.g. MeZO: forward passes only
-                    batch_loss = lambda: _accumulate(model, task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
-                    lr = scheduler.get_last_lr()[0]
-                    loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, settings.config)
-                else:
-                    loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss, precision, scaler)
+        result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=precision.to_dict())
+        result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
+        result.class_bias_seconds = bias_seconds
+        tokens = padded = 0
+        t_train = 0.0
+        for step in range(1, settings.steps + 1):
+            if may_continue is not None and not may_continue("step"):
+                result.stop_reason = "stopped before step %d: not paid for" % step
                 break
-            except torch.OutOfMemoryError:
-                if micro == 1:
-                    raise
-                micro = max(1, micro // 2)  # gradient accumulation takes up the slack
-                optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
-        if method.train_step is None:
-            scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            if method.after_step is not None:  # e.g. AdaLoRA's rank allocation, reads the gradients
-                method.after_step(model, step, settings.steps)
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step_seconds = time.perf_counter() - t0
-        t_train += step_seconds
-        tokens += step_tokens
-        padded += step_padded
-        result.steps = step
-        result.examples += len(idx)
-        result.losses.append((step, loss))
-        if on_step:
-            on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
-        if settings.is_eval_step(step):
-            if may_continue is not None and not may_continue("evaluation"):
-                result.stop_reason = "stopped before the evaluation at step %d: not paid for" % step
-                break
-            t1 = time.perf_counter()
-            if on_phase:
-                on_phase("evaluating")
-            metrics = evaluate(model, task, settings.eval_batch_size)
-            if on_phase:
-                on_phase("training")
-            result.eval_seconds += time.perf_counter() - t1
-            metrics["step"] = step
-            since = result.evals[-1]["step"] if result.evals else 0
-            metrics["train_loss"] = float(np.mean([loss for s, loss in result.losses if s > since]))
-            result.evals.append(metrics)
-            if on_eval and on_eval(step, metrics):
-                break
-    if frozen is not None:
-        result.frozen_prefix = frozen.summary()
-        frozen.detach()  # the model handed back is the method's own, with every block
-    result.train_seconds = t_train
-    result.examples_per_s = result.examples / t_train if t_train else 0.0
-    result.padded_share = padded / tokens if tokens else 0.0
+            idx = next(batches)
+            t0 = time.perf_counter()
+            while True:
+                try:
+                    if method.train_step is not None:  # its own update, e.g. MeZO: forward passes only
+                        batch_loss = lambda: _accumulate(model, task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
+                        lr = scheduler.get_last_lr()[0]
+                        loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, settings.config)
+                    else:
+                        loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss, precision, scaler)
+                    break
+                except torch.OutOfMemoryError:
+                    if micro == 1:
+                        raise
+                    micro = max(1, micro // 2)  # gradient accumulation takes up the slack
+                    optimizer.zero_grad(set_to_none=True)
+                    torch.cuda.empty_cache()
+            if method.train_step is None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
+                torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                if method.after_step is not None:  # e.g. AdaLoRA's rank allocation, reads the gradients
+                    method.after_step(model, step, settings.steps)
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_seconds = time.perf_counter() - t0
+            t_train += step_seconds
+            tokens += step_tokens
+            padded += step_padded
+            result.steps = step
+            result.examples += len(idx)
+            result.losses.append((step, loss))
+            if on_step:
+                on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
+            if settings.is_eval_step(step):
+                if may_continue is not None and not may_continue("evaluation"):
+                    result.stop_reason = "stopped before the evaluation at step %d: not paid for" % step
+                    break
+                t1 = time.perf_counter()
+                if on_phase:
+                    on_phase("evaluating")
+                metrics = evaluate(model, task, settings.eval_batch_size)
+                if on_phase:
+                    on_phase("training")
+                result.eval_seconds += time.perf_counter() - t1
+                metrics["step"] = step
+                since = result.evals[-1]["step"] if result.evals else 0
+                metrics["train_loss"] = float(np.mean([loss for s, loss in result.losses if s > since]))
+                result.evals.append(metrics)
+                if on_eval and on_eval(step, metrics):
+                    break
+        result.train_seconds = t_train
+        result.examples_per_s = result.examples / t_train if t_train else 0.0
+        result.padded_share = padded / tokens if tokens else 0.0
+        if frozen is not None:
+            result.frozen_prefix = frozen.summary()
+    finally:
+        if frozen is not None:
+            frozen.detach()  # the model handed back is the method's own, with every block
     return result, model
 
 

@@ -15,7 +15,7 @@ from budgetft.cloud.storage import Bucket
 from budgetft.money.catalog import Instance
 from budgetft.money.usd import cost, round_up
 from budgetft.money.ledger import Charge, Ledger, read_charges
-from budgetft.rundir import LEDGER_FILE
+from budgetft.rundir import FROZEN_STATES_DIR, LEDGER_FILE
 
 LEDGER = LEDGER_FILE  # the ledger comes home by its own rule (below)
 
@@ -24,7 +24,7 @@ def download_run(bucket: Bucket, prefix: str, run_dir: Path, session: int) -> tu
     """Copy <prefix>/run/** into run_dir and the VM's start-up log into run_dir/cloud/. Returns the
     files written and a warning when the VM's ledger could not be taken."""
     # cloud/ holds our launch records, which the VM only has stale copies of.
-    written = bucket.download_prefix(f"{prefix}/run", run_dir, skip=(LEDGER, f"{LAUNCH_DIR}/", "ray/"))
+    written = bucket.download_prefix(f"{prefix}/run", run_dir, skip=(LEDGER, f"{LAUNCH_DIR}/", "ray/", f"{FROZEN_STATES_DIR}/"))
     log = bucket.read_text(f"{prefix}/vm/startup-{session}.log")
     if log is not None:
         target = run_dir / LAUNCH_DIR / f"startup-{session}.log"

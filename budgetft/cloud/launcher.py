@@ -30,7 +30,7 @@ from budgetft.cloud.estimate import money
 from budgetft.cloud.quota import check_quota
 from budgetft.cloud.plan import CloudOptions, LaunchError, LaunchPlan, make_plan, show_dry_run, summary_lines
 from budgetft.cloud.provider import Provider
-from budgetft.rundir import RunDir, write_json
+from budgetft.rundir import FROZEN_STATES_DIR, RunDir, write_json
 
 # What a start-up script exit code means (see infra/gcp/startup.sh.tmpl).
 VM_EXIT_CODES = {
@@ -214,7 +214,7 @@ class Launch:
                 self.bucket.upload_file(wheel, f"{plan.prefix}/dist/{wheel.name}")
         # Old status files of an earlier VM of this run would read as this VM's.
         self.bucket.delete_prefix(f"{plan.prefix}/vm")
-        count = self.bucket.upload_dir(plan.run_dir, f"{plan.prefix}/run", skip=("ray/",))
+        count = self.bucket.upload_dir(plan.run_dir, f"{plan.prefix}/run", skip=("ray/", f"{FROZEN_STATES_DIR}/"))
         self.say(f"seeded   {count} file(s) to {plan.run_url}/run; ${plan.estimate.overhead_usd:.4f} of VM overheads charged to {plan.run_dir / 'ledger.jsonl'}")
 
     def create(self) -> None:

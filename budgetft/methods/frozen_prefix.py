@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
 from budgetft.methods.arch import final_norm, head_modules, transformer_blocks
 
-MEMORY_BYTES = 2 * 1024**3  # states kept in this process, bytes (~6,000 BoolQ rows of SmolLM2 in fp32)
+MEMORY_BYTES = 1024**3  # states kept in this process, bytes (~3,000 BoolQ rows of SmolLM2 in fp32)
 ATTRIBUTE = "_budgetft_frozen_prefix"  # where an attached FrozenPrefix is found on its model
 MIN_FREE_DISK = 2 * 1024**3  # states are not written to a disk with less free space, bytes
 MIN_FROZEN_SHARE = 0.25  # below a quarter of the blocks frozen, storing states saves too little
@@ -53,7 +55,25 @@ def first_trained_block(model: Any) -> int | None:
             above.update(id(p) for p in module.parameters())
     if any(p.requires_grad and id(p) not in above for p in model.parameters()):
         return None  # something below the blocks learns (a soft prompt, an embedding, a bias)
+    if _drops_out(model, list(blocks)[:j]):
+        return None  # stored states would train the top on inputs without the frozen blocks' dropout
     return j
+
+
+def _drops_out(model: Any, frozen: list[Any]) -> bool:
+    """Whether the frozen blocks apply dropout in training (a dropout module with p > 0, or a
+    dropout probability in the model's config that a block's attention reads, e.g. BERT's and
+    MiniLM's 0.1; Llama's and SmolLM2's are 0): then serving stored states would change training."""
+    import torch
+
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for block in frozen for m in block.modules()):
+        return True
+    config = getattr(model, "config", None)
+    for name, value in (vars(config) if config is not None else {}).items():
+        if ("dropout" in name or "pdrop" in name) and not name.startswith(("classifier", "summary")):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return True
+    return False
 
 
 def attach(model: Any, identity: str, folder: Path | None = None) -> "FrozenPrefix | None":
@@ -77,13 +97,16 @@ class FrozenPrefix:
         self.served = 0  # rows served from stored states
         self._batch: list[Any] | None = None  # the states of the rows in the forward under way
         self._filling = False
-        self._tuple_out = False  # whether a block returns (hidden, ...) rather than the tensor
+        self._out_len = 0  # a block returns the hidden states (0) or a tuple of this length
+        self._forwards: list[Any] = []  # each frozen block's own instance `forward`, if it had one
         self._handles = [
             model.register_forward_pre_hook(self._before_model, with_kwargs=True),
             self.blocks[first_trained].register_forward_pre_hook(self._before_first_trained, with_kwargs=True),
             self.blocks[0].register_forward_hook(self._note_output_kind),
         ]
+        self._probe()
         for block in list(self.blocks)[:first_trained]:
+            self._forwards.append(block.__dict__.get("forward"))
             block.forward = self._skippable(block.forward)
         model.__dict__[ATTRIBUTE] = self  # for summary(model): a trial stopped by Tune never returns
 
@@ -97,12 +120,23 @@ class FrozenPrefix:
             if self._batch is None:
                 return forward(*args, **kwargs)
             hidden = args[0] if args else kwargs["hidden_states"]
-            return (hidden,) if self._tuple_out else hidden  # the stored states replace it above
+            if self._out_len:  # what the block returns, e.g. (hidden, attention weights)
+                return (hidden,) + (None,) * (self._out_len - 1)
+            return hidden  # the stored states replace it at the lowest trained block
 
         return run
 
     def _note_output_kind(self, module, args, output):
-        self._tuple_out = isinstance(output, tuple)
+        self._out_len = len(output) if isinstance(output, tuple) else 0
+
+    def _probe(self) -> None:
+        """Run the frozen blocks once on two tokens to learn what a block returns, before any
+        forward may be served from stored states (a later trial's first batch is)."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        self._compute([torch.ones(2, dtype=torch.long)], torch.ones(1, device=device))
+        self.computed = 0
 
     def _before_model(self, module, args, kwargs):
         self._batch = None
@@ -192,9 +226,12 @@ class FrozenPrefix:
             self.folder.mkdir(parents=True, exist_ok=True)
             if shutil.disk_usage(self.folder).free < MIN_FREE_DISK:
                 return  # a full disk would fail the run; the states stay in this process
-            tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-            torch.save(state, tmp)
-            os.replace(tmp, self.folder / f"{key}.pt")
+            tmp = self.folder / f".{key}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                torch.save(state, tmp)
+                os.replace(tmp, self.folder / f"{key}.pt")
+            except OSError:  # the disk filled after all: keep the state in this process only
+                tmp.unlink(missing_ok=True)
 
     def _remember(self, key: str, state) -> None:
         size = state.numel() * state.element_size()
@@ -206,8 +243,11 @@ class FrozenPrefix:
         """Remove every hook and override: the model is again the method's own."""
         for handle in self._handles:
             handle.remove()
-        for block in list(self.blocks)[: self.j]:
-            block.__dict__.pop("forward", None)
+        for block, own in zip(list(self.blocks)[: self.j], self._forwards):
+            if own is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = own
         self.model.__dict__.pop(ATTRIBUTE, None)
         self._batch = None
 

@@ -62,12 +62,25 @@ def _robust(history: list[dict], key: str) -> float | None:
 
 def _remember(entry: dict, key: str, measurement: dict) -> None:
     old = entry.get(key) or {}
-    history = old.get("history") or ([{k: v for k, v in old.items() if k != "history"}] if old else [])
+    # Measurements that do not say what share of the machine they ran on (budgetft before it
+    # recorded one) mix a busy machine's rates with an idle one's: they are dropped.
+    history = [h for h in old.get("history") or [] if "share" in h]
     history = [*history, measurement][-KEPT_MEASUREMENTS:]
-    entry[key] = {**{k: _robust(history, k) for k in measurement}, "history": history}
+    entry[key] = {**{k: _robust(history, k) for k in measurement if k != "share"}, "history": history}
 
 
-def store_rates(job, device_name: str, calibration: dict[str, dict], eval_rows_per_s: float | None) -> None:
+def _current(found: dict | None) -> dict | None:
+    """A stored entry, if its measurements say what share of the machine they ran on."""
+    return found if found and any("share" in h for h in found.get("history") or []) else None
+
+
+def store_rates(job, device_name: str, calibration: dict[str, dict], eval_rows_per_s: float | None, share: float = 1.0) -> None:
+    """Remember measured rates for this machine. `share`: the part of the machine the measurement
+    computed on (on a CPU, threads / cores: a neighbour left the rest busy); rates are stored as
+    the whole machine's, assuming speed proportional to the cores (which flatters a one-thread
+    measurement a little: on 2 cores a MiniLM step took 0.95 s on one and 0.55 s on both, so it
+    is stored as 0.48 s, and the check before spending adds budgetft.planner.costs.PRECHECK_MARGIN)."""
+    share = min(1.0, max(share, 1e-3))
     path = _store_path()
     try:
         data = json.loads(path.read_text())
@@ -75,9 +88,12 @@ def store_rates(job, device_name: str, calibration: dict[str, dict], eval_rows_p
         data = {}
     entry = data.setdefault(machine_key(device_name), {})
     for name, c in calibration.items():
-        _remember(entry, rate_key(job, name), {k: c[k] for k in ("seconds_per_step", "examples_per_s", "peak_memory_mb", "trainable_params")})
+        measured = {k: c[k] for k in ("seconds_per_step", "examples_per_s", "peak_memory_mb", "trainable_params")}
+        measured["seconds_per_step"] *= share
+        measured["examples_per_s"] /= share
+        _remember(entry, rate_key(job, name), {**measured, "share": round(share, 4)})
     if eval_rows_per_s:
-        _remember(entry, eval_key(job), {"rows_per_s": eval_rows_per_s})
+        _remember(entry, eval_key(job), {"rows_per_s": eval_rows_per_s / share, "share": round(share, 4)})
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
@@ -90,10 +106,10 @@ def stored_rates(job, device_name: str, method_names: list[str]) -> tuple[dict[s
         entry = {}
     rates = {}
     for name in method_names:
-        found = entry.get(rate_key(job, name))
+        found = _current(entry.get(rate_key(job, name)))
         if found:
             rates[name] = MethodRate(name, found["seconds_per_step"], found["examples_per_s"], found.get("peak_memory_mb"), found.get("trainable_params"), "stored")
-    evals = entry.get(eval_key(job))
+    evals = _current(entry.get(eval_key(job)))
     return rates, (evals or {}).get("rows_per_s")
 
 

@@ -9,6 +9,7 @@ plans made without measuring.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -37,7 +38,12 @@ def calibrate(
 
     if meter is not None:
         meter.set_stage("calibration")
-    use_free_cores()  # measured at the threads a trial would use now (budgetft.telemetry.cpu_share)
+    threads = use_free_cores()  # measured at the threads a trial would use now (budgetft.telemetry.cpu_share)
+    from budgetft.telemetry.device import device_type
+
+    # On a CPU a step's speed follows the cores it computes on: the stored rates are those of the
+    # whole machine, so that a check made beside a neighbour does not count the neighbour twice.
+    share = threads / (os.cpu_count() or 1) if device_type() == "cpu" else 1.0
     options, _ = considered(job)
     results: dict[str, dict] = {}
     for c in options:
@@ -53,7 +59,7 @@ def calibrate(
         run.write_calibration(record)
     for c in options:
         variant = tasks[c.model].job
-        store_rates(variant, device_name(), {c.method: results[c.key]}, eval_rates[c.model])
+        store_rates(variant, device_name(), {c.method: results[c.key]}, eval_rates[c.model], share=share)
     return record
 
 

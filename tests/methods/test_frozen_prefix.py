@@ -3,6 +3,8 @@ states scores and trains exactly as the whole model does, reuses what it stored 
 through a shared folder), attaches only where the trained parts sit above frozen blocks, and
 leaves no trace once detached."""
 
+import copy
+
 import pytest
 import torch
 
@@ -138,3 +140,42 @@ def test_detach_leaves_the_model_as_the_method_made_it(decoder_task):
     assert all("forward" not in block.__dict__ for block in model.model.layers)
     assert not model._forward_pre_hooks and not model.model.layers[1]._forward_pre_hooks
     assert not model.model.layers[0]._forward_hooks
+
+
+def test_a_model_whose_frozen_blocks_drop_out_is_not_served(encoder_task):
+    """MiniLM and BERT drop out 10% inside every block while training: stored states (computed
+    without it) would change what the top blocks learn, so they are not used."""
+    model = _last_k(encoder_task, ENCODER)
+    assert frozen_prefix.first_trained_block(model) == 1  # the tiny BERT has no dropout
+    model.config.hidden_dropout_prob = 0.1
+    for module in model.bert.encoder.layer[0].modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.1
+    assert frozen_prefix.first_trained_block(model) is None
+
+
+def test_blocks_that_return_tuples_are_served_from_a_shared_folder(decoder_task, tmp_path):
+    """GPT-Neo's blocks return (hidden, ...) and its loop reads outputs[0]: a later trial's first
+    batch, served entirely from the folder, must hand on the same shape."""
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    torch.manual_seed(0)
+    config = GPTNeoConfig(
+        vocab_size=len(decoder_task.tokenizer), hidden_size=32, num_layers=2, num_heads=4, max_position_embeddings=128,
+        attention_types=[[["global"], 2]], embed_dropout=0.0, attention_dropout=0.0, resid_dropout=0.0,
+        pad_token_id=0, eos_token_id=2, bos_token_id=2,
+    )
+    base = GPTNeoForCausalLM(config).eval()
+    context = context_for(decoder_task.job, decoder_task.tokenizer)
+
+    def fresh():
+        model = methods.get("last_k").apply(copy.deepcopy(base), {"k": 1, "learning_rate": 1e-3}, context)
+        return model.eval()
+
+    whole = _scores(fresh(), decoder_task)
+    first = frozen_prefix.attach(fresh(), "neo", tmp_path)
+    assert first._out_len >= 1  # learnt before any forward was served
+    torch.testing.assert_close(_scores(first.model, decoder_task), whole)
+    second = frozen_prefix.attach(fresh(), "neo", tmp_path)
+    torch.testing.assert_close(_scores(second.model, decoder_task), whole)
+    assert second.computed == 0 and second.served == 12

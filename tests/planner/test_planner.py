@@ -103,3 +103,42 @@ def test_the_check_before_spending_reads_the_machine_now_not_its_last_minute(mon
     monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: 0.1)  # idle now
     assert costs.busy_slowdown() == costs.PRECHECK_MARGIN
     assert costs.busy_slowdown(margin=1.0) == 1.0
+
+
+def test_a_rate_measured_beside_a_neighbour_is_stored_as_the_whole_machines(tiny_job_data):
+    """Calibration beside a busy core computes on one thread of two: stored as is, the check
+    before spending (which slows stored rates by the neighbour it sees now) would count that
+    neighbour twice and refuse the README's budget (seen: $0.25 refused, 'minimum $0.29')."""
+    from budgetft.planner.rates import store_rates, stored_rates
+    from budgetft.spec import validate_job
+    from budgetft.task import prepare_task
+
+    task = prepare_task(validate_job(tiny_job_data))
+    measured = {"full": {"seconds_per_step": 0.96, "examples_per_s": 8 / 0.96, "peak_memory_mb": 1.0, "trainable_params": 1}}
+    store_rates(task.job, "cpu", measured, 20.0, share=0.5)
+    rates, eval_rate = stored_rates(task.job, "cpu", ["full"])
+    assert rates["full"].seconds_per_step == pytest.approx(0.48) and rates["full"].examples_per_s == pytest.approx(16 / 0.96)
+    assert eval_rate == pytest.approx(40.0)
+    store_rates(task.job, "cpu", measured, 20.0)  # measured on the whole machine
+    assert stored_rates(task.job, "cpu", ["full"])[0]["full"].seconds_per_step == pytest.approx(0.48)  # median keeps the faster
+
+
+def test_rates_stored_without_their_share_of_the_machine_are_not_used(tiny_job_data):
+    """Rates stored before budgetft recorded the share they ran on mix busy and idle machines."""
+    import json
+
+    from budgetft.paths import cache_root
+    from budgetft.planner.rates import machine_key, rate_key, store_rates, stored_rates
+    from budgetft.spec import validate_job
+    from budgetft.task import prepare_task
+
+    task = prepare_task(validate_job(tiny_job_data))
+    old = {"seconds_per_step": 1.6, "examples_per_s": 5.0, "peak_memory_mb": 1.0, "trainable_params": 1}
+    path = cache_root() / "rates.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({machine_key("cpu"): {rate_key(task.job, "full"): {**old, "history": [old]}}}))
+    assert stored_rates(task.job, "cpu", ["full"])[0] == {}
+    store_rates(task.job, "cpu", {"full": {**old, "seconds_per_step": 0.5, "examples_per_s": 16.0}}, None)
+    entry = json.loads(path.read_text())[machine_key("cpu")][rate_key(task.job, "full")]
+    assert [h["seconds_per_step"] for h in entry["history"]] == [0.5]  # the old one is dropped
+    assert stored_rates(task.job, "cpu", ["full"])[0]["full"].seconds_per_step == pytest.approx(0.5)
