@@ -19,6 +19,8 @@ _MODULES = (
     "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr", "ln_tuning",
     # ours
     "last_k", "houlsby", "pfeiffer", "mezo",
+    # ours: what the studies compare and no library ships (issue 15)
+    "siva",
 )
 
 REGISTRY: dict[str, Method] = {}

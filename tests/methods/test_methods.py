@@ -31,6 +31,7 @@ ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
+NEW_METHODS = ["siva"]  # issue 15: the methods no library ships
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -53,7 +54,7 @@ def test_aliases_resolve():
     assert methods.get("LayerNorm").name == "ln_tuning" and methods.get("last-k-layers").name == "last_k"
 
 
-@pytest.mark.parametrize("name", ISSUE_METHODS)
+@pytest.mark.parametrize("name", [*ISSUE_METHODS, *NEW_METHODS])
 def test_every_method_declares_what_a_planner_needs(name):
     method = methods.get(name)
     assert method.summary and "learning_rate" in method.defaults
@@ -139,19 +140,19 @@ LEARNING_RATES = {
     "lora": 1e-2, "prompt_tuning": 1e-2, "p_tuning": 1e-2, "prefix_tuning": 1e-2, "ia3": 5e-2,
     "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
     "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
-    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3,
+    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2,
 }
 # Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
 SMALL = {
     "p_tuning": {"encoder_hidden_size": 16}, "vera": {"r": 16}, "last_k": {"k": 1},
     "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
-    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4},
+    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4},
 }
 STEPS = {"mezo": 40}  # one random direction per step: more steps for a clear fall
 
 
 def _matrix():
-    for name in ISSUE_METHODS:
+    for name in [*ISSUE_METHODS, *NEW_METHODS]:
         for architecture in methods.get(name).architectures:
             yield pytest.param(architecture, name, id=f"{architecture}-{name}")
 
@@ -266,7 +267,7 @@ def test_adalora_reallocates_ranks_during_the_trial(decoder_task):
     assert config.total_step == 10 and config.rank_pattern  # after_step ran and masked ranks
 
 
-@pytest.mark.parametrize("name", ISSUE_METHODS)
+@pytest.mark.parametrize("name", [*ISSUE_METHODS, *NEW_METHODS])
 def test_parameter_count_needs_no_weights(decoder_task, name):
     """Counting on the meta device (no weights) gives the same numbers as on the real model."""
     from transformers import AutoConfig
@@ -339,7 +340,7 @@ def test_methods_command_lists_every_method_with_counts(tiny_job_file, tiny_mode
     result = CliRunner().invoke(app, ["methods", str(tiny_job_file), "--set", "methods.lora.r=4", "--json"])
     assert result.exit_code == 0, result.output
     listing = json.loads(result.stdout[result.stdout.index("{"):])
-    assert [m["method"] for m in listing["methods"]] == ISSUE_METHODS
+    assert [m["method"] for m in listing["methods"]] == [*ISSUE_METHODS, *NEW_METHODS]
     assert listing["architecture"] == DECODER
     assert listing["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
     by_name = {m["method"]: m for m in listing["methods"]}
@@ -381,3 +382,40 @@ def test_a_method_that_cannot_run_on_the_architecture_is_refused_up_front(encode
         prepare_task(validate_job(data))
     message = str(err.value)
     assert "'prefix_tuning'" in message and "encoder models" in message and "p_tuning" in message
+
+
+# --- SiVA ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("targets", ["all", "kv"])
+def test_siva_reconstructs_the_base_at_step_0_and_trains_only_singular_vectors(decoder_task, targets):
+    """W = residual + U_r diag(s_r) V_r^T: the layer's outputs are the base's, U and V have
+    orthonormal columns/rows, s is the top of W's spectrum, and only U and V (r x (in + out)
+    per adapted layer) train."""
+    from budgetft.methods import siva
+
+    task = decoder_task
+    base = _load(task, DECODER).eval()
+    model = siva.apply(_load(task, DECODER), {"r": 4, "targets": targets, "learning_rate": 1e-3}, ApplyContext()).eval()
+    ids = torch.as_tensor(task.train.prompts[0]).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, base(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
+    layers = [(n, m) for n, m in model.named_modules() if hasattr(m, "siva")]
+    names = {n.rsplit(".", 1)[-1] for n, _ in layers}
+    assert names == ({"k_proj", "v_proj"} if targets == "kv" else {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+    base_weights = dict(base.named_parameters())
+    for name, layer in layers:
+        w = base_weights[f"{name}.weight"].detach()
+        s = torch.linalg.svdvals(w)
+        torch.testing.assert_close(layer.siva.s, s[:4])
+        torch.testing.assert_close(layer.siva.u.t() @ layer.siva.u, torch.eye(4), atol=1e-5, rtol=0)
+        torch.testing.assert_close(layer.weight + (layer.siva.u * layer.siva.s) @ layer.siva.v, w, atol=1e-5, rtol=1e-5)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {f"{n}.siva.{x}" for n, _ in layers for x in ("u", "v")}
+    assert count_model(model)[0] == sum(4 * (m.in_features + m.out_features) for _, m in layers)
+
+
+def test_siva_refuses_an_unknown_target_set(decoder_task):
+    from budgetft.methods import siva
+
+    with pytest.raises(ValueError, match="targets is 'qk'"):
+        siva.apply(_load(decoder_task, DECODER), {"r": 4, "targets": "qk", "learning_rate": 1e-3}, ApplyContext())
