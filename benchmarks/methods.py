@@ -3,6 +3,8 @@
     python benchmarks/methods.py [JOB] [--train-examples 64] [--eval-rows 100] [--max-length 192]
                                  [--methods lora,bitfit,...] [--out results.jsonl]
     python benchmarks/methods.py --table results.jsonl     # the table of a (partial) run
+    python benchmarks/methods.py --usd 0.05 --price-per-hour 1.00 --eval-rows 300 [--model NAME]
+                                                           # real-budget mode (below)
 
 Prints, per method: trainable parameters, training examples/s, peak memory, and accuracy and
 lift over the majority baseline on the same evaluation rows (with the zero-shot model for
@@ -16,6 +18,14 @@ cut to 192 tokens) is sized for a 2-core CPU, where the 135M embedded model trai
 examples/s: about half an hour for all methods. Eight steps measure cost faithfully; accuracy
 after eight steps is mostly the label prior, so read the accuracy column as "did it break
 anything / did it start to move", not as what each method reaches with a real budget.
+
+Real-budget mode (--usd, --price-per-hour): every method gets the same money, so the same
+seconds of training on this machine (usd / price x 3600), not the same steps: its step time is
+measured first (budgetft's calibration, not counted), its trial planned for as many steps as
+the seconds buy, and stopped if a step would pass them. Training draws from the whole training
+split (no --train-examples cap); every method is then scored on the same evaluation rows (at
+least 300 for a usable interval) with McNemar's exact test against the majority answer.
+--model picks another of the job's models (e.g. all-MiniLM-L6-v2 for the encoder methods).
 """
 
 from __future__ import annotations
@@ -35,12 +45,51 @@ ZERO_SHOT = "zero_shot"
 
 
 def overrides(args) -> list[str]:
-    return [
-        f"train.train_limit={args.train_examples}",
-        f"eval.limit={args.eval_rows}",
-        f"prompt.max_length={args.max_length}",
-        f"train.batch_size={args.batch_size}",
-    ]
+    out = [f"eval.limit={args.eval_rows}", f"train.batch_size={args.batch_size}"]
+    if args.max_length or not args.usd:  # the cheap mode cuts prompts to 192 tokens; a real budget keeps the job's
+        out.append(f"prompt.max_length={args.max_length or 192}")
+    return out if args.usd else [f"train.train_limit={args.train_examples}", *out]
+
+
+def budget_seconds(args) -> float:
+    return float(args.usd) / float(args.price_per_hour) * 3600
+
+
+def load_spec(args):
+    from budgetft.spec import load_job
+
+    spec = load_job(args.job, overrides(args))
+    if not args.model:
+        return spec
+    names = {v.model.name: v for v in spec.variants()} | {v.model.name.rsplit("/", 1)[-1]: v for v in spec.variants()}
+    if args.model not in names:
+        sys.exit(f"--model {args.model!r}: the job's models are {', '.join(v.model.name for v in spec.variants())}")
+    return names[args.model]
+
+
+def train_for_seconds(task, method, config, seconds: float, model):
+    """Train `method` for as many steps as `seconds` buy here, then score the evaluation rows."""
+    from budgetft.scoring.rows import evaluate
+    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.tune.measure import calibrate_method
+
+    per_step = calibrate_method(task, method.name, 2)["seconds_per_step"]
+    steps = max(1, math.floor(seconds / per_step))
+    settings = TrialSettings.from_job(task, method.name, config, steps=steps)
+    settings.eval_steps = []
+    spent = {"s": 0.0}
+    logs = []
+
+    def on_step(log):
+        logs.append(log)
+        spent["s"] += log.seconds
+
+    def may_continue(what: str) -> bool:  # stop before a step that would pass the seconds
+        mean = spent["s"] / len(logs) if logs else per_step
+        return spent["s"] + mean <= seconds
+
+    result, model = run_trial(task, settings, model=model, on_step=on_step, may_continue=may_continue)
+    return result, evaluate(model, task, task.job.eval.batch_size), spent["s"] + result.class_bias_seconds
 
 
 def peak_memory_mb(device) -> float:
@@ -85,14 +134,13 @@ def run_one(args) -> dict:
     from budgetft import methods
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
-    from budgetft.spec import load_job
     from budgetft.task import prepare_task
     from budgetft.trial import TrialSettings, run_trial
     from budgetft.methods.counting import count_model
     from budgetft.scoring.rows import evaluate
     from budgetft.telemetry.precision import pick_device
 
-    spec = load_job(args.job, overrides(args))
+    spec = load_spec(args)
     task = prepare_task(spec)
     device = pick_device()
     model = load_model(task.model)
@@ -105,6 +153,14 @@ def run_one(args) -> dict:
         metrics = evaluate(model, task, spec.eval.batch_size)
         trainable, total = 0, count_model(model)[1]
         record.update(trainable_params=trainable, total_params=total, examples=0, examples_per_s=None, config={})
+    elif args.usd:
+        method = methods.get(args.one)
+        config = point(parse_space(spec.space_for(method.name)), method.defaults)
+        result, metrics, trained = train_for_seconds(task, method, config, budget_seconds(args), model)
+        record.update(
+            trainable_params=result.trainable_params, total_params=result.total_params, examples=result.examples, steps=result.steps,
+            examples_per_s=result.examples_per_s, train_seconds=trained, config=config,
+        )
     else:
         method = methods.get(args.one)
         config = point(parse_space(spec.space_for(method.name)), method.defaults)
@@ -117,9 +173,14 @@ def run_one(args) -> dict:
             trainable_params=result.trainable_params, total_params=result.total_params, examples=result.examples,
             examples_per_s=result.examples_per_s, train_seconds=result.train_seconds, config=config,
         )
+    from budgetft.report.stats import mcnemar_exact
+
+    majority_index = task.class_names.index(majority["majority_class"])
+    paired = mcnemar_exact(metrics["correct"], [bool(y == majority_index) for y in task.eval.labels])
     record.update(
         accuracy=metrics["accuracy"], accuracy_ci95=metrics.get("accuracy_ci95"), balanced_accuracy=metrics.get("balanced_accuracy"),
         lift=metrics["accuracy"] - majority["accuracy"], seconds=time.perf_counter() - t0, peak_memory_mb=peak_memory_mb(device),
+        mcnemar_p=paired.p_value, model=task.job.model.name, max_length=task.job.prompt.max_length,
     )
     return record
 
@@ -128,23 +189,26 @@ def table(records: list[dict], args) -> str:
     ok = [r for r in records if "error" not in r]
     majority = (f"majority baseline (always {ok[0]['majority_class']!r}, the training split's majority) "
                 f"{100 * ok[0]['majority_accuracy']:.1f}%") if ok else "no method finished"
+    bought = (f"${args.usd} each at ${args.price_per_hour}/h ({budget_seconds(args):.0f} s of training), batch {args.batch_size}"
+              if args.usd else f"{args.train_examples} training examples ({math.ceil(args.train_examples / args.batch_size)} steps of {args.batch_size})")
     lines = [
-        f"{args.train_examples} training examples ({math.ceil(args.train_examples / args.batch_size)} steps of {args.batch_size}), "
-        f"{ok[0]['eval_rows'] if ok else args.eval_rows} evaluation rows, prompts ≤ {args.max_length} tokens; {majority}; "
+        f"{ok[0].get('model', '') + ': ' if ok else ''}{bought}, "
+        f"{ok[0]['eval_rows'] if ok else args.eval_rows} evaluation rows, prompts ≤ {ok[0].get('max_length', args.max_length) if ok else args.max_length} tokens; {majority}; "
         f"device {ok[0]['device'] if ok else '?'}",
         "",
-        "| method | trainable params | share | examples/s | peak memory (MB) | accuracy | lift vs majority |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | trainable params | share | steps | examples/s | peak memory (MB) | accuracy | lift vs majority | McNemar p |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in records:
         if "error" in r:
-            lines.append(f"| {r['method']} | error: {r['error']} | | | | | |")
+            lines.append(f"| {r['method']} | error: {r['error']} | | | | | | | |")
             continue
         share = r["trainable_params"] / r["total_params"] if r["total_params"] else 0.0
         speed = f"{r['examples_per_s']:.2f}" if r.get("examples_per_s") else "–"
+        p = f"{r['mcnemar_p']:.2g}" if r.get("mcnemar_p") is not None else "–"
         lines.append(
-            f"| {r['method']} | {r['trainable_params']:,} | {100 * share:.3g}% | {speed} | {r['peak_memory_mb']:,.0f} | "
-            f"{100 * r['accuracy']:.1f}% | {100 * r['lift']:+.1f} pt |"
+            f"| {r['method']} | {r['trainable_params']:,} | {100 * share:.3g}% | {r.get('steps', '–')} | {speed} | {r['peak_memory_mb']:,.0f} | "
+            f"{100 * r['accuracy']:.1f}% | {100 * r['lift']:+.1f} pt | {p} |"
         )
     return "\n".join(lines)
 
@@ -154,12 +218,15 @@ def main() -> None:
     parser.add_argument("job", nargs="?", default="boolq-smollm2")
     parser.add_argument("--train-examples", type=int, default=64)
     parser.add_argument("--eval-rows", type=int, default=100)
-    parser.add_argument("--max-length", type=int, default=192)
+    parser.add_argument("--max-length", type=int, default=None, help="prompt tokens (default: 192, or the job's with --usd)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--methods", default="", help="comma-separated (default: every registered method)")
     parser.add_argument("--out", type=Path, default=None, help="also append each record to this JSONL file as it finishes")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per method (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--table", type=Path, default=None, help="only print the table of a JSONL file written by --out")
+    parser.add_argument("--usd", default=None, help="real-budget mode: this many dollars of training per method")
+    parser.add_argument("--price-per-hour", default="1.00", help="the machine's price, USD/h (real-budget mode)")
+    parser.add_argument("--model", default=None, help="another of the job's models (name or its last part)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: run one method
     parser.add_argument("--record", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,7 +241,14 @@ def main() -> None:
     from budgetft import methods
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()] or methods.names()
-    names = [ZERO_SHOT] + [methods.get(n).name for n in names]
+    from budgetft.models.loading import detect_architecture, resolve_model
+
+    spec = load_spec(args)
+    architecture = detect_architecture(resolve_model(spec.model), spec.model.architecture)
+    skipped = [n for n in names if not methods.get(n).supports(architecture)]
+    if skipped:
+        print(f"not run on this {architecture} model (the method does not support it): {', '.join(skipped)}", file=sys.stderr)
+    names = [ZERO_SHOT] + [methods.get(n).name for n in names if n not in skipped]
     records = []
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for name in names:
@@ -183,7 +257,9 @@ def main() -> None:
             record_file = Path(tmp) / "record.json"
             cmd = [sys.executable, __file__, args.job, "--one", name, "--record", str(record_file),
                    "--train-examples", str(args.train_examples), "--eval-rows", str(args.eval_rows),
-                   "--max-length", str(args.max_length), "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+                   *(["--max-length", str(args.max_length)] if args.max_length else []), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+                   *(["--usd", str(args.usd), "--price-per-hour", str(args.price_per_hour)] if args.usd else []),
+                   *(["--model", args.model] if args.model else [])]
             done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done.returncode == 0 and record_file.exists():
                 record = json.loads(record_file.read_text())

@@ -20,7 +20,7 @@ _MODULES = (
     # ours
     "last_k", "houlsby", "pfeiffer", "mezo",
     # ours: what the studies compare and no library ships (issue 15)
-    "siva",
+    "siva", "pasta",
 )
 
 REGISTRY: dict[str, Method] = {}

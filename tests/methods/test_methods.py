@@ -31,7 +31,7 @@ ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
-NEW_METHODS = ["siva"]  # issue 15: the methods no library ships
+NEW_METHODS = ["siva", "pasta"]  # issue 15: the methods no library ships
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -140,7 +140,7 @@ LEARNING_RATES = {
     "lora": 1e-2, "prompt_tuning": 1e-2, "p_tuning": 1e-2, "prefix_tuning": 1e-2, "ia3": 5e-2,
     "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
     "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
-    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2,
+    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2,
 }
 # Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
 SMALL = {
@@ -344,7 +344,9 @@ def test_methods_command_lists_every_method_with_counts(tiny_job_file, tiny_mode
     assert listing["architecture"] == DECODER
     assert listing["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
     by_name = {m["method"]: m for m in listing["methods"]}
-    assert all(m["supported"] and m["trainable_params"] > 0 and not m["error"] for m in by_name.values())
+    encoder_only = {n for n in by_name if not methods.get(n).supports(DECODER)}
+    assert encoder_only == {"pasta"} and not by_name["pasta"]["supported"]
+    assert all(m["supported"] and m["trainable_params"] > 0 and not m["error"] for n, m in by_name.items() if n not in encoder_only)
     assert by_name["full"]["share"] == 1.0 and by_name["lora"]["share"] < 1.0
     assert by_name["lora"]["space_source"] == "job" and by_name["ia3"]["space_source"] == "default"
     # Counted at the job's configuration: LoRA at r=4 has half the parameters of r=8.
@@ -419,3 +421,43 @@ def test_siva_refuses_an_unknown_target_set(decoder_task):
 
     with pytest.raises(ValueError, match="targets is 'qk'"):
         siva.apply(_load(decoder_task, DECODER), {"r": 4, "targets": "qk", "learning_rate": 1e-3}, ApplyContext())
+
+
+# --- PaSTA --------------------------------------------------------------------------------
+
+def test_pasta_adds_its_vectors_to_the_special_tokens_states_only(encoder_task):
+    """Zero vectors leave the encoder unchanged; a vector v for the first position shifts the
+    input of every block at position 0 by v and nowhere else (the first block's input is the
+    embedding output, so it is checked there by hand)."""
+    from budgetft.methods import pasta
+    from budgetft.methods.context import context_for
+
+    task = encoder_task
+    base = _load(task, "encoder").eval()
+    model = pasta.apply(_load(task, "encoder"), {"learning_rate": 1e-3}, context_for(task.job, task.tokenizer)).eval()
+    ids = torch.as_tensor(task.train.prompts[0]).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, base(input_ids=ids).logits)
+    blocks = model.bert.encoder.layer
+    seen = {}
+    def look(module, args, kwargs):
+        seen["h"] = (args[0] if args else kwargs["hidden_states"]).clone()
+
+    blocks[0].register_forward_pre_hook(look, with_kwargs=True)  # after PaSTA's own pre-hook
+    v = torch.arange(32, dtype=torch.float32) / 100
+    with torch.no_grad():
+        blocks[0].pasta.vectors[0] = v
+        embedded = model.bert.embeddings(input_ids=ids)
+        model(input_ids=ids)
+    torch.testing.assert_close(seen["h"][0, 0], embedded[0, 0] + v)
+    torch.testing.assert_close(seen["h"][0, 1:], embedded[0, 1:])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if "pasta" in n} == {f"bert.encoder.layer.{i}.pasta.vectors" for i in range(2)}
+    assert all("pasta" in n or "classifier" in n for n in trainable)
+
+
+def test_pasta_is_refused_on_a_decoder_up_front(tiny_job_data, tmp_path):
+    from budgetft.methods.base import MethodUnsupported
+
+    with pytest.raises(MethodUnsupported, match="pasta"):
+        methods.check_supports("pasta", DECODER)
