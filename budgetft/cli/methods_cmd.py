@@ -47,13 +47,15 @@ def _table(spec, facts, base_total, architecture, device, calibrated):
     table = Table(title=title, caption=caption, show_lines=False)
     table.add_column("method", style="bold", no_wrap=True)
     table.add_column("trainable¹", justify="right", no_wrap=True)
-    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("share", justify="right")
     table.add_column("search space (job's, or the default*)", overflow="fold")
     table.add_column("s/step", justify="right", no_wrap=True)
     table.add_column("ex/s", justify="right", no_wrap=True)
     table.add_column("peak MB", justify="right", no_wrap=True)
     for f in facts:
-        if not f.supported:
+        if not f.supported and f.counted_on and f.trainable_params is not None:
+            trainable, share = f"{f.trainable_params:,}", f"{_share(f.share)} of {f.counted_on.rsplit('/', 1)[-1]}"
+        elif not f.supported:
             trainable, share = "n/a", f"not for {architecture}"
         elif f.error:
             trainable, share = "error", f.error[:40]

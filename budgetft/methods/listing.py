@@ -26,6 +26,9 @@ class MethodFacts:
     examples_per_s: float | None = None
     peak_memory_mb: float | None = None
     error: str = ""
+    # Another of the job's models the counts are on, when the job's own model cannot run the
+    # method (e.g. an encoder-only method on a job whose model is a decoder): None otherwise.
+    counted_on: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -77,6 +80,7 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
     architecture = architecture_of(base)
     base_total = count_model(base)[1]
     rates = rates or {}
+    others: dict = {}  # the job's other models, built on the meta device when first needed
     facts = []
     for method in methods.REGISTRY.values():
         in_job = method.name in spec.methods and bool(spec.methods[method.name])
@@ -86,13 +90,15 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
             method.name, method.summary, list(method.architectures), method.supports(architecture),
             None, None, None, space, "job" if in_job else "default", method.saves_as, passes,
         )
-        if fact.supported:
+        on, on_total = (base, base_total) if fact.supported else _other_model(spec, method, others)
+        if on is not None:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    trainable, total = method.count_params(base, counted_config(method, space))
+                    trainable, total = method.count_params(on, counted_config(method, space))
                 fact.trainable_params, fact.total_params = trainable, total
-                fact.share = trainable / base_total
+                fact.share = trainable / on_total
+                fact.counted_on = None if fact.supported else on.budgetft_name
             except Exception as exc:  # one method failing to apply must not hide the others
                 fact.error = f"{type(exc).__name__}: {exc}"
         rate = rates.get(method.name)
@@ -102,6 +108,28 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
             fact.peak_memory_mb = rate.peak_memory_mb
         facts.append(fact)
     return facts, base_total, architecture
+
+
+def _other_model(spec, method, built: dict) -> tuple[Any, int]:
+    """(meta model, its parameter count) of the first of the job's other models whose
+    architecture the method supports, or (None, 0)."""
+    from budgetft.methods.counting import build_meta_model, count_model
+    from budgetft.models.architecture import architecture_of
+
+    for variant in spec.variants()[1:]:
+        name = variant.model.name
+        if name not in built:
+            try:
+                model = build_meta_model(model_config(variant), variant.model.architecture, num_labels=len(variant.prompt.labels))
+            except Exception:  # a model that cannot be read here is simply not offered
+                built[name] = None
+                continue
+            model.budgetft_name = name
+            built[name] = model
+        model = built[name]
+        if model is not None and method.supports(architecture_of(model)):
+            return model, count_model(model)[1]
+    return None, 0
 
 
 def stored_rates_for(spec) -> tuple[dict, str]:

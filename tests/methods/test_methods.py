@@ -461,3 +461,27 @@ def test_pasta_is_refused_on_a_decoder_up_front(tiny_job_data, tmp_path):
 
     with pytest.raises(MethodUnsupported, match="pasta"):
         methods.check_supports("pasta", DECODER)
+
+
+def test_methods_command_counts_an_encoder_only_method_on_the_jobs_encoder(tiny_job_data, encoder_dir, tmp_path):
+    """The job's model is a decoder; PaSTA runs on encoders only, so it is counted on the job's
+    other model, an encoder, and the listing says which."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from budgetft.cli import app
+
+    tiny_job_data["models"] = [{"name": str(encoder_dir), "source": "local"}]
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(tiny_job_data))
+    result = CliRunner().invoke(app, ["methods", str(job), "--json"])
+    assert result.exit_code == 0, result.output
+    by_name = {m["method"]: m for m in json.loads(result.stdout[result.stdout.index("{"):])["methods"]}
+    pasta = by_name["pasta"]
+    assert not pasta["supported"] and pasta["counted_on"] == str(encoder_dir)
+    assert pasta["trainable_params"] == 2 * 2 * 32 + (32 * 2 + 2)  # two vectors in each of 2 blocks, and the head
+    assert by_name["lora"]["counted_on"] is None
+    table = CliRunner().invoke(app, ["methods", str(job)])
+    assert "of tiny-bert" in table.output.replace("\n", "")
