@@ -145,77 +145,135 @@ def run_trial(
     asked before every step ("step") and every evaluation ("evaluation"); False stops the
     trial (e.g. the money is spent); on_phase
     hears "training" / "evaluating" as the loop switches; on_model gets the model once the
-    method is applied (e.g. to checkpoint it from on_eval).
+    method is applied (e.g. to checkpoint it from on_eval), again as each phase of a phased
+    method applies its own.
     Returns the result and the trained model."""
     import torch
 
+    from budgetft.methods import phased
     from budgetft.models.loading import load_model
+    from budgetft.telemetry.precision import apply_precision
 
     torch.manual_seed(settings.seed)
     device = pick_device()
     if model is None:
         model = load_model(task.model)
     method = methods.get(settings.method)
-    model = method.apply(model, settings.config, context_for(task.job, task.tokenizer))
-    model.to(device)
-    model.train()
-    from budgetft.telemetry.precision import apply_precision, grad_scaler
-
+    context = context_for(task.job, task.tokenizer)
+    if method.phases is not None:  # e.g. MeZO, then the top k blocks
+        parts = method.phases(settings.config)
+        parts = [(methods.get(p.method), dict(p.config), n) for p, n in zip(parts, phased.steps_of(parts, settings.steps))]
+    else:
+        parts = [(method, settings.config, settings.steps)]
     precision = precision_for(device)
     apply_precision(precision)
-    frozen = None
-    if settings.reuse_frozen_layers and method.train_step is None:
-        from budgetft.methods import frozen_prefix
+    loop = _Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase)
+    for i, (part, config, steps) in enumerate(parts):
+        model = part.apply(model, config, context)
+        model.to(device)
+        model.train()
+        bias = getattr(model, class_bias.ATTRIBUTE, None)
+        if bias is not None:  # fitted before the first phase, trained by every phase
+            bias.requires_grad_(True)
+        if len(parts) > 1:
+            phased.remember_trained(model)
+        frozen = None
+        if settings.reuse_frozen_layers and part.train_step is None:
+            from budgetft.methods import frozen_prefix
 
-        identity = f"{task.model.describe()}@{task.model.revision}|{device}|{precision.to_dict()}"
-        frozen = frozen_prefix.attach(model, identity, Path(settings.frozen_states) if settings.frozen_states else None)
-    try:
+            # States are shared between trials only when every trial's frozen weights are the
+            # base model's: not after an earlier phase has moved them.
+            folder = Path(settings.frozen_states) if settings.frozen_states and i == 0 else None
+            identity = f"{task.model.describe()}@{task.model.revision}|{device}|{precision.to_dict()}|phase {i}"
+            frozen = frozen_prefix.attach(model, identity, folder)
+        try:
+            if loop.result is None:
+                loop.start(model, method)
+            if on_model:
+                on_model(model)
+            stopped = loop.train(model, part, config, steps)
+            if frozen is not None:
+                loop.note_frozen(frozen.summary())
+        finally:
+            if frozen is not None:
+                frozen.detach()  # the model handed back is the method's own, with every block
+        if stopped:
+            break
+    return loop.finish(), model
+
+
+class _Loop:
+    """The training loop of one trial, across its phases: one stream of batches, one step count,
+    one result; each phase brings its own optimiser and learning-rate schedule."""
+
+    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase):
+        self.task, self.settings, self.precision = task, settings, precision
+        self.on_step, self.on_eval, self.may_continue, self.on_phase = on_step, on_eval, may_continue, on_phase
+        self.batches = _batches(task, settings.batch_size, settings.seed)
+        self.micro = settings.micro_batch_size or settings.batch_size
+        self.result: TrialResult | None = None
+        self.step = 0
+        self.tokens = self.padded = 0
+        self.t_train = 0.0
+
+    def start(self, model, method) -> None:
+        """Count what trains, fit the verbalizer's class bias: once, before the first step."""
         trainable, total = count_model(model)
         if trainable == 0:
             raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
+        settings = self.settings
         bias, bias_seconds = None, 0.0
         if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
-            if on_phase:
-                on_phase("training")  # fitting the classifier's bias is training, paid as such
+            if self.on_phase:
+                self.on_phase("training")  # fitting the classifier's bias is training, paid as such
             t0 = time.perf_counter()
-            bias = class_bias.fit_on_training_rows(model, task, settings.seed, precision, batch_size=settings.eval_batch_size)
+            bias = class_bias.fit_on_training_rows(model, self.task, settings.seed, self.precision, batch_size=settings.eval_batch_size)
             class_bias.attach(model, bias)
             bias_seconds = time.perf_counter() - t0
-        if on_model:
-            on_model(model)
+        self.result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=self.precision.to_dict())
+        self.result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
+        self.result.class_bias_seconds = bias_seconds
+
+    def note_frozen(self, summary: dict) -> None:
+        old = self.result.frozen_prefix
+        if old is not None:  # a second phase with a frozen prefix: add up the rows
+            summary = {**summary, "rows_computed": old["rows_computed"] + summary["rows_computed"], "rows_reused": old["rows_reused"] + summary["rows_reused"]}
+        self.result.frozen_prefix = summary
+
+    def train(self, model, method, config: dict, steps: int) -> bool:
+        """`steps` optimiser steps of `method` (one phase); True if the trial stopped early."""
+        import torch
+
+        from budgetft.telemetry.precision import grad_scaler
+
+        settings, task, precision, result = self.settings, self.task, self.precision, self.result
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=float(settings.config["learning_rate"]), weight_decay=settings.weight_decay)
-        warmup = math.ceil(settings.warmup_ratio * settings.steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, settings.steps))
+        optimizer = torch.optim.AdamW(params, lr=float(config["learning_rate"]), weight_decay=settings.weight_decay)
+        warmup = math.ceil(settings.warmup_ratio * steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, steps))
         offset = virtual_token_offset(model)
         scaler = grad_scaler(precision)  # scales only for fp16
-        micro = settings.micro_batch_size or settings.batch_size
-        batches = _batches(task, settings.batch_size, settings.seed)
-
-        result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=precision.to_dict())
-        result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
-        result.class_bias_seconds = bias_seconds
-        tokens = padded = 0
-        t_train = 0.0
-        for step in range(1, settings.steps + 1):
-            if may_continue is not None and not may_continue("step"):
+        for _ in range(steps):
+            step = self.step + 1
+            if self.may_continue is not None and not self.may_continue("step"):
                 result.stop_reason = "stopped before step %d: not paid for" % step
-                break
-            idx = next(batches)
+                return True
+            idx = next(self.batches)
             t0 = time.perf_counter()
             while True:
                 try:
                     if method.train_step is not None:  # its own update, e.g. MeZO: forward passes only
+                        micro = self.micro
                         batch_loss = lambda: _accumulate(model, task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
                         lr = scheduler.get_last_lr()[0]
-                        loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, settings.config)
+                        loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, config)
                     else:
-                        loss, step_tokens, step_padded = _accumulate(model, task, idx, micro, offset, settings.loss, precision, scaler)
+                        loss, step_tokens, step_padded = _accumulate(model, task, idx, self.micro, offset, settings.loss, precision, scaler)
                     break
                 except torch.OutOfMemoryError:
-                    if micro == 1:
+                    if self.micro == 1:
                         raise
-                    micro = max(1, micro // 2)  # gradient accumulation takes up the slack
+                    self.micro = max(1, self.micro // 2)  # gradient accumulation takes up the slack
                     optimizer.zero_grad(set_to_none=True)
                     torch.cuda.empty_cache()
             if method.train_step is None:
@@ -228,40 +286,40 @@ def run_trial(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_seconds = time.perf_counter() - t0
-            t_train += step_seconds
-            tokens += step_tokens
-            padded += step_padded
+            self.step = step
+            self.t_train += step_seconds
+            self.tokens += step_tokens
+            self.padded += step_padded
             result.steps = step
             result.examples += len(idx)
             result.losses.append((step, loss))
-            if on_step:
-                on_step(StepLog(step, loss, result.examples / t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
+            if self.on_step:
+                self.on_step(StepLog(step, loss, result.examples / self.t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
             if settings.is_eval_step(step):
-                if may_continue is not None and not may_continue("evaluation"):
+                if self.may_continue is not None and not self.may_continue("evaluation"):
                     result.stop_reason = "stopped before the evaluation at step %d: not paid for" % step
-                    break
+                    return True
                 t1 = time.perf_counter()
-                if on_phase:
-                    on_phase("evaluating")
+                if self.on_phase:
+                    self.on_phase("evaluating")
                 metrics = evaluate(model, task, settings.eval_batch_size)
-                if on_phase:
-                    on_phase("training")
+                if self.on_phase:
+                    self.on_phase("training")
                 result.eval_seconds += time.perf_counter() - t1
                 metrics["step"] = step
                 since = result.evals[-1]["step"] if result.evals else 0
                 metrics["train_loss"] = float(np.mean([loss for s, loss in result.losses if s > since]))
                 result.evals.append(metrics)
-                if on_eval and on_eval(step, metrics):
-                    break
-        result.train_seconds = t_train
-        result.examples_per_s = result.examples / t_train if t_train else 0.0
-        result.padded_share = padded / tokens if tokens else 0.0
-        if frozen is not None:
-            result.frozen_prefix = frozen.summary()
-    finally:
-        if frozen is not None:
-            frozen.detach()  # the model handed back is the method's own, with every block
-    return result, model
+                if self.on_eval and self.on_eval(step, metrics):
+                    return True
+        return False
+
+    def finish(self) -> TrialResult:
+        result = self.result
+        result.train_seconds = self.t_train
+        result.examples_per_s = result.examples / self.t_train if self.t_train else 0.0
+        result.padded_share = self.padded / self.tokens if self.tokens else 0.0
+        return result
 
 
 def _accumulate(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from budgetft.methods.base import ARCHITECTURES, DECODER, ENCODER, ApplyContext, Method, MethodUnsupported
+from budgetft.methods.base import ARCHITECTURES, DECODER, ENCODER, ApplyContext, Method, MethodUnsupported, Phase
 
 _MODULES = (
     # via Hugging Face peft
@@ -20,7 +20,7 @@ _MODULES = (
     # ours
     "last_k", "houlsby", "pfeiffer", "mezo",
     # ours: what the studies compare and no library ships (issue 15)
-    "siva", "pasta",
+    "siva", "pasta", "mezo_top_k",
 )
 
 REGISTRY: dict[str, Method] = {}
@@ -61,4 +61,4 @@ def check_supports(name: str, architecture: str) -> Method:
     return method
 
 
-__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "MethodUnsupported", "REGISTRY", "check_supports", "for_architecture", "get", "names"]
+__all__ = ["ARCHITECTURES", "DECODER", "ENCODER", "ApplyContext", "Method", "MethodUnsupported", "Phase", "REGISTRY", "check_supports", "for_architecture", "get", "names"]

@@ -18,6 +18,16 @@ VERBALIZER, CLASSIFICATION_HEAD = "verbalizer", "classification_head"
 TASK_TYPE_OF = {DECODER: VERBALIZER, ENCODER: CLASSIFICATION_HEAD}
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One part of a multi-phase method's trial (budgetft.methods.phased): a registered
+    single-phase method, its configuration, and its share of the trial's steps."""
+
+    method: str
+    config: dict[str, Any]
+    share: float
+
+
 class MethodUnsupported(ValueError):
     """A method asked for on an architecture it cannot run on; the message names both and the fix."""
 
@@ -50,6 +60,11 @@ class Method:
     # forward passes and no backward pass (memory close to inference).
     forward_passes: int = 1
     backward: bool = True
+    # Optional: a trial of this method runs these phases in order, each its own method with its
+    # own configuration, optimiser and learning-rate schedule over its share of the steps, on
+    # the one model and batch stream, under the trial's one budget (MeZO, then the top k blocks):
+    #   phases(config) -> [Phase, ...]
+    phases: Callable[[dict[str, Any]], list[Phase]] | None = None
 
     @property
     def params(self) -> set[str]:

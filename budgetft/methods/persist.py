@@ -39,11 +39,15 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
     else:
         from safetensors.torch import save_file
 
-        # named_parameters() lists a tied weight once, so no tensor is stored twice.
+        from budgetft.methods.phased import trained_names
+
+        # named_parameters() lists a tied weight once, so no tensor is stored twice. A phased
+        # method saves what any of its phases trained (MeZO moved weights last_k then froze).
+        trained = trained_names(model)
         tensors = {
             n: p.detach().cpu().contiguous()
             for n, p in model.named_parameters()
-            if p.requires_grad and n != class_bias.ATTRIBUTE  # the bias goes in the manifest
+            if (p.requires_grad or (trained is not None and n in trained)) and n != class_bias.ATTRIBUTE  # the bias goes in the manifest
         }
         if not tensors:
             raise ValueError(f"method {method.name!r}: the model has no trainable parameters to save")

@@ -31,7 +31,7 @@ ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
-NEW_METHODS = ["siva", "pasta"]  # issue 15: the methods no library ships
+NEW_METHODS = ["siva", "pasta", "mezo_top_k"]  # issue 15: the methods no library ships
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -140,13 +140,13 @@ LEARNING_RATES = {
     "lora": 1e-2, "prompt_tuning": 1e-2, "p_tuning": 1e-2, "prefix_tuning": 1e-2, "ia3": 5e-2,
     "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
     "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
-    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2,
+    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2, "mezo_top_k": 3e-3,
 }
 # Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
 SMALL = {
     "p_tuning": {"encoder_hidden_size": 16}, "vera": {"r": 16}, "last_k": {"k": 1},
     "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
-    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4},
+    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4}, "mezo_top_k": {"k": 1},
 }
 STEPS = {"mezo": 40}  # one random direction per step: more steps for a clear fall
 
@@ -174,7 +174,7 @@ def test_method_trains_saves_loads(architecture, name, decoder_task, encoder_tas
     # method trains everything.
     assert result.trainable_params > 0
     assert method.count_params(_load(task, architecture), {k: v for k, v in config.items()})[0] == result.trainable_params
-    if name in ("full", "mezo"):
+    if name in ("full", "mezo", "mezo_top_k"):  # mezo_top_k: its MeZO phase moves every weight
         assert result.trainable_params == result.total_params
     elif name != "last_k":  # the tiny models have 2 blocks: k=1 is half of them
         assert result.trainable_params < 0.5 * total_before
@@ -485,3 +485,57 @@ def test_methods_command_counts_an_encoder_only_method_on_the_jobs_encoder(tiny_
     assert by_name["lora"]["counted_on"] is None
     table = CliRunner().invoke(app, ["methods", str(job)])
     assert "of tiny-bert" in table.output.replace("\n", "")
+
+
+# --- phased methods: MeZO, then the top k blocks --------------------------------------------
+
+def test_a_phased_method_switches_at_its_share_of_the_steps(decoder_task):
+    """mezo_top_k over 10 steps with zo_share 0.3: steps 1-3 are MeZO (every weight moves, at
+    MeZO's learning rate), steps 4-10 backpropagate into the top block only (the bottom block is
+    untouched from the switch on), each phase with its own warm-up and decay."""
+    task = decoder_task
+    method = methods.get("mezo_top_k")
+    config = method.config({"k": 1, "zo_share": 0.3, "zo_learning_rate": 1e-3, "learning_rate": 3e-3})
+    settings = TrialSettings.from_job(task, "mezo_top_k", config, steps=10)
+    settings.eval_steps, settings.class_bias = [10], "none"
+    base = _load(task, DECODER)
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    logs, switches = [], []
+
+    def on_model(model):
+        switches.append((len(logs), {n: p.detach().clone() for n, p in model.named_parameters()}))
+
+    result, model = run_trial(task, settings, model=base, on_step=logs.append, on_model=on_model)
+    assert [at for at, _ in switches] == [0, 3]  # the second phase applied after step 3
+    at_switch = switches[1][1]
+    bottom = "model.layers.0.self_attn.q_proj.weight"
+    top = "model.layers.1.self_attn.q_proj.weight"
+    assert not torch.equal(at_switch[bottom], before[bottom])  # MeZO moved the bottom block
+    after = dict(model.named_parameters())
+    torch.testing.assert_close(after[bottom].detach(), at_switch[bottom], rtol=0, atol=0)  # frozen from then on
+    assert not torch.equal(after[top].detach(), at_switch[top])  # the top block trained
+    # Each phase's own schedule: MeZO's rate (1e-3) warms up over its 3 steps; last_k's (3e-3) over its 7.
+    lrs = [log.lr for log in logs]
+    assert max(lrs[:3]) <= 1e-3 + 1e-12 and lrs[3] > 1e-3
+    assert result.steps == 10 and result.final["step"] == 10
+    # What it saves is every weight either phase trained; reloading gives the same scores.
+    from budgetft.methods.phased import trained_names
+
+    assert trained_names(model) >= {bottom, top}
+
+
+def test_phase_steps_add_up_and_each_phase_gets_one():
+    from budgetft.methods import Phase
+    from budgetft.methods.phased import steps_of
+
+    two = [Phase("mezo", {}, 0.3), Phase("last_k", {}, 0.7)]
+    assert steps_of(two, 10) == [3, 7]
+    assert steps_of(two, 2) == [1, 1]
+    assert steps_of([Phase("mezo", {}, 0.99), Phase("last_k", {}, 0.01)], 5) == [4, 1]
+    assert sum(steps_of(two, 1001)) == 1001
+
+
+def test_a_phased_method_refuses_a_share_outside_0_1(decoder_task):
+    method = methods.get("mezo_top_k")
+    with pytest.raises(ValueError, match="zo_share is 1.5"):
+        method.phases(method.config({"zo_share": 1.5}))
