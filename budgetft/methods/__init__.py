@@ -20,7 +20,7 @@ _MODULES = (
     # ours
     "last_k", "houlsby", "pfeiffer", "mezo",
     # ours: what the studies compare and no library ships (issue 15)
-    "siva", "pasta", "mezo_top_k",
+    "siva", "pasta", "mezo_top_k", "lst",
 )
 
 REGISTRY: dict[str, Method] = {}

@@ -116,12 +116,20 @@ def test_a_torn_state_file_is_computed_again(decoder_task, tmp_path):
     assert second.computed == 1 and second.served == 11
 
 
-@pytest.mark.parametrize("name", ["lora", "bitfit", "ia3", "prompt_tuning", "full"])
+@pytest.mark.parametrize("name", ["lora", "bitfit", "ia3", "prompt_tuning", "full", "siva", "lst", "mezo_top_k"])
 def test_methods_that_train_below_the_top_are_not_served(name, decoder_task):
     method = methods.get(name)
     model = method.apply(_load(decoder_task, DECODER), method.config(), context_for(decoder_task.job, decoder_task.tokenizer))
     assert frozen_prefix.first_trained_block(model) is None
     assert frozen_prefix.attach(model, "tiny") is None
+
+
+def test_k_lst_is_not_served_since_its_ladders_read_the_frozen_blocks(decoder_task):
+    """k-LST trains the top block like last_k, but its side network reads every block's output:
+    serving the frozen block from stored states would hand the ladder the block's input."""
+    method = methods.get("lst")
+    model = method.apply(_load(decoder_task, DECODER), method.config({"k": 1, "reduction_factor": 4}), context_for(decoder_task.job, decoder_task.tokenizer))
+    assert frozen_prefix.first_trained_block(model) is None
 
 
 def test_a_prefix_too_short_to_pay_is_not_served(decoder_task):

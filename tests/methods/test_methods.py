@@ -31,7 +31,7 @@ ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
-NEW_METHODS = ["siva", "pasta", "mezo_top_k"]  # issue 15: the methods no library ships
+NEW_METHODS = ["siva", "pasta", "mezo_top_k", "lst"]  # issue 15: the methods no library ships
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -140,13 +140,13 @@ LEARNING_RATES = {
     "lora": 1e-2, "prompt_tuning": 1e-2, "p_tuning": 1e-2, "prefix_tuning": 1e-2, "ia3": 5e-2,
     "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
     "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
-    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2, "mezo_top_k": 3e-3,
+    "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2, "mezo_top_k": 3e-3, "lst": 1e-2,
 }
 # Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
 SMALL = {
     "p_tuning": {"encoder_hidden_size": 16}, "vera": {"r": 16}, "last_k": {"k": 1},
     "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
-    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4}, "mezo_top_k": {"k": 1},
+    "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4}, "mezo_top_k": {"k": 1}, "lst": {"reduction_factor": 4},
 }
 STEPS = {"mezo": 40}  # one random direction per step: more steps for a clear fall
 
@@ -539,3 +539,61 @@ def test_a_phased_method_refuses_a_share_outside_0_1(decoder_task):
     method = methods.get("mezo_top_k")
     with pytest.raises(ValueError, match="zo_share is 1.5"):
         method.phases(method.config({"zo_share": 1.5}))
+
+
+# --- LST ----------------------------------------------------------------------------------
+
+def test_lst_ladder_with_connection_dropout_matches_a_hand_computation():
+    """x_i = s_{i-1} + m_i down_i(h_i), s_i = x_i + FFN_i(LN_i(x_i)), out = up(s_L); m_i is 0
+    or 1 / (1 - p) in training, 1 in evaluation."""
+    from budgetft.methods.lst import _side_class
+
+    torch.manual_seed(0)
+    side = _side_class()(8, 3, 2, 0.5, torch.zeros(1))
+    torch.nn.init.normal_(side.up.weight)  # not zero, so the output shows the side stream
+    states = [torch.randn(2, 5, 8) for _ in range(3)]
+    masks = [2.0, 0.0, 2.0]  # connection 1 dropped, the others kept and scaled by 1 / (1 - 0.5)
+    s = 0.0
+    for i, h in enumerate(states):
+        x = s + side.down[i](h) * masks[i]
+        s = x + side.ffn[i](side.norms[i](x))
+    torch.testing.assert_close(side(states, masks), side.up(s))
+    # Dropping connection 1 changes the output; the masks drawn in training are 0 or 2.
+    assert not torch.allclose(side(states, masks), side(states, [2.0, 2.0, 2.0]))
+    side.train()
+    torch.manual_seed(1)
+    drawn = [m for _ in range(50) for m in side.masks(3, "cpu")]
+    assert set(drawn) == {0.0, 2.0}
+    side.eval()
+    assert side.masks(3, "cpu") == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_lst_starts_as_the_backbone_and_trains_the_side_network(decoder_task, k):
+    """up() starts at zero: the same logits as the base; k = 0 trains the side network alone
+    (no gradient reaches the backbone), k = 1 the top block too."""
+    from budgetft.methods import lst
+
+    task = decoder_task
+    base = _load(task, DECODER).eval()
+    model = lst.apply(_load(task, DECODER), {"k": k, "reduction_factor": 4, "ladder_dropout": 0.1, "learning_rate": 1e-3}, ApplyContext())
+    ids = torch.as_tensor(task.train.prompts[0]).unsqueeze(0)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, base(input_ids=ids).logits)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    backbone = {n for n in trainable if not n.startswith("lst_side.")}
+    assert {n.split(".")[0] for n in trainable} >= {"lst_side"}
+    assert backbone == ({n for n, _ in model.named_parameters() if n.startswith("model.layers.1.")} if k else set())
+    model.train()
+    torch.nn.init.normal_(model.lst_side.up.weight, std=0.1)
+    model(input_ids=ids).logits.sum().backward()
+    assert model.lst_side.down[0].weight.grad is not None
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("model.layers.0."))
+
+
+def test_lst_refuses_k_beyond_the_blocks(decoder_task):
+    from budgetft.methods import lst
+
+    with pytest.raises(ValueError, match="k=2, but the model has 2 blocks"):
+        lst.apply(_load(decoder_task, DECODER), {"k": 2, "reduction_factor": 4, "ladder_dropout": 0.1, "learning_rate": 1e-3}, ApplyContext())
