@@ -162,6 +162,13 @@ def run_trial(
     context = context_for(task.job, task.tokenizer)
     if method.phases is not None:  # e.g. MeZO, then the top k blocks
         parts = method.phases(settings.config)
+        # Every phase's settings are checked now, on a model without weights (e.g. last_k's k
+        # against the blocks), not after the first phase has been paid for.
+        from budgetft.methods.counting import build_meta_model
+
+        for part in parts:
+            methods.check_supports(part.method, task.model.architecture)
+        method.apply(build_meta_model(model.config, task.model.architecture, num_labels=len(task.class_names)), settings.config, context)
         parts = [(methods.get(p.method), dict(p.config), n) for p, n in zip(parts, phased.steps_of(parts, settings.steps))]
     else:
         parts = [(method, settings.config, settings.steps)]

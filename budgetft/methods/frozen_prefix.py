@@ -53,7 +53,10 @@ def first_trained_block(model: Any) -> int | None:
     for module in [final_norm(model), *head_modules(model), _pooler(model)]:
         if module is not None:
             above.update(id(p) for p in module.parameters())
-    if any(p.requires_grad and id(p) not in above for p in model.parameters()):
+    from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
+
+    # The verbalizer's class bias (a later phase finds it attached) adds to the scores at the top.
+    if any(p.requires_grad and id(p) not in above for n, p in model.named_parameters() if n != BIAS_ATTRIBUTE):
         return None  # something below the blocks learns (a soft prompt, an embedding, a bias)
     if _drops_out(model, list(blocks)[:j]):
         return None  # stored states would train the top on inputs without the frozen blocks' dropout

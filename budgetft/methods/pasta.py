@@ -2,7 +2,7 @@
 Token Adaptation"): before every block, a trained vector is added to the hidden state of each
 special token, and nothing else of the encoder trains (its classification head does). The
 special tokens are where a BERT-style encoder gathers the sequence: [CLS] at the first position
-(the head reads it) and [SEP] (with any other special token of the tokenizer, [PAD] aside).
+(the head reads it) and the tokens that frame it ([SEP], BOS/EOS where a tokenizer has them).
 
 Two vectors per block (one for the first position, one shared by the other special tokens):
 on all-MiniLM-L6-v2, 6 blocks x 2 x 384 = 4,608 parameters besides the head. The cheapest
@@ -38,8 +38,11 @@ def apply(model, config, context):
     Vectors = _vectors_class()
     freeze_all(model)
     tokenizer = context.tokenizer
+    # The tokens that frame a sequence: [SEP] (and BOS/EOS, CLS where it recurs). Not [UNK] or
+    # [MASK], which stand in for ordinary text, nor [PAD], which no one attends to.
+    ids = (getattr(tokenizer, name, None) for name in ("cls_token_id", "sep_token_id", "bos_token_id", "eos_token_id"))
     pad = getattr(tokenizer, "pad_token_id", None)
-    special = sorted({int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i is not None and i != pad})
+    special = sorted({int(i) for i in ids if i is not None and i != pad})
     state: dict = {"kinds": None}
     like = next(model.parameters())
     width = int(model.config.hidden_size)

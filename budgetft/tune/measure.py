@@ -28,9 +28,34 @@ def peak_memory_mb(device) -> float:
 
 def calibrate_method(task, method_name: str, steps: int = 2) -> dict:
     """A few real steps of `method_name` (its default point in the job's space): seconds per step
-    at the job's mean batch, examples/s, peak memory and trainable parameters."""
+    at the job's mean batch, examples/s, peak memory and trainable parameters. A phased method
+    (MeZO, then the top k blocks) is measured phase by phase, and its step is the phases' steps
+    weighted by their shares of the trial."""
     method = methods.get(method_name)
     config = point(parse_space(task.job.space_for(method.name)), method.defaults)
+    if method.phases is None:
+        return _measure(task, method.name, config, steps)
+    parts = method.phases(config)
+    measured = [_measure(task, p.method, dict(p.config), steps) for p in parts]
+    weight = sum(p.share for p in parts) or 1.0
+    s_per_step = sum(p.share / weight * m["seconds_per_step"] for p, m in zip(parts, measured))
+    return {
+        **measured[-1],
+        "method": method.name,
+        "config": config,
+        "steps": sum(m["steps"] for m in measured),
+        "seconds_per_step": s_per_step,
+        "examples_per_s": task.job.train.batch_size / s_per_step,
+        "tokens_per_s": sum(p.share / weight * m["tokens_per_s"] for p, m in zip(parts, measured)),
+        "peak_memory_mb": max(m["peak_memory_mb"] for m in measured),
+        "trainable_params": max(m["trainable_params"] for m in measured),
+        "wall_seconds": sum(m["wall_seconds"] for m in measured),
+        "phases": [{"method": p.method, "share": p.share, "seconds_per_step": m["seconds_per_step"]} for p, m in zip(parts, measured)],
+    }
+
+
+def _measure(task, method_name: str, config: dict, steps: int) -> dict:
+    method = methods.get(method_name)
     settings = TrialSettings.from_job(task, method.name, config, steps=steps + 1)
     settings.eval_steps = []  # calibration measures training only
     settings.class_bias = "none"  # its forward passes are planned from the evaluation rate

@@ -99,9 +99,11 @@ class Worker:
         from budgetft.methods.counting import count_model
         from budgetft.scoring.class_bias import class_bias_of
 
+        first = self.model is None  # a phased method hands on its model again at each phase
         self.model = model
-        self.record.trainable_params, self.record.total_params = count_model(model)
-        self.record.class_bias = class_bias_of(model)  # as fitted, before step 1
+        if first:
+            self.record.trainable_params, self.record.total_params = count_model(model)
+            self.record.class_bias = class_bias_of(model)  # as fitted, before step 1
 
     def may_continue(self, what: str) -> bool:
         """Before a step or an evaluation: announce its expected length, then wait until it

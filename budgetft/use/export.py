@@ -6,9 +6,9 @@ Formats, decided before any weights load:
   was trained on, adapter_model.safetensors); with --merge, the adapter merged into the base and
   saved as a whole model, except for prompt methods (prompt/p/prefix tuning), whose trained
   virtual tokens no weight can hold;
-- budgetft's own methods (bitfit, last_k, full, mezo): the whole model with the trained weights in
-  place (budgetft.use.full_model); houlsby and pfeiffer insert bottleneck modules transformers
-  models have no place for, and are refused.
+- budgetft's own methods (bitfit, last_k, full, mezo, mezo_top_k): the whole model with the trained
+  weights in place (budgetft.use.full_model); houlsby, pfeiffer, lst, pasta and siva add modules
+  transformers models have no place for, and are refused before anything loads (NOT_EXPORTABLE).
 Every export also holds the tokenizer, budgetft_scoring.json (template, classes, label-word
 token ids, class bias) and README.md (budgetft.use.model_card).
 
@@ -35,6 +35,9 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 NOT_EXPORTABLE = {
     "houlsby": "inserts bottleneck adapter modules (with a nonlinearity) after every block's sublayers",
     "pfeiffer": "inserts bottleneck adapter modules (with a nonlinearity) after every block's feed-forward sublayer",
+    "lst": "adds a ladder side network that reads every block's output",
+    "pasta": "adds trained vectors to the special tokens' states before every block",
+    "siva": "keeps its trained singular vectors in modules beside each weight (not yet folded back into it)",
 }
 # peft types that prepend trained virtual tokens: nothing to merge into the weights.
 PROMPT_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "ADAPTION_PROMPT", "CPT")

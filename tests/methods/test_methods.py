@@ -597,3 +597,35 @@ def test_lst_refuses_k_beyond_the_blocks(decoder_task):
 
     with pytest.raises(ValueError, match="k=2, but the model has 2 blocks"):
         lst.apply(_load(decoder_task, DECODER), {"k": 2, "reduction_factor": 4, "ladder_dropout": 0.1, "learning_rate": 1e-3}, ApplyContext())
+
+
+def test_a_phased_method_checks_every_phase_before_the_first_step(decoder_task):
+    """k=3 on a 2-block model is refused by the last_k phase: before MeZO's half is paid for."""
+    method = methods.get("mezo_top_k")
+    settings = TrialSettings.from_job(decoder_task, "mezo_top_k", method.config({"k": 3}), steps=4)
+    steps = []
+    with pytest.raises(ValueError, match="last_k: k=3"):
+        run_trial(decoder_task, settings, model=_load(decoder_task, DECODER), on_step=steps.append)
+    assert steps == []
+
+
+def test_a_later_phase_is_served_from_stored_states_with_the_class_bias_fitted(decoder_task):
+    """The verbalizer's class bias, fitted before the first phase, sits above every block: the
+    last_k phase still serves its frozen block from stored states."""
+    method = methods.get("mezo_top_k")
+    settings = TrialSettings.from_job(decoder_task, "mezo_top_k", method.config({"k": 1}), steps=6)
+    settings.eval_steps, settings.class_bias = [6], "fit"
+    result, _ = run_trial(decoder_task, settings, model=_load(decoder_task, DECODER))
+    assert result.class_bias is not None
+    assert result.frozen_prefix is not None and result.frozen_prefix["first_trained_block"] == 1
+
+
+def test_calibration_measures_a_phased_method_phase_by_phase(decoder_task):
+    from budgetft.tune.measure import calibrate_method
+
+    measured = calibrate_method(decoder_task, "mezo_top_k", steps=1)
+    phases = measured["phases"]
+    assert [p["method"] for p in phases] == ["mezo", "last_k"]
+    slow, fast = sorted(p["seconds_per_step"] for p in phases)
+    assert slow <= measured["seconds_per_step"] <= fast
+    assert measured["seconds_per_step"] == pytest.approx(sum(p["share"] * p["seconds_per_step"] for p in phases))
