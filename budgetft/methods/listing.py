@@ -90,8 +90,12 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
             method.name, method.summary, list(method.architectures), method.supports(architecture),
             None, None, None, space, "job" if in_job else "default", method.saves_as, passes,
         )
-        on, on_total = (base, base_total) if fact.supported else _other_model(spec, method, others)
+        on, on_total, variant = (base, base_total, spec) if fact.supported else _other_model(spec, method, others)
         if on is not None:
+            if variant is not spec:  # counted on another model: at that model's own search space
+                in_variant = method.name in variant.methods and bool(variant.methods[method.name])
+                space = variant.methods[method.name] if in_variant else dict(method.default_space)
+                fact.space, fact.space_source = space, "job" if in_variant else "default"
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -110,9 +114,9 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
     return facts, base_total, architecture
 
 
-def _other_model(spec, method, built: dict) -> tuple[Any, int]:
-    """(meta model, its parameter count) of the first of the job's other models whose
-    architecture the method supports, or (None, 0)."""
+def _other_model(spec, method, built: dict) -> tuple[Any, int, Any]:
+    """(meta model, its parameter count, its job variant) of the first of the job's other models
+    whose architecture the method supports, or (None, 0, None)."""
     from budgetft.methods.counting import build_meta_model, count_model
     from budgetft.models.architecture import architecture_of
 
@@ -128,8 +132,8 @@ def _other_model(spec, method, built: dict) -> tuple[Any, int]:
             built[name] = model
         model = built[name]
         if model is not None and method.supports(architecture_of(model)):
-            return model, count_model(model)[1]
-    return None, 0
+            return model, count_model(model)[1], variant
+    return None, 0, None
 
 
 def stored_rates_for(spec) -> tuple[dict, str]:
