@@ -65,3 +65,37 @@ def test_majority_class_comes_from_the_training_split(task):
     assert task.class_names[task.majority_class] == task.class_names[int(counts.argmax())]
     m = majority_baseline(task)
     assert m["prediction_share"][m["majority_class"]] == 1.0
+
+
+def test_the_trials_seed_draws_an_encoders_fresh_head(tiny_model_dir, tmp_path):
+    """run_trial loads the model after seeding torch, so the job's seed (not whatever the worker
+    process drew before) decides the classification head an encoder starts from: the same seed
+    gives the same head, another seed another."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from budgetft.spec import validate_job
+    from budgetft.task import prepare_task
+    from budgetft.trial import TrialSettings, run_trial
+    from tests.conftest import tiny_job_dict
+
+    folder = tmp_path / "bert"
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    config = BertConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=128, num_labels=2, pad_token_id=0)
+    model = BertForSequenceClassification(config)
+    del model.classifier  # a checkpoint without a head, like a sentence-transformers encoder
+    model.save_pretrained(folder)
+    data = tiny_job_dict(folder, tmp_path)
+    data["eval"]["limit"] = 8
+    heads = []
+    for seed in (0, 0, 1):
+        data["seed"] = seed
+        task = prepare_task(validate_job(data))
+        settings = TrialSettings.from_job(task, "bitfit", {"learning_rate": 1e-9}, steps=1)
+        settings.eval_steps = []
+        torch.manual_seed(1234 + len(heads))  # what the worker process drew before: must not matter
+        _, trained = run_trial(task, settings)
+        heads.append(trained.classifier.weight.detach().clone())
+    assert torch.allclose(heads[0], heads[1], atol=1e-6)
+    assert not torch.allclose(heads[0], heads[2], atol=1e-3)

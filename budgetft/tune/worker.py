@@ -219,7 +219,6 @@ def _is_tune_stop(exc: BaseException) -> bool:
 
 
 def _train(worker: Worker) -> None:
-    from budgetft.models.loading import load_model
     from budgetft.quiet import quiet_libraries
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
@@ -241,7 +240,7 @@ def _train(worker: Worker) -> None:
     result, _ = run_trial(
         task,
         settings,
-        model=load_model(task.model),
+        model=None,  # loaded by the trial after it seeds torch: the job's seed draws an encoder's fresh head
         on_step=worker.on_step,
         on_eval=worker.on_eval,
         may_continue=worker.may_continue,
