@@ -6,8 +6,8 @@ a low-high band). They come from two places:
 - shipped priors (curves.csv beside this file): measured by us, each row with its source, on
   rows held out from the TRAINING split (never on a job's evaluation rows);
 - this machine's earlier runs (cache/curves.json): every evaluated trial adds its points, so the
-  next plan for the same model, data and method knows more. Measurements of a run are kept per
-  (model, data, method) as the median lift at each size, the band the spread of what was seen.
+  next plan for the same model, data and method knows more. The last few runs are kept per
+  (model, data, method); see stored_curves and merged for how they become one curve.
 
 Between points a curve is linear in log(examples); past its last point it stays flat (no
 promise of more than was seen); before its first point it falls linearly to 0 at 0 examples.
@@ -20,6 +20,8 @@ import io
 import json
 import math
 import os
+import re
+import statistics
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,7 +29,7 @@ from pathlib import Path
 from budgetft.paths import cache_root
 
 LEARNED_LIFT = 2.0  # points over the majority: the least lift that counts as learning the task
-KEPT_RUNS = 8  # per curve point size: measurements kept from earlier runs
+KEPT_RUNS = 8  # per (model, data, method): the runs kept on this machine
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Point:
     lift: float  # points over the majority answer, on held-out rows
     low: float
     high: float
+    runs: int = 1  # how many runs (seeds) stand behind the point: a merge's weight
 
 
 @dataclass(frozen=True)
@@ -93,29 +96,74 @@ def shipped_curves() -> dict[str, Curve]:
     return {k: Curve(*k.split("|"), tuple(sorted(v, key=lambda p: p.examples)), f"shipped prior: {sources[k]}") for k, v in rows.items()}
 
 
+STORE_VERSION = 2  # earlier stores kept one lift per exact size with no row count: dropped (see stored_curves)
+Z95 = 1.96
+BIN = 2 ** 0.25  # sizes within this factor of each other (about 19%) are one point of a stored curve
+SHIPPED_RUNS = re.compile(r"seeds ([0-9][0-9,\- ]*)")
+
+
 def _store() -> Path:
     return cache_root() / "curves.json"
 
 
-def stored_curves() -> dict[str, Curve]:
+def _read_store() -> dict:
+    """key -> list of runs, each {"points": [[examples, lift], ...], "rows": n}. A store written
+    before version 2 is read as empty: its entries held one lift per exact size, without the
+    number of rows behind it, so no honest interval can be drawn around them, and they were
+    recorded when a Ray worker gave every run's fresh head the same draw."""
     try:
         data = json.loads(_store().read_text())
     except (FileNotFoundError, ValueError):
         return {}
+    if not isinstance(data, dict) or data.get("version") != STORE_VERSION:
+        return {}
+    return data.get("curves") or {}
+
+
+def _half_width(rows: int) -> float:
+    """A 95% interval's half-width, in points, around one accuracy measured on `rows` rows, at the
+    worst case p = 0.5 (a lift's band must not claim more than its rows can show)."""
+    return Z95 * 100 * math.sqrt(0.25 / max(1, rows))
+
+
+def stored_curves() -> dict[str, Curve]:
+    """This machine's curves. Each run adds a few (examples, lift) points measured on its
+    selection rows. Points of different runs whose sizes fall within BIN of each other are pooled:
+    the point's lift is the median over the runs, its band the runs' spread widened by a 95%
+    interval of each run's rows. A single run's point gets that interval alone (about +-6.9 points
+    on 200 rows), never a band narrower than its rows can support."""
     out = {}
-    for k, by_size in data.items():
+    for k, runs in _read_store().items():
+        measured = sorted((int(e), float(v), i, int(run.get("rows") or 0)) for i, run in enumerate(runs) for e, v in run.get("points") or [])
+        groups: list[list[tuple[int, float, int, int]]] = []
+        for m in measured:  # sizes within BIN of a group's smallest join it
+            if groups and m[0] <= groups[-1][0][0] * BIN:
+                groups[-1].append(m)
+            else:
+                groups.append([m])
+        by_bin = {}
+        for b, group in enumerate(groups):
+            per_run: dict[int, list[tuple[int, float, int, int]]] = {}
+            for m in group:
+                per_run.setdefault(m[2], []).append(m)
+            # one value per run per point: its mean within the group
+            by_bin[b] = [(round(sum(m[0] for m in ms) / len(ms)), sum(m[1] for m in ms) / len(ms), ms[0][3]) for ms in per_run.values()]
         points = []
-        for size, lifts in sorted(by_size.items(), key=lambda kv: int(kv[0])):
-            vals = sorted(float(v) for v in lifts)
-            points.append(Point(int(size), vals[len(vals) // 2], vals[0] - 2.0, vals[-1] + 2.0))
+        for b in sorted(by_bin):
+            vals = by_bin[b]
+            lifts = sorted(v for _, v, _ in vals)
+            widest = max(_half_width(r) for _, _, r in vals)
+            examples = round(sum(e for e, _, _ in vals) / len(vals))
+            points.append(Point(examples, statistics.median(lifts), lifts[0] - widest, lifts[-1] + widest, len(vals)))
         if points:
-            out[k] = Curve(*k.split("|"), tuple(points), f"measured in {max(len(v) for v in by_size.values())} earlier run(s) on this machine")
+            out[k] = Curve(*k.split("|"), tuple(points), f"measured in {len(runs)} earlier run(s) on this machine")
     return out
 
 
 def curves_for(model: str, data: str, methods: list[str]) -> dict[str, Curve]:
-    """method -> its curve for this model and data: this machine's measurements where they
-    exist, else the shipped prior; methods with neither are absent."""
+    """method -> its curve for this model and data: the shipped prior combined with this
+    machine's measurements where both exist, else whichever exists; methods with neither are
+    absent."""
     shipped, stored = shipped_curves(), stored_curves()
     found = {}
     for m in methods:
@@ -126,29 +174,54 @@ def curves_for(model: str, data: str, methods: list[str]) -> dict[str, Curve]:
     return found
 
 
+def _shipped_runs(curve: Curve) -> int:
+    """How many seeds a shipped prior's points stand for, read from its source ("seeds 0,1")."""
+    found = SHIPPED_RUNS.search(curve.source)
+    if not found:
+        return 1
+    count = 0
+    for part in found.group(1).replace(" ", "").strip(",").split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi) - int(lo) + 1 if hi else 1
+    return max(1, count)
+
+
 def merged(shipped: Curve, stored: Curve) -> Curve:
-    """The shipped prior's points with this machine's measurements added; where both measured
-    the same number of examples, this machine's point wins."""
-    points = {p.examples: p for p in shipped.points} | {p.examples: p for p in stored.points}
-    return Curve(shipped.model, shipped.data, shipped.method, tuple(points[k] for k in sorted(points)), f"{stored.source}, and the {shipped.source}")
+    """The shipped prior and this machine's measurements as one curve. Over the sizes this
+    machine measured, each point's lift is the mean of the two weighted by how many runs stand
+    behind each (the prior's seeds, this machine's runs), and its band spans both bands: a
+    machine that saw a run stall keeps that possibility in the range. Outside those sizes the
+    prior stands alone (a run that stopped at 8,000 examples says nothing about 800)."""
+    first, last = stored.points[0].examples, stored.points[-1].examples
+    w_prior = _shipped_runs(shipped)
+    sizes = sorted({p.examples for p in shipped.points} | {p.examples for p in stored.points})
+    points = []
+    for size in sizes:
+        prior = shipped.at(size)
+        if not first <= size <= last:
+            points.append(Point(size, prior.lift, prior.low, prior.high))
+            continue
+        here = stored.at(size)
+        above = next(p for p in stored.points if p.examples >= size)
+        below = next(p for p in reversed(stored.points) if p.examples <= size)
+        w_here = min(above.runs, below.runs)  # the thinner of the two measured points around it
+        lift = (w_prior * prior.lift + w_here * here.lift) / (w_prior + w_here)
+        points.append(Point(size, lift, min(prior.low, here.low), max(prior.high, here.high)))
+    return Curve(shipped.model, shipped.data, shipped.method, tuple(points), f"{stored.source}, and the {shipped.source}")
 
 
-def remember(model: str, data: str, method: str, points: list[tuple[int, float]]) -> None:
-    """Add a finished trial's (examples, lift in points) to this machine's store."""
+def remember(model: str, data: str, method: str, points: list[tuple[int, float]], rows: int) -> None:
+    """Add one finished trial's (examples, lift in points) measured on `rows` rows to this
+    machine's store, as one run; the last KEPT_RUNS runs per (model, data, method) are kept."""
     if not points:
         return
     path = _store()
-    try:
-        store = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        store = {}
-    entry = store.setdefault(key(model, data, method), {})
-    for examples, lift in points:
-        kept = entry.setdefault(str(int(examples)), [])
-        kept.append(round(float(lift), 2))
-        del kept[:-KEPT_RUNS]
+    store = _read_store()
+    runs = store.setdefault(key(model, data, method), [])
+    runs.append({"points": [[int(e), round(float(v), 2)] for e, v in points], "rows": int(rows)})
+    del runs[:-KEPT_RUNS]
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(store, indent=1))
+    tmp.write_text(json.dumps({"version": STORE_VERSION, "curves": store}, indent=1))
     tmp.replace(path)
 
 
@@ -160,5 +233,6 @@ def learned_from(job, run) -> None:
     majority = (run.baselines().get("majority") or {}).get("accuracy")
     for trial in run.trials():
         if majority is not None and trial.evals:
-            points = [(e["step"] * batch, 100 * (e["accuracy"] - majority)) for e in trial.evals if "step" in e]
-            remember(trial.model or job.model.name, job.data.name, trial.method, points)
+            scored = [e for e in trial.evals if "step" in e]
+            points = [(e["step"] * batch, 100 * (e["accuracy"] - majority)) for e in scored]
+            remember(trial.model or job.model.name, job.data.name, trial.method, points, min((e.get("n") or 0) for e in scored) if scored else 0)

@@ -57,7 +57,7 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
 
     model = tiny_job_data["model"]["name"]
     # Learns after ~12 steps of 8 rows and keeps improving to 400 steps.
-    curves.remember(model, "tiny", "full", [(80, 1.0), (800, 8.0), (3200, 14.0)])
+    curves.remember(model, "tiny", "full", [(80, 1.0), (800, 8.0), (3200, 14.0)], rows=400)
     job = job_file(tiny_job_data, tmp_path, {"full": {"learning_rate": {"loguniform": [1e-3, 1e-2]}}, "bitfit": {}}, max_steps=400)
     out = tmp_path / "run"
     result = runner.invoke(app, ["run", str(job), "--budget", "0.90", "--price-per-hour", "36", "--out", str(out)])

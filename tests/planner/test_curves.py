@@ -1,0 +1,89 @@
+"""This machine's stored learning curves: pooled across runs, with bands no narrower than the
+rows behind them, and merged with the shipped prior so that a run that stalled stays in range."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from budgetft.planner import curves
+from budgetft.planner.curves import Curve, Point
+
+KEY = ("m", "d", "full")
+
+
+def stored() -> Curve:
+    return curves.stored_curves()[curves.key(*KEY)]
+
+
+def test_one_runs_point_gets_the_interval_its_rows_support():
+    curves.remember(*KEY, [(8000, 8.0)], rows=200)
+    (point,) = stored().points
+    # 1.96 * 100 * sqrt(0.25 / 200) = 6.93 points, not a fixed +-2
+    assert point.examples == 8000 and point.lift == 8.0 and point.runs == 1
+    assert point.low == pytest.approx(8.0 - 6.93, abs=0.01) and point.high == pytest.approx(8.0 + 6.93, abs=0.01)
+
+
+def test_runs_that_stopped_at_nearby_sizes_are_one_point_with_their_spread():
+    # Three runs ended at 8,272, 9,144 and 8,800 examples (within 19% of each other): one point,
+    # the median of the three lifts, the band from the lowest minus to the highest plus the interval.
+    curves.remember(*KEY, [(8272, 0.0)], rows=200)
+    curves.remember(*KEY, [(9144, 8.0)], rows=200)
+    curves.remember(*KEY, [(8800, 6.0)], rows=400)
+    (point,) = stored().points
+    assert point.runs == 3 and point.lift == 6.0 and point.examples == round((8272 + 9144 + 8800) / 3)
+    assert point.low == pytest.approx(0.0 - 6.93, abs=0.01) and point.high == pytest.approx(8.0 + 6.93, abs=0.01)
+
+
+def test_sizes_far_apart_stay_separate_points():
+    curves.remember(*KEY, [(3200, 2.0), (8000, 9.0)], rows=200)
+    assert [p.examples for p in stored().points] == [3200, 8000]
+
+
+def test_a_store_from_before_version_2_is_dropped_not_misread(tmp_path):
+    legacy = {curves.key(*KEY): {"9144": [8.0], "8272": [0.0]}}
+    curves._store().write_text(json.dumps(legacy))
+    assert curves.stored_curves() == {}
+    curves.remember(*KEY, [(8000, 5.0)], rows=200)  # the next run starts a version-2 store
+    assert json.loads(curves._store().read_text())["version"] == curves.STORE_VERSION
+    assert [p.lift for p in stored().points] == [5.0]
+
+
+def test_only_the_last_runs_are_kept():
+    for lift in range(curves.KEPT_RUNS + 3):
+        curves.remember(*KEY, [(8000, float(lift))], rows=200)
+    (point,) = stored().points
+    assert point.runs == curves.KEPT_RUNS and point.low == pytest.approx(3.0 - 6.93, abs=0.01)
+
+
+PRIOR = Curve("m", "d", "full", (Point(800, 0.0, -4.8, 4.8), Point(3200, 2.8, -4.8, 9.6), Point(8000, 9.5, 4.4, 15.4)),
+              "shipped prior: measured on 400 rows, seeds 0-3, CPU")
+
+
+def test_the_prior_counts_its_seeds():
+    assert curves._shipped_runs(PRIOR) == 4
+    assert curves._shipped_runs(Curve("m", "d", "x", (), "shipped prior: seeds 0,1, bfloat16")) == 2
+    assert curves._shipped_runs(Curve("m", "d", "x", (), "shipped prior: a paper")) == 1
+
+
+def test_a_stalled_run_on_this_machine_widens_the_forecast_to_include_it():
+    # Four prior seeds say +9.5 (4.4..15.4) at 8,000 examples; this machine saw one run stall at
+    # +0.0 there. The merged point is the runs-weighted mean, and the range reaches down to the
+    # stall's own interval: a forecast that claims 4.4 at the least would be refuted by a rerun.
+    stall = Curve("m", "d", "full", (Point(8000, 0.0, -6.93, 6.93, runs=1),), "measured in 1 earlier run(s) on this machine")
+    both = curves.merged(PRIOR, stall)
+    at = both.at(8000)
+    assert at.lift == pytest.approx((4 * 9.5 + 1 * 0.0) / 5)
+    assert at.low == pytest.approx(-6.93) and at.high == pytest.approx(15.4)
+    # Sizes this machine never measured keep the prior alone.
+    assert both.at(3200) == Point(3200, 2.8, -4.8, 9.6)
+    assert "earlier run" in both.source and "shipped prior" in both.source
+
+
+def test_curves_for_merges_this_machines_runs_into_the_prior():
+    curves.remember("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full", [(8000, 0.0)], rows=200)
+    curve = curves.curves_for("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", ["full"])["full"]
+    shipped = curves.shipped_curves()[curves.key("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full")]
+    assert curve.at(8000).low < shipped.at(8000).low and curve.at(8000).lift < shipped.at(8000).lift
+    assert curve.at(3200) == shipped.at(3200)
