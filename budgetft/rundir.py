@@ -171,6 +171,11 @@ class TrialRecord(Record):
     error: str | None = None
     stop_reason: str | None = None
     stopped_by_meter: bool | None = None
+    # The money moved the trial's last step (budgetft.tune.worker.Worker.horizon): nearer, on a
+    # machine slower than its calibration, or further, on a faster one where the plan allowed
+    # it; its schedule decays to zero at the new end, evaluated there:
+    # {"planned": max_steps, "to": the new last step, "at": the step it was decided, "step_s": pace}.
+    end_moved: dict | None = None
     evals: list[dict] = []
     best_step: int | None = None
     pid: int | None = None
@@ -179,8 +184,16 @@ class TrialRecord(Record):
     class_bias: list[float] | None = None
     examples_per_s: float | None = None
     cost_usd: str | None = None
-    # Frozen blocks served from stored states: {"first_trained_block", "rows_computed", "rows_reused"}.
+    # Frozen blocks served from stored states: {"first_trained_block", "rows_computed", "rows_reused"}
+    # (and "ladder_blocks" for LST: how many blocks' outputs each row's state holds).
     frozen_prefix: dict | None = None
+
+    def _reached_its_cut(self) -> bool:
+        """A trial whose end moved, trained to its new end and evaluated there."""
+        if not self.end_moved:
+            return False
+        to = int(self.end_moved["to"])
+        return self.steps >= to and any(int(e.get("step") or 0) >= to for e in self.evals)
 
     def settle(self, *, budget_stopped: bool, interrupted: bool = False, error: str | None = None) -> None:
         """Give a trial that is still "running" its final status, by one rule wherever it is
@@ -191,8 +204,8 @@ class TrialRecord(Record):
             return
         if error:
             self.status, self.error = "failed", self.error or error
-        elif self.steps >= self.max_steps:
-            self.status = "finished"  # every planned step done, whatever stopped it after
+        elif self.steps >= self.max_steps or self._reached_its_cut():
+            self.status = "finished"  # every planned step done (or every step the money bought, evaluated), whatever stopped it after
         elif self.stop_reason:  # the worker stopped itself: the meter said stop, or nobody paid
             self.status = "stopped_by_cap" if self.stopped_by_meter else "interrupted"
         elif budget_stopped:

@@ -52,6 +52,20 @@ class DataSpec(_Strict):
     eval_split: str = "validation"
     eval_fraction: float = Field(0.2, gt=0, lt=1)
     label_field: str = "label"
+    # A split of rows whose labels are not read (BoolQ's test split: 3,245 rows), for a method that
+    # labels rows itself (iPET: budgetft.methods.ipet); None: no such rows. Never the evaluation
+    # split (its rows are the selection and held-out test rows) nor the train split.
+    unlabelled_split: str | None = None
+
+    @model_validator(mode="after")
+    def _unlabelled_apart(self) -> "DataSpec":
+        if self.unlabelled_split is not None and self.unlabelled_split in (self.eval_split, self.train_split):
+            which = "evaluation" if self.unlabelled_split == self.eval_split else "train"
+            raise ValueError(
+                f"unlabelled_split {self.unlabelled_split!r} is the {which} split; name a split of other rows "
+                "(e.g. BoolQ's test split), since a method labels these rows itself and trains on them"
+            )
+        return self
 
 
 class PromptSpec(_Strict):
@@ -66,6 +80,10 @@ class PromptSpec(_Strict):
     max_length: int = Field(256, ge=8, le=32768)
     # Text used to initialise soft prompts (prompt tuning); default: the template's fixed words.
     init_text: str | None = None
+    # More prompt patterns: format strings over the data's fields, each another wording of the
+    # same question, answered by the same label words (PET, budgetft.methods.pet, trains one
+    # adapter per pattern and scores by their ensemble). The template is pattern 0, these follow.
+    patterns: list[str] = Field(default_factory=list)
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -86,17 +104,29 @@ class PromptSpec(_Strict):
         return value
 
     @property
+    def templates(self) -> list[str]:
+        """Every prompt pattern, the template first."""
+        return [self.template, *self.patterns]
+
+    @property
     def fields(self) -> list[str]:
-        return template_fields(self.template)
+        """The data fields any pattern uses (the template's first): what every row must have."""
+        out: list[str] = []
+        for i, template in enumerate(self.templates):
+            out += [f for f in template_fields(template, _pattern_name(i)) if f not in out]
+        return out
 
     @model_validator(mode="after")
     def _template_ok(self) -> "PromptSpec":
-        if not self.fields:
-            raise ValueError("template uses no data field; write fields as {field_name}")
-        if self.truncate_field is not None and self.truncate_field not in self.fields:
-            raise ValueError(
-                f"truncate_field {self.truncate_field!r} is not in the template's fields {self.fields}"
-            )
+        for i, template in enumerate(self.templates):
+            fields, name = template_fields(template, _pattern_name(i)), _pattern_name(i)
+            if not fields:
+                raise ValueError(f"{name} uses no data field; write fields as {{field_name}}")
+            # Every pattern must be shortened the same way when a row does not fit.
+            if self.truncate_field is not None and self.truncate_field not in fields:
+                raise ValueError(f"truncate_field {self.truncate_field!r} is not in {name}'s fields {fields}")
+            if i and template in self.templates[:i]:
+                raise ValueError(f"{name} repeats an earlier pattern; each pattern is another wording of the prompt")
         return self
 
 
@@ -117,9 +147,10 @@ class TrainSpec(_Strict):
     # fit: before training, fit a per-class bias on the verbalizer's scores to training rows,
     # then train it with the method (see budgetft.scoring.class_bias); none: the raw label-word scores.
     class_bias: Literal["fit", "none"] = "fit"
-    # Methods whose trained parts all sit above frozen blocks (last_k) compute the frozen blocks
-    # once per row and reuse the result in every step, evaluation and trial of the run
-    # (budgetft.methods.frozen_prefix); false: every forward runs every block.
+    # Methods whose trained parts all sit above frozen blocks (last_k), or read them from beside
+    # (LST's side network), compute the frozen blocks once per row and reuse the result in every
+    # step, evaluation and trial of the run (budgetft.methods.frozen_prefix); false: every
+    # forward runs every block.
     reuse_frozen_layers: bool = True
 
 
@@ -227,16 +258,21 @@ def label_key(value: Any) -> str:
     return str(value).strip()
 
 
-def template_fields(template: str) -> list[str]:
+def _pattern_name(index: int) -> str:
+    """How errors name prompt pattern `index`: the template, or an entry of prompt.patterns."""
+    return "prompt.template" if index == 0 else f"prompt.patterns[{index - 1}]"
+
+
+def template_fields(template: str, where: str = "prompt.template") -> list[str]:
     fields: list[str] = []
     try:
         for _, field, _, _ in string.Formatter().parse(template):
             if field is not None and field not in fields:
                 if not field.isidentifier():
-                    raise JobError(f"prompt.template: field {{{field}}} is not a plain field name")
+                    raise JobError(f"{where}: field {{{field}}} is not a plain field name")
                 fields.append(field)
     except ValueError as exc:
-        raise JobError(f"prompt.template: {exc}; write literal braces as {{{{ and }}}}") from None
+        raise JobError(f"{where}: {exc}; write literal braces as {{{{ and }}}}") from None
     return fields
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from budgetft import methods
 from budgetft.data.checks import check_splits, class_token_ids
 from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
+from budgetft.data.patterns import attach as attach_patterns
+from budgetft.data.unlabelled import encode_unlabelled
+from budgetft.methods.phased import check_job
 from budgetft.data.sources import load_splits
 from budgetft.models.loading import ResolvedModel, detect_architecture, load_tokenizer, resolve_model
 from budgetft.spec import JobSpec
@@ -33,6 +36,9 @@ class Task:
     stats: dict = field(default_factory=dict)
     test: Encoded | None = None  # the held-out test rows (eval.test_rows), scored once at the end
     test_rows: list[int] = field(default_factory=list)  # their indices in the evaluation split
+    # Rows without labels (data.unlabelled_split), apart from the evaluation split, for a method
+    # that labels rows itself (iPET); None where the job names no such split.
+    unlabelled: Encoded | None = None
 
     @property
     def pad_id(self) -> int:
@@ -63,7 +69,9 @@ def prepare_task(job: JobSpec) -> Task:
     resolved = resolve_model(job.model)
     resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
     for name in job.methods:  # a method that cannot run on this model is refused now, not mid-run
-        methods.check_supports(name, resolved.architecture)
+        method = methods.check_supports(name, resolved.architecture)
+        # ... and one that trains on prompt patterns (PET) or unlabelled rows (iPET) the job lacks
+        check_job(method, job.space_for(name), len(job.prompt.templates), bool(splits.unlabelled))
     tokenizer = load_tokenizer(resolved)
     class_tokens = class_token_ids(tokenizer, job.prompt.labels)
     budget = job.prompt.max_length - max(len(t) for t in class_tokens)
@@ -84,6 +92,11 @@ def prepare_task(job: JobSpec) -> Task:
     train, hit_train = cached_encode(train_rows, job.prompt, job.data.label_field, tokenizer, budget, fp)
     evaluation, hit_eval = cached_encode([splits.eval[i] for i in eval_rows], job.prompt, job.data.label_field, tokenizer, budget, fp)
     test = cached_encode([splits.eval[i] for i in test_rows], job.prompt, job.data.label_field, tokenizer, budget, fp)[0] if test_rows else None
+    # The job's other prompt patterns, encoded when a trial first asks (budgetft.data.patterns).
+    for encoded, rows in ((train, train_rows), (evaluation, [splits.eval[i] for i in eval_rows]), (test, [splits.eval[i] for i in test_rows])):
+        if encoded is not None:
+            attach_patterns(encoded, rows, job.prompt, tokenizer, budget, job.data.label_field, fp)
+    unlabelled, dropped = encode_unlabelled(splits.unlabelled, splits.eval, job.prompt, tokenizer, budget)
     t2 = time.perf_counter()
     stats = {
         "train_rows": len(train),
@@ -97,7 +110,10 @@ def prepare_task(job: JobSpec) -> Task:
         "tokenize_cache_hit": hit_train and hit_eval,
         "prepare_s": round(t2 - t0, 3),
     }
-    return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats, test, test_rows)
+    if job.data.unlabelled_split is not None:
+        stats["unlabelled_rows"] = 0 if unlabelled is None else len(unlabelled)
+        stats["unlabelled_dropped_as_eval_rows"] = dropped
+    return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats, test, test_rows, unlabelled)
 
 
 def prepare_tasks(job: JobSpec) -> dict[str, Task]:

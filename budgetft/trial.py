@@ -9,8 +9,10 @@ the planned steps. Scoring lives in budgetft.scoring; this module is the loop al
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +22,7 @@ from budgetft import methods
 from budgetft.data.batching import length_grouped_batches
 from budgetft.methods._peft import virtual_token_offset
 from budgetft.methods.context import context_for
-from budgetft.methods.counting import count_model
+from budgetft.methods.counting import count_model, partially_trained
 from budgetft.scoring import class_bias, verbalizer
 from budgetft.scoring.rows import evaluate, scoring_of
 from budgetft.task import Task
@@ -112,13 +114,36 @@ class TrialResult:
         return self.evals[-1] if self.evals else {}
 
 
-def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
+# The pace a trial's end is judged by: the median of its last PACE_STEPS steps (seconds), once it
+# has PACE_MIN_STEPS of them; a phase's first step is left out (allocation, caches, a store's
+# first visits), and the median ignores a lone slow step.
+PACE_STEPS = 20
+PACE_MIN_STEPS = 5
 
-    return factor
+
+@dataclass
+class _Schedule:
+    """Linear warm-up, then linear decay to zero at `total` steps (of a phase). The end may move
+    while the phase runs (a machine slower or faster than calibrated: run_trial's `horizon`):
+    from the step where it moved, the factor then falls linearly from where it stood to zero at
+    the new end, so the trial still ends decayed, without a jump."""
+
+    warmup: int
+    total: int
+    cut_at: int | None = None  # the step the end moved at
+    cut_factor: float = 0.0  # the factor there
+
+    def factor(self, step: int) -> float:
+        if self.cut_at is not None and step >= self.cut_at:
+            return max(0.0, self.cut_factor * (self.total - step) / max(1, self.total - self.cut_at))
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+    def end_at(self, step: int, total: int) -> None:
+        """Decay from `step` (the next to run, counted in the phase) to zero at `total`."""
+        self.cut_factor = self.factor(step)
+        self.cut_at, self.total = step, total
 
 
 def _batches(task: Task, batch_size: int, seed: int):
@@ -139,6 +164,7 @@ def run_trial(
     may_continue: Callable[[str], bool] | None = None,
     on_phase: Callable[[str], None] | None = None,
     on_model: Callable[[object], None] | None = None,
+    horizon: Callable[[int, float, int], int] | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
@@ -146,7 +172,12 @@ def run_trial(
     trial (e.g. the money is spent); on_phase
     hears "training" / "evaluating" as the loop switches; on_model gets the model once the
     method is applied (e.g. to checkpoint it from on_eval), again as each phase of a phased
-    method applies its own.
+    method applies its own. horizon(step, seconds per step lately, current last step) is asked
+    after each step of the last phase and returns the last step the money buys: on a machine
+    slower than its calibration the end moves nearer, and the schedule decays to zero by it
+    and the trial evaluates there, instead of being cut mid-schedule before any evaluation; on
+    a faster one (and only where the caller allows it) the end moves further, the decay
+    stretched from where it stands, so money a pessimistic calibration left idle trains.
     Returns the result and the trained model."""
     import torch
 
@@ -156,6 +187,9 @@ def run_trial(
 
     torch.manual_seed(settings.seed)
     device = pick_device()
+    # A method whose phases train on prompt patterns (PET) or unlabelled rows (iPET) the job
+    # lacks is refused before the model loads.
+    phased.check_data(methods.get(settings.method), settings.config, len(task.job.prompt.templates), task.unlabelled is not None)
     if model is None:
         model = load_model(task.model)
     method = methods.get(settings.method)
@@ -169,21 +203,28 @@ def run_trial(
         for part in parts:
             methods.check_supports(part.method, task.model.architecture)
         method.apply(build_meta_model(model.config, task.model.architecture, num_labels=len(task.class_names)), settings.config, context)
-        parts = [(methods.get(p.method), dict(p.config), n) for p, n in zip(parts, phased.steps_of(parts, settings.steps))]
+        parts = [(methods.get(p.method), dict(p.config), n, p) for p, n in zip(parts, phased.steps_of(parts, settings.steps))]
     else:
-        parts = [(method, settings.config, settings.steps)]
+        parts = [(method, settings.config, settings.steps, None)]
     precision = precision_for(device)
     apply_precision(precision)
-    loop = _Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase)
-    for i, (part, config, steps) in enumerate(parts):
-        model = part.apply(model, config, context)
+    context = replace(context, batch_backward=_batch_backward(task, settings, device, precision))
+    loop = _Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon)
+    rows, generation = task, 0  # the training rows the phases train on, and their generation
+    for i, (part, config, steps, phase) in enumerate(parts):
+        if phase is not None and phase.generation != generation:  # iPET: the ensemble so far labels rows for the next
+            generation = phase.generation
+            rows = loop.pseudo_label(model, phase.pseudo_labels, generation)
+            if rows is None:  # not paid for: the model stays the last generation's ensemble
+                break
+        model = phased.apply_phase(part, model, config, context, phase)  # a phase's own adapter joins an ensemble
         model.to(device)
         model.train()
         bias = getattr(model, class_bias.ATTRIBUTE, None)
         if bias is not None:  # fitted before the first phase, trained by every phase
             bias.requires_grad_(True)
         if len(parts) > 1:
-            phased.remember_trained(model)
+            phased.remember_trained(model, i + 1)
         frozen = None
         if settings.reuse_frozen_layers and part.train_step is None:
             from budgetft.methods import frozen_prefix
@@ -196,9 +237,12 @@ def run_trial(
         try:
             if loop.result is None:
                 loop.start(model, method)
+            elif len(parts) > 1:  # a later phase may add what it trains (mezo_lst's side network)
+                loop.result.trainable_params, loop.result.total_params = phased.count_trained(model)
+                loop.refit_bias(model, phased.rows_for(rows, phase))
             if on_model:
                 on_model(model)
-            stopped = loop.train(model, part, config, steps)
+            stopped = loop.train(model, part, config, steps, last=i == len(parts) - 1, rows=phased.rows_for(rows, phase))
             if frozen is not None:
                 loop.note_frozen(frozen.summary())
         finally:
@@ -213,9 +257,10 @@ class _Loop:
     """The training loop of one trial, across its phases: one stream of batches, one step count,
     one result; each phase brings its own optimiser and learning-rate schedule."""
 
-    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase):
+    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase, horizon=None):
         self.task, self.settings, self.precision = task, settings, precision
         self.on_step, self.on_eval, self.may_continue, self.on_phase = on_step, on_eval, may_continue, on_phase
+        self.horizon = horizon
         self.batches = _batches(task, settings.batch_size, settings.seed)
         self.micro = settings.micro_batch_size or settings.batch_size
         self.result: TrialResult | None = None
@@ -241,26 +286,64 @@ class _Loop:
         self.result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
         self.result.class_bias_seconds = bias_seconds
 
+    def pseudo_label(self, model, factor: float, generation: int) -> Task | None:
+        """The trial's task with its training rows plus `factor` times as many unlabelled rows
+        labelled by the model as it stands (the last generation's ensemble: budgetft.scoring.
+        pseudo_labels), from which the batches of the generation's phases are then drawn; None
+        when may_continue refuses the work (it is asked as before a step)."""
+        from budgetft.scoring.pseudo_labels import pseudo_labelled
+
+        if self.may_continue is not None and not self.may_continue("step"):
+            self.result.stop_reason = "stopped before labelling rows for generation %d: not paid for" % generation
+            return None
+        if self.on_phase:
+            self.on_phase("training")  # labelling rows to train on is training, paid as such
+        t0 = time.perf_counter()
+        seed = self.settings.seed + generation
+        rows, _ = pseudo_labelled(model, self.task, factor, seed, self.settings.eval_batch_size, self.precision)
+        self.t_train += time.perf_counter() - t0
+        self.batches = _batches(rows, self.settings.batch_size, seed)
+        return rows
+
+    def refit_bias(self, model, rows: Task) -> None:
+        """A later phase whose method put the class bias away (a new member of an ensemble of
+        adapters: budgetft.methods.ensemble) gets its own, fitted as the first phase's was, on
+        its own encoding of the training rows (`rows`): each member has its pattern's prior."""
+        if self.result.class_bias is None or getattr(model, class_bias.ATTRIBUTE, None) is not None:
+            return
+        if self.on_phase:
+            self.on_phase("training")
+        t0 = time.perf_counter()
+        bias = class_bias.fit_on_training_rows(model, rows, self.settings.seed, self.precision, batch_size=self.settings.eval_batch_size)
+        class_bias.attach(model, bias)
+        self.result.class_bias_seconds += time.perf_counter() - t0
+
     def note_frozen(self, summary: dict) -> None:
         old = self.result.frozen_prefix
         if old is not None:  # a second phase with a frozen prefix: add up the rows
             summary = {**summary, "rows_computed": old["rows_computed"] + summary["rows_computed"], "rows_reused": old["rows_reused"] + summary["rows_reused"]}
         self.result.frozen_prefix = summary
 
-    def train(self, model, method, config: dict, steps: int) -> bool:
-        """`steps` optimiser steps of `method` (one phase); True if the trial stopped early."""
+    def train(self, model, method, config: dict, steps: int, last: bool = True, rows: Task | None = None) -> bool:
+        """`steps` optimiser steps of `method` (one phase); True if the trial stopped early.
+        In the trial's last phase, `horizon` may move its end (see run_trial). rows: the
+        task whose training rows the phase trains on (the same rows under the phase's prompt
+        pattern: budgetft.methods.phased.rows_for); evaluation stays on the trial's task."""
         import torch
 
         from budgetft.telemetry.precision import grad_scaler
 
         settings, task, precision, result = self.settings, self.task, self.precision, self.result
+        train_task = rows if rows is not None else task
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=float(config["learning_rate"]), weight_decay=settings.weight_decay)
-        warmup = math.ceil(settings.warmup_ratio * steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, steps))
+        optimizer = torch.optim.AdamW(_param_groups(model, params), lr=float(config["learning_rate"]), weight_decay=settings.weight_decay)
+        schedule = _Schedule(math.ceil(settings.warmup_ratio * steps), steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
         offset = virtual_token_offset(model)
         scaler = grad_scaler(precision)  # scales only for fp16
-        for _ in range(steps):
+        start, end = self.step, self.step + steps
+        recent: deque[float] = deque(maxlen=PACE_STEPS)
+        while self.step < end:
             step = self.step + 1
             if self.may_continue is not None and not self.may_continue("step"):
                 result.stop_reason = "stopped before step %d: not paid for" % step
@@ -271,11 +354,11 @@ class _Loop:
                 try:
                     if method.train_step is not None:  # its own update, e.g. MeZO: forward passes only
                         micro = self.micro
-                        batch_loss = lambda: _accumulate(model, task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
+                        batch_loss = lambda: _accumulate(model, train_task, idx, micro, offset, settings.loss, precision, backward=False)  # noqa: E731
                         lr = scheduler.get_last_lr()[0]
                         loss, step_tokens, step_padded = method.train_step(model, params, batch_loss, lr, config)
                     else:
-                        loss, step_tokens, step_padded = _accumulate(model, task, idx, self.micro, offset, settings.loss, precision, scaler)
+                        loss, step_tokens, step_padded = _accumulate(model, train_task, idx, self.micro, offset, settings.loss, precision, scaler)
                     break
                 except torch.OutOfMemoryError:
                     if self.micro == 1:
@@ -289,7 +372,7 @@ class _Loop:
                 scaler.step(optimizer)
                 scaler.update()
                 if method.after_step is not None:  # e.g. AdaLoRA's rank allocation, reads the gradients
-                    method.after_step(model, step, settings.steps)
+                    method.after_step(model, step, start + schedule.total)  # the phase's end, moved nearer if cut
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_seconds = time.perf_counter() - t0
@@ -302,7 +385,19 @@ class _Loop:
             result.losses.append((step, loss))
             if self.on_step:
                 self.on_step(StepLog(step, loss, result.examples / self.t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
-            if settings.is_eval_step(step):
+            if step > start + 1:
+                recent.append(step_seconds)
+            if last and self.horizon is not None and len(recent) >= PACE_MIN_STEPS and step < end:
+                new_end = max(step, int(self.horizon(step, statistics.median(recent), end)))
+                if new_end != end:
+                    end = new_end
+                    schedule.end_at(scheduler.last_epoch, end - start)
+                    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):  # the next step's rate, already set
+                        group["lr"] = base * schedule.factor(scheduler.last_epoch)
+            planned = start + steps
+            # A moved end is evaluated, and the planned one no longer is (the rungs before both stay).
+            evaluate_now = settings.is_eval_step(step) if end == planned else (step == end or (settings.is_eval_step(step) and step < min(end, planned)))
+            if evaluate_now:
                 if self.may_continue is not None and not self.may_continue("evaluation"):
                     result.stop_reason = "stopped before the evaluation at step %d: not paid for" % step
                     return True
@@ -327,6 +422,32 @@ class _Loop:
         result.examples_per_s = result.examples / self.t_train if self.t_train else 0.0
         result.padded_share = self.padded / self.tokens if self.tokens else 0.0
         return result
+
+
+def _batch_backward(task: Task, settings: TrialSettings, device, precision) -> Callable[[object], float]:
+    """ApplyContext.batch_backward for this trial: batches from a stream of their own with the
+    trial's seed (the batches training starts with; the trial's own stream is not advanced)."""
+    batches = _batches(task, settings.batch_size, settings.seed)
+    micro = settings.micro_batch_size or settings.batch_size
+
+    def backward(model) -> float:
+        model.to(device)  # the method looks at the data where training will run
+        loss, _, _ = _accumulate(model, task, next(batches), micro, virtual_token_offset(model), settings.loss, precision)
+        return loss
+
+    return backward
+
+
+def _param_groups(model, params: list) -> list:
+    """AdamW's parameter groups: one, unless the method trains only some entries of some tensors
+    (counting.partially_trained, fish_mask's fixed mask). Those get no weight decay: AdamW's
+    decoupled decay shrinks every entry of a tensor, the entries the mask keeps fixed too."""
+    names, _ = partially_trained(model)
+    if not names:
+        return params
+    partial = {id(p) for n, p in model.named_parameters() if n in names}
+    groups = [{"params": [p for p in params if id(p) not in partial]}, {"params": [p for p in params if id(p) in partial], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _accumulate(

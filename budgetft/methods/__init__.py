@@ -20,7 +20,9 @@ _MODULES = (
     # ours
     "last_k", "houlsby", "pfeiffer", "mezo",
     # ours: what the studies compare and no library ships (issue 15)
-    "siva", "pasta", "mezo_top_k", "lst",
+    "siva", "pasta", "mezo_top_k", "lst", "adamix", "fish_mask", "mezo_lst",
+    # ours: PET's ensemble of prompt patterns, one LoRA adapter each
+    "pet", "ipet",
 )
 
 REGISTRY: dict[str, Method] = {}

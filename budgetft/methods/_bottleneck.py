@@ -61,11 +61,12 @@ def _out_features(module: Any) -> int:
     return int(getattr(module, "out_features", None) or module.nf)
 
 
-def insert_adapters(model: Any, reduction_factor: int, after_attention: bool) -> Any:
+def insert_adapters(model: Any, reduction_factor: int, after_attention: bool, build: Any = None) -> Any:
     """Add an adapter after every block's feed-forward output (Pfeiffer), and after its
     attention output too when after_attention (Houlsby). Only adapters (and an encoder's
-    classification head) are trainable."""
-    Bottleneck = _bottleneck_class()
+    classification head) are trainable. `build(dim, size, like)` makes each adapter (default:
+    one Bottleneck; AdaMix passes its mixture of bottlenecks)."""
+    Bottleneck = build or _bottleneck_class()
     freeze_all(model)
     placements = (ATTENTION_OUT, FEED_FORWARD_OUT) if after_attention else (FEED_FORWARD_OUT,)
     for block in transformer_blocks(model):

@@ -15,10 +15,18 @@ def task_type(model: Any) -> Any:
     return TaskType.SEQ_CLS if architecture_of(model) == ENCODER else TaskType.CAUSAL_LM
 
 
-def wrap(model: Any, peft_config: Any) -> Any:
-    from peft import get_peft_model
+def wrap(model: Any, peft_config: Any, adapter: str | None = None) -> Any:
+    """The model with a peft adapter. adapter: its name (ApplyContext.adapter); a model that has
+    peft adapters already gets this one beside them, made the active one."""
+    from peft import PeftModel, get_peft_model
 
-    return get_peft_model(model, peft_config)
+    if adapter is None:
+        return get_peft_model(model, peft_config)
+    if isinstance(model, PeftModel):
+        model.add_adapter(adapter, peft_config)
+        model.set_adapter(adapter)
+        return model
+    return get_peft_model(model, peft_config, adapter_name=adapter)
 
 
 def init_prompt_from_text(peft_model: Any, context: Any, num_virtual_tokens: int, text: str | None = None) -> None:

@@ -26,10 +26,26 @@ class Phase:
     method: str
     config: dict[str, Any]
     share: float
+    # The prompt pattern whose encoding of the training rows this phase trains on: 0 is the
+    # job's prompt.template, k its prompt.patterns[k - 1] (PET: one phase per pattern).
+    pattern: int = 0
+    # A name for an adapter of this phase's own, added beside the earlier phases' adapters
+    # instead of training on from them; the phases' adapters are then the members of an ensemble
+    # (budgetft.methods.ensemble), scored by the mean of their class scores. None: the phase
+    # trains the model as the earlier phases left it.
+    adapter: str | None = None
+    # Self-training (iPET): the generation of the ensemble this phase's adapter belongs to. When
+    # a later generation's first phase starts, the ensemble the earlier one left labels rows of
+    # the job's unlabelled split (budgetft.scoring.pseudo_labels), the generation's phases train
+    # on the trial's training rows plus those, and its adapters replace the earlier ones.
+    generation: int = 0
+    # How many rows that labelling adds, as a multiple of the trial's training rows (0: none).
+    pseudo_labels: float = 0.0
 
 
 class MethodUnsupported(ValueError):
-    """A method asked for on an architecture it cannot run on; the message names both and the fix."""
+    """A method asked for where it cannot run: on an architecture it does not support, or on a
+    job without the prompt patterns it trains on; the message names both and the fix."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+# A method that trains only some entries of some tensors (fish_mask's fixed sparse mask) keeps
+# those tensors trainable and records on the model which they are and how many of their entries
+# train in all: {"names": [parameter names], "entries": k}. Counting counts those k entries,
+# not the tensors; the trial gives those tensors no weight decay (budgetft.trial._param_groups).
+PARTIAL = "budgetft_partially_trained"
+
 
 def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: int | None = None) -> Any:
     """A weight-free model as training would load it: a causal LM, or an encoder with a
@@ -30,12 +36,23 @@ def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: 
         return auto.from_config(model_config)
 
 
+def partially_trained(model: Any) -> tuple[set[str], int]:
+    """(names of the tensors the method trains only in part, how many of their entries train):
+    (empty set, 0) for every method that trains whole tensors. See PARTIAL."""
+    record = getattr(model, PARTIAL, None)
+    if record is None:
+        return set(), 0
+    return set(record["names"]), int(record["entries"])
+
+
 def count_model(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters of a model as it stands, the one count budgetft uses. A tied
     weight is counted once; the verbalizer's class bias (one value per class, budgetft.scoring.
-    class_bias) belongs to the trial, not to the method, and is not counted."""
+    class_bias) belongs to the trial, not to the method, and is not counted. Tensors a method
+    trains only in part (PARTIAL) count as the entries that train."""
     from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
 
+    partial, entries = partially_trained(model)
     seen: set[int] = set()
     trainable = total = 0
     for name, param in model.named_parameters():  # deduplicated: tied weights appear once
@@ -43,8 +60,8 @@ def count_model(model: Any) -> tuple[int, int]:
             continue
         seen.add(id(param))
         total += param.numel()
-        trainable += param.numel() if param.requires_grad else 0
-    return trainable, total
+        trainable += param.numel() if param.requires_grad and name not in partial else 0
+    return trainable + entries, total
 
 
 def count_params(method: Any, model_or_config: Any, overrides: dict[str, Any] | None = None) -> tuple[int, int]:

@@ -58,6 +58,7 @@ def apply(model, config, context):
             use_dora=bool(config.get("use_dora", False)),
             init_lora_weights=INITS[init],
         ),
+        adapter=getattr(context, "adapter", None),  # a phase's own adapter (PET: one per prompt pattern)
     )
 
 

@@ -14,12 +14,18 @@ encoder's classification head, trained by every method) read it as before.
 
 Ours (no library ships it). Connection dropout as in the study behind issue 15 (RoBERTa-large +
 9-LST + dropout: 94.84% on SST-2 against 93.12% for plain LST).
+
+The frozen blocks' outputs depend only on a row's tokens: with the trial's reuse_frozen_layers
+they are computed once per row and served on later visits (budgetft.methods.frozen_prefix,
+LadderStates), every block's for LST, the blocks below the top k for k-LST.
 """
 
 from __future__ import annotations
 
 from budgetft.methods.arch import freeze_all, make_head_trainable, transformer_blocks
 from budgetft.methods.base import Method
+
+SIDE = "lst_side"  # the side network's attribute on the model (and its parameters' name prefix)
 
 
 def _side_class():
@@ -68,7 +74,7 @@ def apply(model, config, context):
         raise ValueError(f"lst: k={k}, but the model has {len(blocks)} blocks; choose 0 (LST) to {len(blocks) - 1} (k-LST)")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"lst: ladder_dropout is {dropout}; it is a probability below 1 (e.g. 0.1)")
-    if hasattr(model, "lst_side"):
+    if hasattr(model, SIDE):
         raise ValueError("this model already has an LST side network")
     freeze_all(model)
     for block in list(blocks)[len(blocks) - k :]:
@@ -77,7 +83,7 @@ def apply(model, config, context):
     width = int(model.config.hidden_size)
     like = next(model.parameters())
     side = _side_class()(width, len(blocks), reduction, dropout, like)
-    model.lst_side = side  # registered as a child: saved with the trainable tensors
+    setattr(model, SIDE, side)  # registered as a child: saved with the trainable tensors
     states: list = []
 
     def keep(block, args, output):

@@ -32,8 +32,9 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
     method = methods.get(method_name)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    if _is_peft(model):
-        # The adapter only (kilobytes to a few MB), never the base weights.
+    if _is_peft(model) and method.uses_peft:
+        # The adapter only (kilobytes to a few MB), never the base weights. A method built from
+        # peft adapters that saves its own tensors (PET's several adapters) goes below.
         model.save_pretrained(str(path))
         layout = "peft"
     else:
@@ -54,9 +55,19 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
         save_file(tensors, str(path / TENSORS))
         layout = "tensors"
     manifest = {"method": method.name, "config": _jsonable(config), "layout": layout}
+    from budgetft.methods.phased import phases_applied
+
+    applied = phases_applied(model)
+    if method.phases is not None and applied is not None:
+        manifest["phases"] = applied  # loading rebuilds exactly the phases these weights had
     bias = class_bias.class_bias_of(model)
     if bias is not None:
         manifest["class_bias"] = bias
+    from budgetft.methods import ensemble
+
+    members = ensemble.describe(model)
+    if members is not None:
+        manifest["members"] = members  # an ensemble's adapters: their patterns and class biases
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -73,13 +84,22 @@ def load_trained(base_model: Any, method_name: str, config: dict, path: Path, co
     manifest = json.loads(manifest_file.read_text())
     if manifest["method"] != method.name:
         raise ValueError(f"{path} holds a {manifest['method']!r} adapter, not {method.name!r}")
-    model = method.apply(base_model, config, context or ApplyContext())
+    if method.phases is not None and manifest.get("phases") is not None:
+        from budgetft.methods.phased import apply_phases
+
+        model = apply_phases(method.phases, base_model, config, context or ApplyContext(), int(manifest["phases"]))
+    else:
+        model = method.apply(base_model, config, context or ApplyContext())
     if manifest["layout"] == "peft":
         _load_peft(model, path)
     else:
         _load_tensors(model, path / TENSORS)
     if manifest.get("class_bias") is not None:
         class_bias.attach(model, manifest["class_bias"])
+    if manifest.get("members") is not None:
+        from budgetft.methods import ensemble
+
+        ensemble.restore(model, manifest["members"])
     model.eval()
     return model
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from budgetft.methods.base import Phase
 
 TRAINED = "_budgetft_trained_names"  # on the model: every parameter name some phase trained
+APPLIED = "_budgetft_phases_applied"  # on the model: how many of its phases have been applied
 
 
 def steps_of(phases: list[Phase], total: int) -> list[int]:
@@ -35,10 +36,17 @@ def steps_of(phases: list[Phase], total: int) -> list[int]:
     return out
 
 
-def remember_trained(model: Any) -> None:
-    """Add the parameters this phase trains to the model's record of what any phase trained."""
+def remember_trained(model: Any, applied: int) -> None:
+    """Add the parameters this phase trains to the model's record of what any phase trained,
+    and note that `applied` phases are now on the model (what its weights are saved at)."""
     names = model.__dict__.setdefault(TRAINED, set())
     names.update(n for n, p in model.named_parameters() if p.requires_grad)
+    model.__dict__[APPLIED] = applied
+
+
+def phases_applied(model: Any) -> int | None:
+    """How many phases a phased method's model has had applied (None: not a phased trial's)."""
+    return model.__dict__.get(APPLIED)
 
 
 def trained_names(model: Any) -> set[str] | None:
@@ -46,19 +54,121 @@ def trained_names(model: Any) -> set[str] | None:
     return model.__dict__.get(TRAINED)
 
 
+def apply_phase(method: Any, model: Any, config: dict, context: Any, phase: Phase | None = None) -> Any:
+    """Apply one phase's method. A phase with an adapter of its own (Phase.adapter) adds it beside
+    the earlier phases' adapters, and it joins the model's ensemble (budgetft.methods.ensemble)."""
+    if phase is None or phase.adapter is None:
+        return method.apply(model, config, context)
+    from dataclasses import replace
+
+    from budgetft.methods import ensemble
+
+    model = method.apply(model, config, replace(context, adapter=phase.adapter))
+    if phase.adapter not in (getattr(model, "peft_config", None) or {}):
+        raise ValueError(f"phase method {method.name!r} cannot add an adapter of its own ({phase.adapter!r}); give the phase a peft method such as lora")
+    ensemble.join(model, phase.adapter, phase.pattern, phase.generation)
+    return model
+
+
+def patterns_needed(phases: list[Phase]) -> int:
+    """How many prompt patterns (the template first) the phases train on."""
+    return 1 + max((p.pattern for p in phases), default=0)
+
+
+def check_data(method: Any, config: dict, available: int, unlabelled: bool) -> None:
+    """Refuse, before anything is spent, a phased method whose phases train on more prompt
+    patterns than the job has (`available`, the template included), or on rows it labels itself
+    where the job has no unlabelled rows (MethodUnsupported, naming the fix)."""
+    from budgetft.methods.base import MethodUnsupported
+
+    if method.phases is None:
+        return
+    phases = method.phases(config)
+    if any(p.pseudo_labels > 0 for p in phases) and not unlabelled:
+        raise MethodUnsupported(
+            f"method {method.name!r} trains its later generations on rows of the job's unlabelled split that it labels itself, "
+            "and the job has none: set data.unlabelled_split to a split of rows without labels, apart from the evaluation split "
+            "(the embedded BoolQ has one: --set data.unlabelled_split=test)"
+        )
+    need = patterns_needed(phases)
+    if need > available:
+        fewer = f", or lower {method.name}'s `patterns` (it is {config['patterns']})" if "patterns" in config else ""
+        raise MethodUnsupported(
+            f"method {method.name!r} trains on {need} prompt patterns and the job has {available} "
+            f"(prompt.template and {available - 1} prompt.patterns); add {need - available} more to prompt.patterns "
+            f"(each another wording of the prompt over the same fields, answered by the same label words){fewer}"
+        )
+
+
+def check_job(method: Any, space: dict, available: int, unlabelled: bool) -> None:
+    """check_data for a method as a job lists it, at the fewest patterns its search space allows
+    (a list's smallest value; a range leaves the default): a job refused here could run no
+    trial of the method."""
+    fewest = {k: min(v) if isinstance(v, list) and v else v for k, v in space.items() if not isinstance(v, dict)}
+    check_data(method, method.config(fewest), available, unlabelled)
+
+
+def scoring_passes(method: Any, config: dict) -> int:
+    """Forward passes an evaluation makes per row: one, or one per member of the ensemble a
+    phased method's own adapters make (PET: one per prompt pattern; iPET: its last generation's)."""
+    if method.phases is None:
+        return 1
+    phases = method.phases(config)
+    last = max(p.generation for p in phases)
+    return max(1, sum(1 for p in phases if p.adapter is not None and p.generation == last))
+
+
+def rows_for(task: Any, phase: Phase | None) -> Any:
+    """The task whose training rows a phase trains on: the trial's, or the same rows under the
+    phase's prompt pattern (row i is the same example in each; evaluation stays on the trial's)."""
+    if phase is None or phase.pattern == 0:
+        return task
+    from dataclasses import replace
+
+    return replace(task, train=task.train.patterns.get(phase.pattern))  # check_patterns vouched for it
+
+
 def apply_all(phases: Callable[[dict], list[Phase]]) -> Callable[..., Any]:
     """An `apply` for a phased method (loading, counting): every phase's method in order, then
     every parameter any of them trained made trainable, as saved."""
 
     def apply(model, config, context):
-        from budgetft import methods
-
-        trained: set[str] = set()
-        for phase in phases(config):
-            model = methods.get(phase.method).apply(model, phase.config, context)
-            trained.update(n for n, p in model.named_parameters() if p.requires_grad)
-        for name, param in model.named_parameters():
-            param.requires_grad_(name in trained)
-        return model
+        return apply_phases(phases, model, config, context)
 
     return apply
+
+
+def apply_phases(phases: Callable[[dict], list[Phase]], model: Any, config: dict, context: Any, count: int | None = None) -> Any:
+    """The first `count` phases' methods applied in order (all when None), then every parameter
+    any of them trained made trainable. Loading weights saved before the last phase applied
+    (a trial whose best evaluation, or ASHA's stop, came in its MeZO phase) must rebuild only
+    the phases they were saved at: a later phase adds what those weights never had (LST's side
+    network)."""
+    from budgetft import methods
+
+    trained: set[str] = set()
+    for phase in phases(config)[:count]:
+        model = apply_phase(methods.get(phase.method), model, phase.config, context, phase)
+        trained.update(n for n, p in model.named_parameters() if p.requires_grad)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trained)
+    return model
+
+
+def count_trained(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters of a phased method's model as it stands: trainable is every
+    parameter some phase trained, counted as budgetft.methods.counting.count_model counts (a
+    later phase may add what it trains, e.g. mezo_lst's side network), so a trial reports what
+    the registry's count_params reports for the method (apply_all makes that union trainable)."""
+    from budgetft.methods.counting import count_model
+
+    names = trained_names(model) or set()
+    params = list(model.named_parameters())
+    was = [p.requires_grad for _, p in params]
+    try:
+        for name, param in params:
+            param.requires_grad_(name in names)
+        return count_model(model)
+    finally:
+        for (_, param), flag in zip(params, was):
+            param.requires_grad_(flag)

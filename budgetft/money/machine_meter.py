@@ -7,7 +7,8 @@ says where the money went. Because every second is charged before it passes, a c
 kill -9 loses no spend: the ledger always covers the time used.
 
 Workers (Ray trial processes) cannot see this thread, so it publishes `meter.json`:
-    {"paid_until": <unix time>, "heartbeat": <unix time>, "stop": <bool>, "reason": str, "session": int}
+    {"paid_until": <unix time>, "heartbeat": <unix time>, "stop": <bool>, "reason": str, "session": int,
+     "money_ends": <unix time: when, at this rate, the money left above the reserve runs out>}
 The payment protocol, as a worker sees it before each step or evaluation (`wait_for_payment`):
   - the meter says stop (the cap is reached, or the run is ending)      -> stop, "by the cap";
   - the run was resumed by a newer session                              -> stop;
@@ -26,6 +27,7 @@ stops buying time and raises the stop flag; the scheduler's Stopper ends all tri
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ class MachineMeter:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_wall = clock()
+        self._lookahead = lookahead_s  # the last top-up's lookahead, seconds
 
     def unused_usd(self) -> Decimal:
         """Prepaid time not yet used (the lookahead, or the rest of the first minute's
@@ -145,6 +148,7 @@ class MachineMeter:
             except Exception:  # noqa: BLE001 - a half-written phase file: use the base lookahead
                 need = 0.0
             lookahead = max(self.lookahead_s, NEED_MARGIN * need)
+            self._lookahead = lookahead
             while float(self.meter.paid_seconds) < float(self.meter.elapsed()) + lookahead:
                 if not self._buy_slice():
                     break
@@ -183,9 +187,27 @@ class MachineMeter:
             self.reason = reason
             self.stopped.set()
 
+    def money_ends(self, paid_until: float) -> float | None:
+        """The wall-clock time (unix seconds) at which the meter will raise its stop flag, the
+        money above the reserve spent: what a trial's schedule must end before. It keeps buying
+        slices until the paid time no longer runs `lookahead` ahead of the clock, so the stop
+        comes a lookahead before the last slice bought runs out. Slices are priced as they are
+        bought (rounded up) plus a micro-dollar, and counted whole."""
+        if self.stopped.is_set():
+            return self.clock()
+        left = self.ledger.cap - self.ledger.spent - self.reserve_usd
+        if left <= 0:
+            return max(self.clock(), paid_until - self._lookahead)
+        per_slice = self.meter.quote(self.slice_s)
+        if per_slice <= 0:
+            return None  # free time: no end
+        slices = int(left // (per_slice + Decimal("0.000001")))
+        return max(self.clock(), paid_until + slices * self.slice_s - self._lookahead)
+
     def _publish(self) -> None:
         paid_until = self._started_wall + float(self.meter.paid_seconds)
-        state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": self.stopped.is_set(), "reason": self.reason, "session": self.session}
+        state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": self.stopped.is_set(), "reason": self.reason, "session": self.session,
+                 "money_ends": self.money_ends(paid_until)}
         write_json(self.run_dir / METER_FILE, state)
 
 

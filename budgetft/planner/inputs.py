@@ -78,11 +78,23 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         task = tasks[model]
         per_row = 1.0 / eval_rates[model]
         test_rows = len(task.test) if task.test is not None else 0
-        rates[key] = replace(rate, eval_seconds=len(task.eval) * per_row,
-                             test_seconds=2 * (test_rows * per_row + ZERO_SHOT_LOAD_S) if test_rows else 0.0)
+        passes = _scoring_passes(task.job, next(c.method for c in options if c.key == key))  # an ensemble scores each row once per member
+        rates[key] = replace(rate, eval_seconds=len(task.eval) * per_row * passes,
+                             test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0)
     lead = options[0].model  # the costs around training are priced with the first option's model
     costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
     return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
+
+
+def _scoring_passes(job, method_name: str) -> int:
+    """Forward passes per scored row of the method at its default point in the job's space: one,
+    or one per member of an ensemble of adapters (PET's patterns: budgetft.methods.phased)."""
+    from budgetft import methods
+    from budgetft.methods.phased import scoring_passes
+    from budgetft.search_space import parse_space, point
+
+    method = methods.get(method_name)
+    return scoring_passes(method, point(parse_space(job.space_for(method.name)), method.defaults))
 
 
 def explain_unmeasured(plan: Plan, inputs: PlanInputs, job) -> None:

@@ -108,6 +108,7 @@ def row_json(r: Row) -> dict[str, Any]:
         "on_pareto_front": r.on_pareto_front,
         "error": r.error,
         "stop_reason": r.stop_reason,
+        "end_moved": r.end_moved,
     }
 
 

@@ -224,6 +224,7 @@ def _trial_row(t: dict, model: str, by_trial: dict[str, Decimal], run_status: st
     row.class_bias = t.get("class_bias") or None
     row.error = str(t["error"]) if t.get("error") else None
     row.stop_reason = str(t["stop_reason"]) if t.get("stop_reason") else None
+    row.end_moved = t.get("end_moved") or None
     if trial_id in by_trial:
         row.cost = by_trial[trial_id]
     else:

@@ -84,6 +84,7 @@ class Row:
     class_bias: list[float] | None = None  # the verbalizer's fitted class bias at step 0, nats
     error: str | None = None
     stop_reason: str | None = None  # why a trial stopped before its plan, in words (trial.json)
+    end_moved: dict | None = None  # its last step moved to where the money ended (trial.json)
     energy_wh: float | None = None  # the trial's share of the run's energy (report/energy.py)
     energy_estimated: bool = False  # from the CPU's rated power, not measured
     co2e_g: float | None = None  # energy x the run region's grid intensity

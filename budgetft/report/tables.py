@@ -144,8 +144,9 @@ def notes(report: RunReport) -> list[str]:
 
 
 def failures(report: RunReport) -> list[str]:
-    """What happened to each trial that did not end as planned (failed, interrupted, or stopped
-    before its first evaluation), one line each in plain words."""
+    """What happened to each trial that did not end as planned (failed, interrupted, stopped
+    before its first evaluation, or moved to end where the money did), one line each in plain
+    words."""
     lines = []
     for t in report.trials:
         if t.status == "failed":
@@ -156,6 +157,13 @@ def failures(report: RunReport) -> list[str]:
         elif t.evaluations == 0 and t.status in ("stopped_by_cap", "stopped_early"):
             why = t.stop_reason or ("the money ran out" if t.status == "stopped_by_cap" else "the scheduler stopped it")
             lines.append(f"{t.id} stopped before its first evaluation, after {t.steps or 0} steps: {why}")
+        if t.end_moved and t.status == "finished":
+            moved = t.end_moved
+            planned, to = int(moved.get("planned") or 0), int(moved.get("to") or 0)
+            pace = "slower than calibrated (a busy machine)" if to < planned else "faster than calibrated"
+            lines.append(
+                f"{t.id} was planned for {planned} steps; at step {moved.get('at')} it ran at {moved.get('step_s')} s a step, "
+                f"{pace}, so its schedule was moved to decay to zero and be evaluated at step {to}, the last step the money bought")
     return lines
 
 

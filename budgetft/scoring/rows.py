@@ -24,7 +24,26 @@ def scoring_of(model):
 
 def score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
     """(rows, classes) class scores of `encoded`'s rows (all, or those at `rows`), longest batch
-    first, with the model in eval mode, no gradients, under `precision` (default: its device's)."""
+    first, with the model in eval mode, no gradients, under `precision` (default: its device's).
+
+    An ensemble of adapters (budgetft.methods.ensemble: PET's one per prompt pattern) scores
+    rows that come with every pattern's encoding (Encoded.patterns) as the mean over its members
+    of each class's score, each member on its own pattern's encoding of the rows. Rows of one
+    pattern only (a phase's training rows) are scored by the model as it stands: the member
+    that is training."""
+    from budgetft.methods import ensemble
+
+    members = ensemble.members(model)
+    if members and getattr(encoded, "patterns", None) is not None:
+        total = 0.0
+        for adapter, pattern in members:
+            with ensemble.acting(model, adapter):
+                total = total + _score_rows(model, task, encoded.patterns.get(pattern), rows, batch_size, precision)
+        return total / len(members)
+    return _score_rows(model, task, encoded, rows, batch_size, precision)
+
+
+def _score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
     import torch
 
     from budgetft.telemetry.precision import autocast, precision_for

@@ -101,6 +101,11 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
                     "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
+    if len(specs) == 1:
+        # A round's only trial shares the money with no other: if the machine turns out faster
+        # than calibrated, its schedule may stretch to what the money buys, up to the job's
+        # max_steps (budgetft.tune.worker.Worker.horizon).
+        specs[0]["extend_to"] = int(job.train.max_steps)
     return specs
 
 

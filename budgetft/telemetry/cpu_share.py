@@ -22,12 +22,26 @@ def _cpu_seconds() -> tuple[float, float] | None:
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (Linux)."""
     try:
         with open("/proc/stat") as f:
-            fields = [float(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
+            line = f.readline()
+    except OSError:
         return None
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return (sum(fields) - idle) / tick, sum(fields) / tick
+    return _busy_total(line, tick)
+
+
+def _busy_total(line: str, tick: float) -> tuple[float, float] | None:
+    """(busy, total) seconds from /proc/stat's "cpu" line: user nice system idle iowait irq
+    softirq steal ... in ticks. Idle, iowait and nice count as free: a process running under
+    `nice` (a background build, a niced test run) yields its core to ours almost wholly (CFS
+    weights nice 19 against nice 0 as 15 to 1024), so it takes no core from a trial."""
+    try:
+        fields = [float(x) for x in line.split()[1:]]
+    except ValueError:
+        return None
+    if len(fields) < 4:
+        return None
+    free = fields[1] + fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # nice + idle + iowait
+    return (sum(fields) - free) / tick, sum(fields) / tick
 
 
 def busy_cores(window_s: float = WINDOW_S) -> float:

@@ -7,6 +7,7 @@ first step is excluded (allocations, lazy initialisation), so each method runs `
 
 from __future__ import annotations
 
+import json
 import time
 
 from budgetft import methods
@@ -36,20 +37,26 @@ def calibrate_method(task, method_name: str, steps: int = 2) -> dict:
     if method.phases is None:
         return _measure(task, method.name, config, steps)
     parts = method.phases(config)
-    measured = [_measure(task, p.method, dict(p.config), steps) for p in parts]
+    # Phases that run the same method alike are measured once (PET's: one LoRA per pattern).
+    by_setting: dict[str, dict] = {}
+    for p in parts:
+        key = json.dumps([p.method, p.config], sort_keys=True, default=str)
+        if key not in by_setting:
+            by_setting[key] = _measure(task, p.method, dict(p.config), steps)
+    measured = [by_setting[json.dumps([p.method, p.config], sort_keys=True, default=str)] for p in parts]
     weight = sum(p.share for p in parts) or 1.0
     s_per_step = sum(p.share / weight * m["seconds_per_step"] for p, m in zip(parts, measured))
     return {
         **measured[-1],
         "method": method.name,
         "config": config,
-        "steps": sum(m["steps"] for m in measured),
+        "steps": sum(m["steps"] for m in by_setting.values()),
         "seconds_per_step": s_per_step,
         "examples_per_s": task.job.train.batch_size / s_per_step,
         "tokens_per_s": sum(p.share / weight * m["tokens_per_s"] for p, m in zip(parts, measured)),
         "peak_memory_mb": max(m["peak_memory_mb"] for m in measured),
         "trainable_params": max(m["trainable_params"] for m in measured),
-        "wall_seconds": sum(m["wall_seconds"] for m in measured),
+        "wall_seconds": sum(m["wall_seconds"] for m in by_setting.values()),
         "phases": [{"method": p.method, "share": p.share, "seconds_per_step": m["seconds_per_step"]} for p, m in zip(parts, measured)],
     }
 

@@ -17,6 +17,7 @@ the run), and a worker killed outright is settled by the driver's tracker.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import traceback
@@ -24,6 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now, write_json
+
+# When the money moves a trial's last step (Worker.horizon), the new end leaves, before the
+# meter's stop (money_ends, which already keeps the meter's lookahead): one meter slice and a
+# second of file and clock lag (s); each evaluation's time up to the new end with a quarter
+# more, as evaluations vary with the rows' lengths; a tenth more per step than the recent pace;
+# and 3% of the steps left, so that the next steps' noise does not move it again. It grows only
+# by 5% or more.
+CUT_SLACK_S = 6.0
+CUT_EVAL_MARGIN = 1.25
+CUT_STEP_MARGIN = 1.10
+CUT_BELOW = 0.97
+EXTEND_BY = 1.05
 
 
 def trial_cost(run: RunDir, trial_id: str) -> str:
@@ -128,6 +141,38 @@ class Worker:
         if not verdict.ok:
             self.record.stop_reason, self.record.stopped_by_meter = verdict.reason, verdict.by_cap
         return verdict.ok
+
+    def horizon(self, step: int, step_s: float, end: int) -> int:
+        """The last step this trial should train to, given the run's money and the trial's pace
+        (`step_s` seconds a step lately), keeping time for every evaluation up to it: `end` (the
+        current last step) when it fits. The meter publishes when its stop will come
+        (money_ends). On a machine slower than its calibration (a busy neighbour) the cap would
+        otherwise cut the trial mid-schedule, its learning rate undecayed and its one evaluation
+        never run: the end moves nearer. On a faster one (a calibration of three steps taken
+        while something else ran) the money would sit idle: where the plan allows it (a round's
+        only trial: spec["extend_to"], the job's max_steps), the end moves further. Each move is
+        recorded on the trial (and in its report)."""
+        state = read_json(self.run.meter_json, None) or {}
+        ends = state.get("money_ends")
+        if ends is None or step_s <= 0 or state.get("stop"):
+            return end  # no end in sight, or the cap has already spoken: may_continue stops it
+        eval_s = self.eval_s or float(self.spec.get("eval_s") or 0.0)
+        evals_at = sorted(int(s) for s in self.spec.get("eval_steps") or [])
+        left = float(ends) - time.time() - CUT_SLACK_S
+        affordable = end
+        for _ in range(3):  # every evaluation before the new end costs its time too (ASHA's rungs)
+            evals = 1 + sum(1 for s in evals_at if step < s < affordable)
+            affordable = step + max(0, math.floor((left - CUT_EVAL_MARGIN * eval_s * evals) / (CUT_STEP_MARGIN * step_s)))
+        target = max(step, step + math.floor(CUT_BELOW * (affordable - step)))
+        if affordable >= end:
+            limit = int(self.spec.get("extend_to") or 0)
+            if limit <= end or min(limit, target) < EXTEND_BY * end:
+                return end  # grown only by a clear margin, so that noise does not move the end to and fro
+            target = min(limit, target)
+        moved = self.record.end_moved or {"planned": self.spec["max_steps"]}
+        self.record.end_moved = {**moved, "to": target, "at": step, "step_s": round(step_s, 3)}
+        self.save()
+        return target
 
     def on_phase(self, phase: str) -> None:
         if phase == "evaluating":
@@ -246,6 +291,7 @@ def _train(worker: Worker) -> None:
         may_continue=worker.may_continue,
         on_phase=worker.on_phase,
         on_model=worker.on_model,
+        horizon=worker.horizon,
     )
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last

@@ -6,8 +6,8 @@ Formats, decided before any weights load:
   was trained on, adapter_model.safetensors); with --merge, the adapter merged into the base and
   saved as a whole model, except for prompt methods (prompt/p/prefix tuning), whose trained
   virtual tokens no weight can hold;
-- budgetft's own methods (bitfit, last_k, full, mezo, mezo_top_k): the whole model with the trained
-  weights in place (budgetft.use.full_model); houlsby, pfeiffer, lst, pasta and siva add modules
+- budgetft's own methods (bitfit, last_k, full, mezo, mezo_top_k, fish_mask): the whole model with the trained
+  weights in place (budgetft.use.full_model); houlsby, pfeiffer, adamix, lst, mezo_lst, pasta and siva add modules
   transformers models have no place for, and are refused before anything loads (NOT_EXPORTABLE).
 Every export also holds the tokenizer, budgetft_scoring.json (template, classes, label-word
 token ids, class bias) and README.md (budgetft.use.model_card).
@@ -36,8 +36,12 @@ NOT_EXPORTABLE = {
     "houlsby": "inserts bottleneck adapter modules (with a nonlinearity) after every block's sublayers",
     "pfeiffer": "inserts bottleneck adapter modules (with a nonlinearity) after every block's feed-forward sublayer",
     "lst": "adds a ladder side network that reads every block's output",
+    "mezo_lst": "adds a ladder side network that reads every block's output (after a MeZO phase over every weight)",
     "pasta": "adds trained vectors to the special tokens' states before every block",
     "siva": "keeps its trained singular vectors in modules beside each weight (not yet folded back into it)",
+    "adamix": "inserts bottleneck adapter modules (with a nonlinearity; its experts averaged) after every block's feed-forward sublayer",
+    "pet": "is an ensemble of several LoRA adapters, one per prompt pattern, whose class scores are averaged over the patterns' prompts",
+    "ipet": "is an ensemble of several LoRA adapters, one per prompt pattern, whose class scores are averaged over the patterns' prompts",
 }
 # peft types that prepend trained virtual tokens: nothing to merge into the weights.
 PROMPT_PEFT_TYPES = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "ADAPTION_PROMPT", "CPT")

@@ -35,11 +35,14 @@ class ScoringTask:
     def encode(self, rows: list[dict]):
         """The rows' prompts as token ids, through the same code as training and evaluation
         (a too-long row loses words from the end of the job's truncate field). Labels are not
-        needed: the returned Encoded has -1 for each."""
+        needed: the returned Encoded has -1 for each. A job with more prompt patterns gets their
+        encodings too, for a trial that scores by an ensemble of patterns (PET)."""
         from budgetft.data.encode import Encoded, encode_prompts
+        from budgetft.data.patterns import attach
 
         prompts, truncated = encode_prompts(rows, self.job.prompt, self.tokenizer, self.prompt_budget)
-        return Encoded(prompts, np.full(len(rows), -1, dtype=np.int64), truncated)
+        encoded = Encoded(prompts, np.full(len(rows), -1, dtype=np.int64), truncated)
+        return attach(encoded, rows, self.job.prompt, self.tokenizer, self.prompt_budget)
 
 
 def scoring_task(job: Any) -> ScoringTask:

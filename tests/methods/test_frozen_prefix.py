@@ -106,6 +106,25 @@ def test_trials_share_states_through_a_folder(decoder_task, tmp_path):
     assert other.computed == 12
 
 
+def test_a_store_writes_no_more_than_its_disk_bound(decoder_task, tmp_path, monkeypatch):
+    """LST's every-block states would fill a disk: each store writes at most DISK_BYTES; the rows
+    past it stay in memory (or are computed again) and the scores do not change."""
+    probe = frozen_prefix.attach(_last_k(decoder_task, DECODER), "probe")
+    whole = _scores(probe.model, decoder_task)
+    row_bytes = max(state.numel() * state.element_size() for state in probe.memory.values())
+    monkeypatch.setattr(frozen_prefix, "DISK_BYTES", 5 * row_bytes)
+    first = frozen_prefix.attach(_last_k(decoder_task, DECODER), "tiny", tmp_path)
+    torch.testing.assert_close(_scores(first.model, decoder_task), whole)
+    written = list((tmp_path / first.tag).glob("*.pt"))
+    assert 1 <= len(written) < 12 and first.disk_bytes <= 5 * row_bytes and first.computed == 12
+    # A later trial adds to the same folder: it counts what is there and writes nothing past the bound.
+    second = frozen_prefix.attach(_last_k(decoder_task, DECODER), "tiny", tmp_path)
+    torch.testing.assert_close(_scores(second.model, decoder_task), whole)
+    files = list((tmp_path / first.tag).glob("*.pt"))
+    assert sorted(files) == sorted(written)  # the first store filled the bound; the second writes nothing
+    assert second.disk_bytes == sum(p.stat().st_size for p in files)
+
+
 def test_a_torn_state_file_is_computed_again(decoder_task, tmp_path):
     first = frozen_prefix.attach(_last_k(decoder_task, DECODER), "tiny", tmp_path)
     _scores(first.model, decoder_task)
@@ -116,7 +135,7 @@ def test_a_torn_state_file_is_computed_again(decoder_task, tmp_path):
     assert second.computed == 1 and second.served == 11
 
 
-@pytest.mark.parametrize("name", ["lora", "bitfit", "ia3", "prompt_tuning", "full", "siva", "lst", "mezo_top_k"])
+@pytest.mark.parametrize("name", ["lora", "bitfit", "ia3", "prompt_tuning", "full", "siva", "mezo_top_k", "mezo_lst"])
 def test_methods_that_train_below_the_top_are_not_served(name, decoder_task):
     method = methods.get(name)
     model = method.apply(_load(decoder_task, DECODER), method.config(), context_for(decoder_task.job, decoder_task.tokenizer))
@@ -124,12 +143,16 @@ def test_methods_that_train_below_the_top_are_not_served(name, decoder_task):
     assert frozen_prefix.attach(model, "tiny") is None
 
 
-def test_k_lst_is_not_served_since_its_ladders_read_the_frozen_blocks(decoder_task):
+def test_k_lst_is_not_a_frozen_prefix_since_its_ladders_read_the_frozen_blocks(decoder_task):
     """k-LST trains the top block like last_k, but its side network reads every block's output:
-    serving the frozen block from stored states would hand the ladder the block's input."""
+    serving the frozen block by handing its input on would hand the ladder the block's input. It
+    is served by LadderStates instead, which stores the frozen block's output
+    (tests/methods/test_lst_states.py)."""
     method = methods.get("lst")
     model = method.apply(_load(decoder_task, DECODER), method.config({"k": 1, "reduction_factor": 4}), context_for(decoder_task.job, decoder_task.tokenizer))
     assert frozen_prefix.first_trained_block(model) is None
+    assert frozen_prefix.ladder_blocks(model) == 1
+    assert isinstance(frozen_prefix.attach(model, "tiny"), frozen_prefix.LadderStates)
 
 
 def test_a_prefix_too_short_to_pay_is_not_served(decoder_task):

@@ -22,7 +22,7 @@ from budgetft.methods.context import template_words as _template_words
 from budgetft.trial import TrialSettings, run_trial
 from budgetft.methods.counting import count_model
 from budgetft.scoring.rows import evaluate
-from tests.conftest import tiny_job_dict
+from tests.conftest import make_rows, tiny_job_dict, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +31,7 @@ ISSUE_METHODS = [
     *ORIGINAL_SEVEN, "rslora", "dora", "pissa", "olora", "adalora", "vera", "loha", "lokr",
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
-NEW_METHODS = ["siva", "pasta", "mezo_top_k", "lst"]  # issue 15: the methods no library ships
+NEW_METHODS = ["siva", "pasta", "mezo_top_k", "lst", "adamix", "fish_mask", "mezo_lst", "pet", "ipet"]  # issue 15: the methods no library ships
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -70,10 +70,18 @@ def test_every_method_declares_what_a_planner_needs(name):
 
 # --- tiny models of each architecture ----------------------------------------------------
 
+# Two more wordings of the tiny job's template, over the same fields (pet's patterns 1 and 2).
+PET_PATTERNS = ["question : {question} ? passage : {passage} . answer :", "{passage} . is it there ? {question} ?"]
+
+
 def _task(model_dir, tmp_path):
     data = tiny_job_dict(model_dir, tmp_path)
     data["eval"]["limit"] = 16
     data["train"]["train_limit"] = 96  # fewer rows to encode; a few steps see a few dozen
+    data["prompt"]["patterns"] = PET_PATTERNS  # pet trains one adapter per pattern
+    unlabelled = [{k: v for k, v in row.items() if k != "label"} for row in make_rows(64, seed=3)]
+    data["data"]["files"]["unlabelled"] = str(write_jsonl(tmp_path / "unlabelled.jsonl", unlabelled))
+    data["data"]["unlabelled_split"] = "unlabelled"  # ipet labels these itself
     return prepare_task(validate_job(data))
 
 
@@ -124,6 +132,14 @@ def _load(task, architecture):
 
 def fixed_rows_loss(model, task, n=48) -> float:
     """Mean class cross-entropy on the first n training rows, with the scoring the trial uses."""
+    from budgetft.methods import ensemble
+
+    if ensemble.members(model):  # PET's adapters: the ensemble's scores, each on its own pattern
+        from budgetft.scoring.rows import score_rows
+
+        scores = score_rows(model, task, task.train, np.arange(n))
+        top = scores.max(axis=1)
+        return float(np.mean(top + np.log(np.exp(scores - top[:, None]).sum(axis=1)) - scores[np.arange(n), task.train.labels[:n]]))
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -141,12 +157,21 @@ LEARNING_RATES = {
     "bitfit": 3e-3, "full": 1e-3, "rslora": 1e-2, "dora": 1e-2, "pissa": 3e-3, "olora": 5e-3,
     "adalora": 1e-2, "vera": 5e-2, "loha": 1e-2, "lokr": 1e-2, "ln_tuning": 3e-2, "last_k": 3e-3,
     "houlsby": 3e-3, "pfeiffer": 3e-3, "mezo": 1e-3, "siva": 1e-2, "pasta": 3e-2, "mezo_top_k": 3e-3, "lst": 1e-2,
+    "adamix": 1e-2,
+    "fish_mask": 1e-2,
+    "mezo_lst": 1e-2,
+    "pet": 1e-2,
+    "ipet": 1e-2,
 }
 # Sizes for 32-wide, 2-block models (the defaults are for 576-wide, 30-block ones).
 SMALL = {
     "p_tuning": {"encoder_hidden_size": 16}, "vera": {"r": 16}, "last_k": {"k": 1},
     "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
     "adalora": {"init_r": 6, "target_r": 3}, "loha": {"r": 4}, "siva": {"r": 4}, "mezo_top_k": {"k": 1}, "lst": {"reduction_factor": 4},
+    "adamix": {"reduction_factor": 4},
+    "mezo_lst": {"reduction_factor": 4},
+    "pet": {"r": 2},  # three adapters: r 2 keeps them under half the tiny model
+    "ipet": {"r": 2},
 }
 STEPS = {"mezo": 40}  # one random direction per step: more steps for a clear fall
 
@@ -174,7 +199,7 @@ def test_method_trains_saves_loads(architecture, name, decoder_task, encoder_tas
     # method trains everything.
     assert result.trainable_params > 0
     assert method.count_params(_load(task, architecture), {k: v for k, v in config.items()})[0] == result.trainable_params
-    if name in ("full", "mezo", "mezo_top_k"):  # mezo_top_k: its MeZO phase moves every weight
+    if name in ("full", "mezo", "mezo_top_k", "mezo_lst"):  # mezo_top_k, mezo_lst: their MeZO phase moves every weight
         assert result.trainable_params == result.total_params
     elif name != "last_k":  # the tiny models have 2 blocks: k=1 is half of them
         assert result.trainable_params < 0.5 * total_before

@@ -10,6 +10,8 @@ import textwrap
 import time
 from decimal import Decimal
 
+import pytest
+
 from budgetft.money.ledger import Ledger, read_charges
 from budgetft.money.machine_meter import MachineMeter, payment_for, wait_for_payment, worker_may_continue
 
@@ -148,3 +150,31 @@ def test_kill_minus_9_then_resume_stays_under_the_cap(tmp_path):
     keys = [c.key for c in final if c.key]
     assert len(keys) == len(set(keys))  # nothing charged twice
     assert final[len(charges)].total > spent_at_kill  # the resumed session started from the true spend
+
+
+def test_the_meter_publishes_when_the_money_ends(tmp_path):
+    """money_ends is when the meter will raise its stop flag (the reserve kept, a lookahead
+    before the last slice bought runs out): what a trial whose machine runs slower than
+    calibrated shortens its schedule to (Worker.horizon). Never later than the real stop."""
+    clock = FakeClock()
+    ledger = Ledger(tmp_path, "0.10")
+    meter = MachineMeter(ledger, PRICE, tmp_path, reserve_usd=Decimal("0.05"), slice_s=1.0, lookahead_s=1.0, minimum_seconds=0, clock=clock).start(thread=False)
+    meter.set_stage("tuning")
+    clock.advance(1.0, meter)
+    forecast = json.loads((tmp_path / "meter.json").read_text())["money_ends"]
+    # $0.05 above the reserve at $0.01 a second buys 5 slices of 1 s; the flag goes up when the
+    # sixth cannot be bought with 1 s still paid ahead, at 4.5 s on this clock's half-second
+    # ticks. The forecast counts slices at a micro-dollar over their price: one fewer, at most.
+    while not meter.stopped.is_set():
+        clock.advance(0.5, meter)
+    assert 1_000_000.0 + 3.0 <= forecast <= clock.now
+    state = json.loads((tmp_path / "meter.json").read_text())
+    assert state["stop"] and state["money_ends"] == clock.now
+    meter.close()
+
+
+def test_free_time_has_no_end(tmp_path):
+    clock = FakeClock()
+    meter = MachineMeter(Ledger(tmp_path, "0.10"), Decimal("0"), tmp_path, reserve_usd=Decimal("0.05"), slice_s=1.0, clock=clock).start(thread=False)
+    assert json.loads((tmp_path / "meter.json").read_text())["money_ends"] is None
+    meter.close()

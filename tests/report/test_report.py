@@ -332,3 +332,21 @@ def test_a_fitted_class_bias_is_reported(run_dir):
     doc = json.loads((run_dir / "report.json").read_text())
     by_id = {t["id"]: t for t in doc["trials"]}
     assert by_id["lora-000"]["class_bias"] == [0.86, -0.86] and by_id["ia3-001"]["class_bias"] is None
+
+
+def test_a_shortened_trial_is_explained_in_words():
+    from types import SimpleNamespace
+
+    from budgetft.report.rows import Row
+    from budgetft.report.tables import failures
+
+    row = Row("trial", "t001-full", "m", "full", {}, "finished", evaluations=1, steps=812,
+              end_moved={"planned": 1297, "to": 812, "at": 240, "step_s": 0.91})
+    (line,) = failures(SimpleNamespace(trials=[row]))
+    assert line.startswith("t001-full was planned for 1297 steps; at step 240 it ran at 0.91 s a step, slower than calibrated")
+    assert "evaluated at step 812" in line
+    longer = Row("trial", "t003-full", "m", "full", {}, "finished", evaluations=1, steps=1800,
+                 end_moved={"planned": 1297, "to": 1800, "at": 240, "step_s": 0.41})
+    assert "faster than calibrated" in failures(SimpleNamespace(trials=[longer]))[0]
+    plain = Row("trial", "t002-full", "m", "full", {}, "finished", evaluations=1, steps=1297)
+    assert failures(SimpleNamespace(trials=[plain])) == []

@@ -74,6 +74,8 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
     # left over buys later rounds of configurations sampled around it, compared on the same rows.
     first = trials[0]
     assert first.max_steps >= 14 and run.has_weights(first.trial_id)
+    # the round's only trial may stretch to what the money buys, up to the job's max_steps
+    assert plan["trials"][0]["extend_to"] == 400 and first.steps <= 400
     assert [e["step"] for e in first.evals] in ([first.max_steps], []) and all(len(t.evals) <= 1 for t in trials)
     assert first.evals or first.status == "stopped_by_cap", result.output
     assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}  # only what the plan may use

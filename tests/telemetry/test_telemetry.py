@@ -505,6 +505,16 @@ def test_threads_leave_out_the_cores_a_neighbour_keeps_busy(monkeypatch):
         assert cpu_share.free_cores() == free, busy
 
 
+def test_niced_work_leaves_its_core_free():
+    """/proc/stat's cpu line in ticks: user nice system idle iowait irq softirq steal. A niced
+    neighbour yields to a trial, so its ticks count as free, like idle and iowait."""
+    from budgetft.telemetry import cpu_share
+
+    busy, total = cpu_share._busy_total("cpu  100 400 50 300 150 0 0 0 0 0", 100)
+    assert (busy, total) == (1.5, 10.0)  # user 100 + system 50 busy; nice, idle, iowait free
+    assert cpu_share._busy_total("cpu garbage", 100) is None
+
+
 def test_a_busy_neighbour_is_seen_and_our_own_work_is_not():
     import subprocess
     import sys

@@ -1,0 +1,95 @@
+"""Worker.horizon: when the money ends before a trial's planned last step, the trial is told
+the last step it can pay for, with time kept for the evaluation there; a round's only trial on
+a machine faster than calibrated is told to go further; each move is recorded."""
+
+import time
+
+from budgetft.rundir import RunDir, TrialRecord, write_json
+from budgetft.tune import worker as W
+
+
+def make_worker(tmp_path, eval_s=10.0):
+    run = RunDir(tmp_path)
+    spec = {"trial_id": "t001-full", "method": "full", "config": {}, "max_steps": 1000, "grace": 100, "eval_steps": [1000], "eval_s": eval_s}
+    record = TrialRecord(trial_id="t001-full", method="full", max_steps=1000)
+    w = W.Worker(spec, {"run_dir": str(tmp_path)}, run, record)
+    w.folder.mkdir(parents=True, exist_ok=True)
+    return w, run
+
+
+def test_the_money_moves_the_end_nearer_and_keeps_time_for_the_evaluation(tmp_path):
+    w, run = make_worker(tmp_path, eval_s=10.0)
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 200.5})
+    end = w.horizon(300, 1.0, 1000)
+    # 200.5 s left, less 6 s slack and 1.25 x 10 s for the evaluation: 182 s at 1.1 s a step
+    # buys 165 steps; 97% of them, so that noise does not cut again at the next step
+    assert end == 300 + int(0.97 * 165)
+    assert w.record.end_moved == {"planned": 1000, "to": end, "at": 300, "step_s": 1.0}
+    assert TrialRecord.model_validate_json((w.folder / "trial.json").read_text()).end_moved["to"] == end
+
+
+def test_a_trial_the_money_covers_is_left_alone(tmp_path):
+    w, run = make_worker(tmp_path)
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 10_000.0})
+    assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": None})  # free time
+    assert w.horizon(300, 1.0, 1000) == 1000
+
+
+def test_no_time_left_ends_at_this_step(tmp_path):
+    w, run = make_worker(tmp_path)
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 1.0})
+    assert w.horizon(300, 1.0, 1000) == 300
+
+
+def test_a_shortened_trial_that_reached_and_evaluated_its_new_end_is_finished(tmp_path):
+    cut = {"planned": 1000, "to": 800, "at": 300, "step_s": 1.0}
+    record = TrialRecord(trial_id="t", max_steps=1000, steps=800, end_moved=cut, evals=[{"step": 800, "accuracy": 0.7}])
+    record.settle(budget_stopped=True)  # Tune's stop-all after its last report
+    assert record.status == "finished"
+    early = TrialRecord(trial_id="u", max_steps=1000, steps=500, end_moved=cut)
+    early.settle(budget_stopped=True)
+    assert early.status == "stopped_by_cap"
+    # At its new end, but the evaluation there was refused (the cap came first): not finished.
+    refused = TrialRecord(trial_id="v", max_steps=1000, steps=800, end_moved=cut, stop_reason="the cap", stopped_by_meter=True)
+    refused.settle(budget_stopped=True)
+    assert refused.status == "stopped_by_cap"
+
+
+def test_once_the_meter_says_stop_nothing_is_cut(tmp_path):
+    w, run = make_worker(tmp_path)
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time(), "stop": True})
+    assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None
+
+
+def test_rung_evaluations_before_the_new_end_are_paid_for(tmp_path):
+    w, run = make_worker(tmp_path, eval_s=10.0)
+    w.spec["eval_steps"] = [100, 350, 400, 1000]  # two rungs after step 300 and before its end
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 200.5})
+    # 194.5 s less three evaluations of 12.5 s (350, 400 and the new end's): 157 s, 142 steps
+    assert w.horizon(300, 1.0, 1000) == 300 + int(0.97 * 142)
+
+
+def test_a_missing_meter_leaves_the_plan(tmp_path):
+    w, _ = make_worker(tmp_path)
+    assert w.horizon(300, 1.0, 1000) == 1000
+
+
+def test_a_rounds_only_trial_grows_to_what_the_money_buys_up_to_the_jobs_steps(tmp_path):
+    w, run = make_worker(tmp_path, eval_s=10.0)
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 1000.5})
+    assert w.horizon(300, 1.0, 1000) == 1000  # no extend_to: a trial that shares the money stays
+    w.spec["extend_to"] = 2000
+    # 994.5 s less two evaluations of 12.5 s (the new end's, and the planned end's, counted
+    # though it moves: the cautious side): 969.5 s at 1.1 s a step buys 881 steps; 97% of them
+    assert w.horizon(300, 1.0, 1000) == 300 + int(0.97 * 881)
+    assert w.record.end_moved["to"] == 300 + int(0.97 * 881)
+    w.spec["extend_to"] = 1100
+    assert w.horizon(300, 1.0, 1000) == 1100  # never past the job's max_steps
+
+
+def test_a_few_percent_more_is_not_worth_moving_for(tmp_path):
+    w, run = make_worker(tmp_path, eval_s=0.0)
+    w.spec["extend_to"] = 2000
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 740})
+    assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None  # 1,040 steps: 4% more
