@@ -194,11 +194,13 @@ class JobSpec(_Strict):
 
     def variants(self) -> list["JobSpec"]:
         """One job per model: this one, then one for each of `models`, with its template and
-        methods; each variant names one model and no alternatives."""
+        methods; each variant names one model and no alternatives. A model with a template of
+        its own asks its question in that one wording: the job's prompt.patterns (other wordings
+        of the job's template, for PET) are not its."""
         out = [self.model_copy(update={"models": []})]
         for option in self.models:
             base = ModelSpec(**option.model_dump(include=set(ModelSpec.model_fields)))
-            prompt = self.prompt.model_copy(update={"template": option.template}) if option.template else self.prompt
+            prompt = self.prompt.model_copy(update={"template": option.template, "patterns": []}) if option.template else self.prompt
             data = self.model_dump() | {"model": base.model_dump(), "prompt": prompt.model_dump(), "models": []}
             if option.methods is not None:
                 data["methods"] = option.methods

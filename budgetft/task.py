@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from budgetft import methods
 from budgetft.data.checks import check_splits, class_token_ids
 from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
-from budgetft.data.patterns import attach as attach_patterns
-from budgetft.data.unlabelled import encode_unlabelled
-from budgetft.methods.phased import check_job
+from budgetft.data.patterns import attach as attach_patterns, check_fits
+from budgetft.data.unlabelled import UnlabelledRows
+from budgetft.methods.phased import check_job, needs_unlabelled, trains_on_patterns
 from budgetft.data.sources import load_splits
 from budgetft.models.loading import ResolvedModel, detect_architecture, load_tokenizer, resolve_model
 from budgetft.spec import JobSpec
@@ -37,8 +37,19 @@ class Task:
     test: Encoded | None = None  # the held-out test rows (eval.test_rows), scored once at the end
     test_rows: list[int] = field(default_factory=list)  # their indices in the evaluation split
     # Rows without labels (data.unlabelled_split), apart from the evaluation split, for a method
-    # that labels rows itself (iPET); None where the job names no such split.
-    unlabelled: Encoded | None = None
+    # that labels rows itself (iPET), read and encoded when first needed; None where the job
+    # names no such split.
+    unlabelled_rows: UnlabelledRows | None = None
+
+    @property
+    def unlabelled(self) -> Encoded | None:
+        """The unlabelled rows encoded (on first use), every pattern to hand; None where there are none."""
+        return None if self.unlabelled_rows is None else self.unlabelled_rows.encoded()
+
+    @property
+    def unlabelled_count(self) -> int:
+        """How many unlabelled rows there are, apart from the evaluation rows (read, not encoded)."""
+        return 0 if self.unlabelled_rows is None else len(self.unlabelled_rows)
 
     @property
     def pad_id(self) -> int:
@@ -68,13 +79,21 @@ def prepare_task(job: JobSpec) -> Task:
     check_splits(splits, job.prompt, job.data.label_field, (job.data.train_split, job.data.eval_split))
     resolved = resolve_model(job.model)
     resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
-    for name in job.methods:  # a method that cannot run on this model is refused now, not mid-run
-        method = methods.check_supports(name, resolved.architecture)
-        # ... and one that trains on prompt patterns (PET) or unlabelled rows (iPET) the job lacks
-        check_job(method, job.space_for(name), len(job.prompt.templates), bool(splits.unlabelled))
+    listed = {name: methods.check_supports(name, resolved.architecture) for name in job.methods}  # a method that cannot run on this model is refused now, not mid-run
+    # Rows without labels: read only for a method that labels rows itself (iPET), and counted
+    # once the evaluation rows are dropped from them (what its trials get); encoded when a trial
+    # first scores them.
+    unlabelled = None if job.data.unlabelled_split is None else UnlabelledRows(job.data, splits.eval, job.prompt, None, 0, "")
+    if unlabelled is not None and any(needs_unlabelled(m, job.space_for(name)) for name, m in listed.items()):
+        unlabelled.rows()
+    has_unlabelled = unlabelled is not None and unlabelled.loaded is not None and len(unlabelled) > 0
+    for name, method in listed.items():  # ... and one that trains on prompt patterns (PET) or unlabelled rows (iPET) the job lacks
+        check_job(method, job.space_for(name), len(job.prompt.templates), has_unlabelled)
     tokenizer = load_tokenizer(resolved)
     class_tokens = class_token_ids(tokenizer, job.prompt.labels)
     budget = job.prompt.max_length - max(len(t) for t in class_tokens)
+    if any(trains_on_patterns(m, job.space_for(name)) for name, m in listed.items()):
+        check_fits(job.prompt, tokenizer, budget)  # every pattern's own words fit, before a trial asks for it
     train_rows = splits.train
     if job.train.train_limit is not None and job.train.train_limit < len(train_rows):
         train_rows = random.Random(job.seed).sample(train_rows, job.train.train_limit)
@@ -96,7 +115,8 @@ def prepare_task(job: JobSpec) -> Task:
     for encoded, rows in ((train, train_rows), (evaluation, [splits.eval[i] for i in eval_rows]), (test, [splits.eval[i] for i in test_rows])):
         if encoded is not None:
             attach_patterns(encoded, rows, job.prompt, tokenizer, budget, job.data.label_field, fp)
-    unlabelled, dropped = encode_unlabelled(splits.unlabelled, splits.eval, job.prompt, tokenizer, budget)
+    if unlabelled is not None:
+        unlabelled.tokenizer, unlabelled.budget, unlabelled.fingerprint = tokenizer, budget, fp
     t2 = time.perf_counter()
     stats = {
         "train_rows": len(train),
@@ -110,9 +130,9 @@ def prepare_task(job: JobSpec) -> Task:
         "tokenize_cache_hit": hit_train and hit_eval,
         "prepare_s": round(t2 - t0, 3),
     }
-    if job.data.unlabelled_split is not None:
-        stats["unlabelled_rows"] = 0 if unlabelled is None else len(unlabelled)
-        stats["unlabelled_dropped_as_eval_rows"] = dropped
+    if unlabelled is not None and unlabelled.loaded is not None:  # read for a method of the job
+        stats["unlabelled_rows"] = len(unlabelled)
+        stats["unlabelled_dropped_as_eval_rows"] = unlabelled.dropped
     return Task(job, resolved, tokenizer, list(job.prompt.labels), class_tokens, train, evaluation, eval_rows, splits.origin, stats, test, test_rows, unlabelled)
 
 

@@ -108,6 +108,10 @@ class TrialResult:
     # Frozen blocks served from stored states (budgetft.methods.frozen_prefix): the lowest
     # trained block, and how many rows' states this trial computed and how many it reused.
     frozen_prefix: dict | None = None
+    # iPET: what labelling rows for each later generation did (budgetft.scoring.pseudo_labels:
+    # rows scored and added, chunks, seconds), and the seconds it took in all (not training's).
+    pseudo_labels: list[dict] = field(default_factory=list)
+    labelling_seconds: float = 0.0
 
     @property
     def final(self) -> dict:
@@ -168,9 +172,10 @@ def run_trial(
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
-    asked before every step ("step") and every evaluation ("evaluation"); False stops the
-    trial (e.g. the money is spent); on_phase
-    hears "training" / "evaluating" as the loop switches; on_model gets the model once the
+    asked before every step ("step") and every evaluation ("evaluation"), and, as for an
+    evaluation, before each chunk of iPET's labelling and each later PET member's class-bias
+    fit; False stops the trial (e.g. the money is spent); on_phase
+    hears "training" / "evaluating" / "labelling" (iPET scoring unlabelled rows) as the loop switches; on_model gets the model once the
     method is applied (e.g. to checkpoint it from on_eval), again as each phase of a phased
     method applies its own. horizon(step, seconds per step lately, current last step) is asked
     after each step of the last phase and returns the last step the money buys: on a machine
@@ -189,7 +194,7 @@ def run_trial(
     device = pick_device()
     # A method whose phases train on prompt patterns (PET) or unlabelled rows (iPET) the job
     # lacks is refused before the model loads.
-    phased.check_data(methods.get(settings.method), settings.config, len(task.job.prompt.templates), task.unlabelled is not None)
+    phased.check_data(methods.get(settings.method), settings.config, len(task.job.prompt.templates), task.unlabelled_count > 0)
     if model is None:
         model = load_model(task.model)
     method = methods.get(settings.method)
@@ -217,6 +222,8 @@ def run_trial(
             rows = loop.pseudo_label(model, phase.pseudo_labels, generation)
             if rows is None:  # not paid for: the model stays the last generation's ensemble
                 break
+        if i > 0 and not loop.may_fit_bias(phase, i):  # not paid for: the model stays the ensemble of the members so far
+            break
         model = phased.apply_phase(part, model, config, context, phase)  # a phase's own adapter joins an ensemble
         model.to(device)
         model.train()
@@ -290,25 +297,53 @@ class _Loop:
         """The trial's task with its training rows plus `factor` times as many unlabelled rows
         labelled by the model as it stands (the last generation's ensemble: budgetft.scoring.
         pseudo_labels), from which the batches of the generation's phases are then drawn; None
-        when may_continue refuses the work (it is asked as before a step)."""
+        when may_continue refuses the work (the trial's stop_reason says so). The rows are
+        scored in chunks of as many rows as an evaluation scores, by as many members, each
+        paid for as an evaluation is: may_continue("evaluation") before it."""
         from budgetft.scoring.pseudo_labels import pseudo_labelled
 
-        if self.may_continue is not None and not self.may_continue("step"):
-            self.result.stop_reason = "stopped before labelling rows for generation %d: not paid for" % generation
-            return None
-        if self.on_phase:
-            self.on_phase("training")  # labelling rows to train on is training, paid as such
+        def before_chunk(k: int, chunks: int) -> bool:
+            if self.may_continue is not None and not self.may_continue("evaluation"):
+                self.result.stop_reason = "stopped before labelling rows for generation %d (part %d of %d): not paid for" % (generation, k + 1, chunks)
+                return False
+            if self.on_phase:
+                self.on_phase("labelling")  # scoring rows: paid as an evaluation, not timed as one
+            return True
+
         t0 = time.perf_counter()
         seed = self.settings.seed + generation
-        rows, _ = pseudo_labelled(model, self.task, factor, seed, self.settings.eval_batch_size, self.precision)
-        self.t_train += time.perf_counter() - t0
+        try:
+            rows, info = pseudo_labelled(model, self.task, factor, seed, self.settings.eval_batch_size, self.precision,
+                                         chunk_rows=len(self.task.eval), before_chunk=before_chunk)
+        finally:
+            if self.on_phase:
+                self.on_phase("training")
+        seconds = time.perf_counter() - t0
+        self.result.labelling_seconds += seconds
+        self.result.pseudo_labels.append({"generation": generation, **info, "seconds": round(seconds, 3)})
+        if rows is None:
+            return None
         self.batches = _batches(rows, self.settings.batch_size, seed)
         return rows
+
+    def may_fit_bias(self, phase, index: int) -> bool:
+        """Before a phase whose adapter joins an ensemble (PET's later members) is applied: its
+        member will need a class bias of its own (refit_bias), paid for now, before the member
+        joins, as an evaluation is (FIT_ROWS rows scored by one member: no more than an
+        evaluation by the members so far). False, with the trial's stop_reason, when may_continue
+        refuses it: the model then stays the ensemble of the members so far."""
+        if phase is None or phase.adapter is None or self.result is None or self.result.class_bias is None or self.may_continue is None:
+            return True
+        if self.may_continue("evaluation"):
+            return True
+        self.result.stop_reason = "stopped before phase %d (%s) after step %d: fitting its class bias is not paid for" % (index + 1, phase.adapter, self.step)
+        return False
 
     def refit_bias(self, model, rows: Task) -> None:
         """A later phase whose method put the class bias away (a new member of an ensemble of
         adapters: budgetft.methods.ensemble) gets its own, fitted as the first phase's was, on
-        its own encoding of the training rows (`rows`): each member has its pattern's prior."""
+        its own encoding of the training rows (`rows`): each member has its pattern's prior.
+        Paid for before the member joined (may_fit_bias)."""
         if self.result.class_bias is None or getattr(model, class_bias.ATTRIBUTE, None) is not None:
             return
         if self.on_phase:

@@ -68,3 +68,16 @@ def test_job_without_methods_is_refused(tiny_job_data):
     tiny_job_data["methods"] = {}
     with pytest.raises(JobError, match="list one or more methods"):
         validate_job(tiny_job_data)
+
+
+def test_a_model_with_its_own_template_gets_none_of_the_jobs_patterns():
+    """prompt.patterns are other wordings of the job's template (PET's): a model option that asks
+    its question in a template of its own has no patterns; one that uses the job's keeps them."""
+    from budgetft.spec import load_job
+
+    job = load_job("boolq-smollm2", ['models=[{"name": "other/decoder"}, {"name": "other/encoder", "template": "{question} {passage}"}]'])
+    decoder, same_template, own_template = job.variants()
+    assert decoder.prompt.patterns and same_template.prompt.patterns == decoder.prompt.patterns
+    assert own_template.prompt.template == "{question} {passage}" and own_template.prompt.patterns == []
+    shipped = load_job("boolq-smollm2").variants()
+    assert shipped[1].prompt.template != shipped[0].prompt.template and shipped[1].prompt.patterns == []

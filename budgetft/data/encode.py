@@ -18,7 +18,7 @@ import numpy as np
 from budgetft.data import DataError
 from budgetft.data.checks import class_lookup, class_of
 from budgetft.paths import cache_root
-from budgetft.spec import PromptSpec
+from budgetft.spec import PromptSpec, template_fields
 
 CACHE_VERSION = 1
 
@@ -54,10 +54,14 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
     return [ids[:-1] if eos is not None and ids and ids[-1] == eos and len(ids) > 1 else ids for ids in out]
 
 
-def encode_rows(rows: list[dict], prompt: PromptSpec, label_field: str, tokenizer, budget: int) -> Encoded:
-    """budget: the most prompt tokens a row may have (max_length minus the longest label)."""
-    lookup = class_lookup(prompt.labels)
-    labels = np.array([class_of(r[label_field], lookup) for r in rows], dtype=np.int64)
+def encode_rows(rows: list[dict], prompt: PromptSpec, label_field: str | None, tokenizer, budget: int) -> Encoded:
+    """budget: the most prompt tokens a row may have (max_length minus the longest label).
+    label_field None: rows without labels (data.unlabelled_split), -1 for each."""
+    if label_field is None:
+        labels = np.full(len(rows), -1, dtype=np.int64)
+    else:
+        lookup = class_lookup(prompt.labels)
+        labels = np.array([class_of(r[label_field], lookup) for r in rows], dtype=np.int64)
     prompts, truncated = encode_prompts(rows, prompt, tokenizer, budget)
     return Encoded(prompts, labels, truncated)
 
@@ -106,16 +110,25 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{text}".encode()).hexdigest()[:16]
 
 
-def cached_encode(
-    rows: list[dict], prompt: PromptSpec, label_field: str, tokenizer, budget: int, tok_fp: str
-) -> tuple[Encoded, bool]:
-    """encode_rows, memoised on disk by everything that decides the result. Returns (encoded, hit)."""
+def cache_path(rows: list[dict], prompt: PromptSpec, label_field: str | None, budget: int, tok_fp: str):
+    """Where cached_encode keeps these rows' encoding: named by everything that decides it. The
+    rows' fields in the key are the template's own (what encode_rows renders), not those of the
+    job's other prompt patterns (PromptSpec.fields): each pattern is encoded, and keyed, alone
+    (budgetft.data.patterns), and a job's patterns leave its template's cache entries as they were."""
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_VERSION, tok_fp, prompt.template, prompt.labels, prompt.truncate_field, budget, label_field]).encode())
-    used = [*prompt.fields, label_field]
+    used = [*template_fields(prompt.template), *([label_field] if label_field is not None else [])]
     for row in rows:
         digest.update(json.dumps([row.get(f) for f in used], default=str).encode())
-    path = cache_root() / "tokenized" / f"{digest.hexdigest()[:24]}.npz"
+    return cache_root() / "tokenized" / f"{digest.hexdigest()[:24]}.npz"
+
+
+def cached_encode(
+    rows: list[dict], prompt: PromptSpec, label_field: str | None, tokenizer, budget: int, tok_fp: str
+) -> tuple[Encoded, bool]:
+    """encode_rows, memoised on disk by everything that decides the result (cache_path). Returns
+    (encoded, hit)."""
+    path = cache_path(rows, prompt, label_field, budget, tok_fp)
     if path.is_file():
         try:
             with np.load(path) as z:

@@ -31,10 +31,10 @@ class PatternEncodings:
 
     rows: list[dict]
     prompt: PromptSpec
-    label_field: str | None  # None: rows without labels (budgetft predict)
+    label_field: str | None  # None: rows without labels (budgetft predict, data.unlabelled_split)
     tokenizer: Any
     budget: int  # the most prompt tokens a row may have, as for the template
-    fingerprint: str | None  # the tokenizer's, for the cache; None: no cache (unlabelled rows)
+    fingerprint: str | None  # the tokenizer's, for the cache; None: no cache (budgetft predict)
     done: dict[int, Encoded] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -45,12 +45,30 @@ class PatternEncodings:
             raise IndexError(f"prompt pattern {index} asked for; the job has {len(self)} (prompt.template and {len(self) - 1} prompt.patterns)")
         if index not in self.done:
             one = pattern_prompt(self.prompt, index)
-            if self.label_field is None or self.fingerprint is None:
+            if self.fingerprint is None:
                 prompts, truncated = encode_prompts(self.rows, one, self.tokenizer, self.budget)
                 self.done[index] = Encoded(prompts, np.asarray(self.done[0].labels), truncated)
             else:
                 self.done[index] = cached_encode(self.rows, one, self.label_field, self.tokenizer, self.budget, self.fingerprint)[0]
         return self.done[index]
+
+
+def check_fits(prompt: PromptSpec, tokenizer: Any, budget: int) -> None:
+    """Refuse, before anything is spent, a prompt pattern whose own words (every field empty) take
+    more than the `budget` prompt tokens that fit in prompt.max_length: no row could be shortened
+    to fit it. Encoding finds this too, but only when a trial first asks for the pattern, mid-run."""
+    from budgetft.data import DataError
+    from budgetft.data.encode import _tokenize, render
+    from budgetft.spec import _pattern_name, template_fields
+
+    for i, template in enumerate(prompt.templates):
+        empty = {f: "" for f in template_fields(template, _pattern_name(i))}
+        tokens = len(_tokenize(tokenizer, [render(template, empty)])[0])
+        if tokens > budget:
+            raise DataError(
+                f"{_pattern_name(i)} has {tokens} tokens of its own (every field empty), over the {budget} prompt tokens "
+                f"that fit in prompt.max_length={prompt.max_length} with the longest label word; shorten the pattern or raise prompt.max_length"
+            )
 
 
 def attach(encoded: Encoded, rows: list[dict], prompt: PromptSpec, tokenizer: Any, budget: int,

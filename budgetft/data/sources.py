@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from budgetft.data import DataError
@@ -23,9 +23,6 @@ class Splits:
     origin: str  # where the rows came from, for reports
     # Where each split (train, eval) came from, when they differ: for messages about one split.
     split_origins: tuple[str, str] | None = None
-    # Rows whose labels are not read (data.unlabelled_split), for a method that labels rows
-    # itself (iPET); empty where the job names no such split.
-    unlabelled: list[dict] = field(default_factory=list)
 
     def origin_of(self, index: int) -> str:
         return self.split_origins[index] if self.split_origins else self.origin
@@ -42,10 +39,9 @@ def resolve_source(spec: DataSpec) -> str:
 
 
 def load_splits(spec: DataSpec, seed: int = 0) -> Splits:
-    splits = _labelled_splits(spec, seed)
-    if spec.unlabelled_split is not None:
-        splits.unlabelled = load_unlabelled(spec)
-    return splits
+    """The train and evaluation rows. data.unlabelled_split's rows are read apart, and only for a
+    method that labels rows itself (load_unlabelled; budgetft.data.unlabelled)."""
+    return _labelled_splits(spec, seed)
 
 
 def load_unlabelled(spec: DataSpec) -> list[dict]:

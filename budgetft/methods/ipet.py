@@ -16,8 +16,11 @@ member), chosen most confident first in the labelled rows' class proportions (th
 in proportion to confidence), with soft labels not used; generations are a setting (the paper
 adds generations until each model has seen 1,000 rows); no final distillation, as for PET. Every
 phase, of every generation, gets an equal share of the trial's steps, and labelling costs one
-forward pass per pattern for twice the rows kept (budgetft.scoring.pseudo_labels.OVERSAMPLE),
-which the planner does not price.
+forward pass per pattern for twice the rows kept (budgetft.scoring.pseudo_labels.OVERSAMPLE; at
+most half the split is kept). The labelling is paid for as the trial goes, in chunks of an
+evaluation's size, each asked for as an evaluation is (a refusal stops the trial), and the planner
+prices it, and each later member's class-bias fit, into the trial (budgetft.planner.inputs.
+phases_seconds).
 """
 
 from dataclasses import replace

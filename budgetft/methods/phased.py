@@ -88,7 +88,7 @@ def check_data(method: Any, config: dict, available: int, unlabelled: bool) -> N
         raise MethodUnsupported(
             f"method {method.name!r} trains its later generations on rows of the job's unlabelled split that it labels itself, "
             "and the job has none: set data.unlabelled_split to a split of rows without labels, apart from the evaluation split "
-            "(the embedded BoolQ has one: --set data.unlabelled_split=test)"
+            "(for BoolQ, --set data.unlabelled_split=test works with the embedded, offline copy only: the hub's google/boolq has no test split)"
         )
     need = patterns_needed(phases)
     if need > available:
@@ -100,12 +100,66 @@ def check_data(method: Any, config: dict, available: int, unlabelled: bool) -> N
         )
 
 
+# The settings of a phased method that decide how many prompt patterns and generations its
+# phases train on: the job-level check reads them at their fewest, the planner at their most.
+DATA_SETTINGS = ("patterns", "generations")
+
+
+def space_bound(raw: Any, pick: Callable[..., Any] = min) -> Any:
+    """The least (pick=min) or greatest (max) value a search-space entry allows, where there is one:
+    a number, a list or {choice: ...} of values (its numbers only), a range ({randint: [a, b]},
+    {uniform: ...}, {loguniform: ...}: a or b). None where it allows no number."""
+    from budgetft.search_space import parse_param
+
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    try:
+        param = parse_param("value", raw)
+    except ValueError:
+        return None
+    if param.kind in ("fixed", "choice"):
+        found = [v for v in param.values if number(v)]
+        return pick(found) if found else None
+    return pick(param.values)
+
+
+def _bounded(method: Any, space: dict, pick: Callable[..., Any]) -> dict:
+    """The method's configuration with its pattern and generation counts at `pick` of what the
+    space allows (the rest at the method's defaults)."""
+    chosen = {}
+    for key in DATA_SETTINGS:
+        if key in space and key in method.defaults:
+            value = space_bound(space[key], pick)
+            if value is not None:
+                chosen[key] = value
+    return method.config(chosen)
+
+
 def check_job(method: Any, space: dict, available: int, unlabelled: bool) -> None:
-    """check_data for a method as a job lists it, at the fewest patterns its search space allows
-    (a list's smallest value; a range leaves the default): a job refused here could run no
-    trial of the method."""
-    fewest = {k: min(v) if isinstance(v, list) and v else v for k, v in space.items() if not isinstance(v, dict)}
-    check_data(method, method.config(fewest), available, unlabelled)
+    """check_data for a method as a job lists it, at the fewest patterns and generations its
+    search space allows (a list's smallest number, a range's low end; the default where the
+    space gives none): a job refused here could run no trial of the method. A method without
+    phases is let through untouched."""
+    if method.phases is None:
+        return
+    check_data(method, _bounded(method, space, min), available, unlabelled)
+
+
+def needs_unlabelled(method: Any, space: dict) -> bool:
+    """Whether some trial of the method, as the job lists it, labels rows of the unlabelled split
+    (iPET at the most generations its space allows)."""
+    if method.phases is None:
+        return False
+    return any(p.pseudo_labels > 0 for p in method.phases(_bounded(method, space, max)))
+
+
+def trains_on_patterns(method: Any, space: dict) -> bool:
+    """Whether some trial of the method, as the job lists it, trains on prompt patterns beyond the
+    template (PET)."""
+    if method.phases is None:
+        return False
+    return patterns_needed(method.phases(_bounded(method, space, max))) > 1
 
 
 def scoring_passes(method: Any, config: dict) -> int:

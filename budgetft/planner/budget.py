@@ -53,6 +53,10 @@ class MethodRate:
     # the plan's Costs.eval_seconds, and no test.
     eval_seconds: float | None = None
     test_seconds: float | None = None
+    # What one trial of this option pays beyond start-up, steps and evaluations, seconds: PET's
+    # class-bias fit for each later member of its ensemble, iPET's labelling of unlabelled rows
+    # for each later generation (budgetft.planner.inputs.phases_seconds); 0 for other methods.
+    trial_seconds: float = 0.0
 
 
 @dataclass
@@ -142,7 +146,7 @@ def _method_time(n: int, grace: int, k: int, eta: int, s: float, e: float, start
 def _plan_method(rate: MethodRate, seconds: float, costs: Costs, eta: int, max_steps: int, min_steps: int = MIN_STEPS) -> MethodPlan | None:
     """Most trials and steps for one method within `seconds` of (slot) time, or None."""
     MIN_STEPS = min_steps  # noqa: N806 - the fewest steps a trial needs (a curve's, when known)
-    s, e, st = rate.seconds_per_step, costs.eval_seconds, costs.trial_startup_seconds
+    s, e, st = rate.seconds_per_step, costs.eval_seconds, costs.trial_startup_seconds + rate.trial_seconds
     for k in (2, 1):
         n = eta**k
         # Solve the expected time, linear in the grace period g, for g.
@@ -203,7 +207,7 @@ def plan_budget(
 
     def minimum() -> Decimal:
         cheapest = min(rates.values(), key=lambda r: r.seconds_per_step)
-        one = costs.trial_startup_seconds + MIN_STEPS * cheapest.seconds_per_step + costs.eval_seconds
+        one = costs.trial_startup_seconds + cheapest.trial_seconds + MIN_STEPS * cheapest.seconds_per_step + costs.eval_seconds
         return round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
 
     known = {m: c for m, c in (curves or {}).items() if m in rates}
@@ -285,7 +289,7 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
             rate = rates[method]
             mine = slot_seconds - float(rate.test_seconds or 0.0) * concurrency
             evals = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
-            found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds,
+            found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds + rate.trial_seconds,
                                        evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD)
         return found
 
@@ -293,7 +297,7 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
     best = prior.best_option(options)
     dropped = {m: NO_CURVE for m in rates if m not in curves}  # (budgetft.planner.inputs.explain_unmeasured adds the rest)
     if best is None:
-        need = min((math.ceil((c.examples_to_learn() or 10**9) / batch_size) * rates[m].seconds_per_step + float(rates[m].test_seconds or 0.0)
+        need = min((math.ceil((c.examples_to_learn() or 10**9) / batch_size) * rates[m].seconds_per_step + float(rates[m].test_seconds or 0.0) + rates[m].trial_seconds
                     + (costs.eval_seconds if rates[m].eval_seconds is None else rates[m].eval_seconds) for m, c in curves.items()), default=0.0)
         return [], None, "", dropped, need
     for method in curves:

@@ -16,7 +16,7 @@ def plan_document(plan: Plan, rates: dict[str, MethodRate], rates_source: str, c
     data = plan.to_json()
     data["eval_seconds"] = costs.eval_seconds  # as plan.json records it
     data["costs"] = asdict(costs)
-    data["rates"] = {name: asdict(rate) for name, rate in rates.items()}
+    data["rates"] = {name: _rate(rate) for name, rate in rates.items()}
     data["rates_source"] = rates_source
     data["eval_rows_per_s"] = eval_rows_per_s
     # Measuring rates now (without --no-calibrate) costs time no run is charged for.
@@ -24,4 +24,12 @@ def plan_document(plan: Plan, rates: dict[str, MethodRate], rates_source: str, c
         "seconds": calibration_seconds_spent,
         "usd": None if calibration_usd_spent is None else str(calibration_usd_spent),
     }
+    return data
+
+
+def _rate(rate: MethodRate) -> dict:
+    """A rate as data; trial_seconds only where a trial pays some (PET, iPET)."""
+    data = asdict(rate)
+    if not data.get("trial_seconds"):
+        data.pop("trial_seconds", None)
     return data

@@ -78,23 +78,55 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         task = tasks[model]
         per_row = 1.0 / eval_rates[model]
         test_rows = len(task.test) if task.test is not None else 0
-        passes = _scoring_passes(task.job, next(c.method for c in options if c.key == key))  # an ensemble scores each row once per member
+        method = next(c.method for c in options if c.key == key)
+        passes = planned_scoring_passes(task.job, method)  # an ensemble scores each row once per member
         rates[key] = replace(rate, eval_seconds=len(task.eval) * per_row * passes,
-                             test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0)
+                             test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
+                             trial_seconds=phases_seconds(task, method, per_row))
     lead = options[0].model  # the costs around training are priced with the first option's model
     costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
     return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
 
 
-def _scoring_passes(job, method_name: str) -> int:
-    """Forward passes per scored row of the method at its default point in the job's space: one,
-    or one per member of an ensemble of adapters (PET's patterns: budgetft.methods.phased)."""
+def _default_point(job, method_name: str):
     from budgetft import methods
-    from budgetft.methods.phased import scoring_passes
     from budgetft.search_space import parse_space, point
 
     method = methods.get(method_name)
-    return scoring_passes(method, point(parse_space(job.space_for(method.name)), method.defaults))
+    return method, point(parse_space(job.space_for(method.name)), method.defaults)
+
+
+def planned_scoring_passes(job, method_name: str) -> int:
+    """Forward passes per scored row of the method at its default point in the job's space: one,
+    or one per member of an ensemble of adapters (PET's patterns: budgetft.methods.phased)."""
+    from budgetft.methods.phased import scoring_passes
+
+    return scoring_passes(*_default_point(job, method_name))
+
+
+def phases_seconds(task, method_name: str, seconds_per_row: float) -> float:
+    """What one trial of a method whose phases are the members of an ensemble (PET, iPET) pays
+    beyond its start-up, steps and evaluations, at its default point in the job's space, scoring
+    at `seconds_per_row`: each later member's class-bias fit (FIT_ROWS rows, one member), and
+    each later generation's labelling (iPET: the rows budgetft.scoring.pseudo_labels scores, by
+    every member of the generation before). 0 for every other method."""
+    from budgetft.scoring import class_bias, pseudo_labels
+
+    method, config = _default_point(task.job, method_name)
+    if method.phases is None:
+        return 0.0
+    phases = method.phases(config)
+    members = [p for p in phases if p.adapter is not None]
+    if not members:
+        return 0.0
+    refits = (len(members) - 1) * class_bias.planned_seconds(task.job, seconds_per_row)
+    labelling = 0.0
+    for generation in sorted({p.generation for p in members if p.generation > 0}):
+        first = next(p for p in members if p.generation == generation)
+        scorers = sum(1 for p in members if p.generation == generation - 1)
+        rows = pseudo_labels.rows_scored(first.pseudo_labels, len(task.train), task.unlabelled_count)
+        labelling += rows * scorers * seconds_per_row
+    return refits + labelling
 
 
 def explain_unmeasured(plan: Plan, inputs: PlanInputs, job) -> None:

@@ -98,9 +98,11 @@ def planned_seconds(job, seconds_per_eval_row: float) -> float:
 
 def fit_on_training_rows(model, task, seed: int, precision=None, rows: int = FIT_ROWS, batch_size: int = 16) -> np.ndarray:
     """Fit the offsets on `rows` training rows (sampled with the seed) scored by `model` as it
-    is, its forward passes under `precision` (default: its device's)."""
+    is, its forward passes under `precision` (default: its device's). An ensemble of adapters
+    (PET) scores as the member that is training, on its own pattern's rows: each member's bias
+    is fitted to its own prior."""
     from budgetft.scoring.rows import score_rows
 
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(task.train), size=min(rows, len(task.train)), replace=False)
-    return fit(score_rows(model, task, task.train, sample, batch_size, precision), task.train.labels[sample])
+    return fit(score_rows(model, task, task.train, sample, batch_size, precision, live_member=True), task.train.labels[sample])

@@ -13,13 +13,20 @@ by a random quarter of the other patterns' models; ours labels with the whole en
 
 Scoring the whole split would cost one forward pass per row and pattern (3,245 BoolQ rows x 3
 patterns: ~25 minutes on 2 CPU cores), so a seeded sample of OVERSAMPLE rows per row kept is
-scored: enough choice for the confidence and the class quotas, at a known cost.
+scored: enough choice for the confidence and the class quotas, at a known cost. The rows kept are
+at most 1/OVERSAMPLE of the split, so that the most confident are always chosen from OVERSAMPLE
+times as many (a split smaller than that would otherwise be kept whole, whatever the confidence).
+
+The scoring is paid for as it goes, like every other piece of a trial's work: in chunks of rows
+(about an evaluation's: rows x members as one evaluation of the selection rows), each started
+only once `before_chunk` says it is paid for (budgetft.trial asks may_continue("evaluation")); a
+refusal leaves no rows labelled and the trial stops.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,7 +34,26 @@ OVERSAMPLE = 2  # rows scored per row kept
 
 
 def how_many(factor: float, labelled: int, available: int) -> int:
-    return max(0, min(available, int(round(factor * labelled))))
+    """Rows to add: `factor` times the `labelled` rows, at most 1/OVERSAMPLE of the `available`
+    unlabelled rows (each kept row is chosen from OVERSAMPLE scored)."""
+    return max(0, min(available // OVERSAMPLE, int(round(factor * labelled))))
+
+
+def rows_scored(factor: float, labelled: int, available: int) -> int:
+    """Unlabelled rows scored (by every member of the ensemble) to add how_many rows."""
+    return min(available, OVERSAMPLE * how_many(factor, labelled, available))
+
+
+def sample_rows(factor: float, labelled: int, available: int, seed: int) -> np.ndarray:
+    """Which of the `available` unlabelled rows are scored (sorted): rows_scored of them, seeded."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(available, size=rows_scored(factor, labelled, available), replace=False))
+
+
+def chunks(sample: np.ndarray, size: int) -> list[np.ndarray]:
+    """`sample` in consecutive chunks of `size` rows (the last may be shorter)."""
+    size = max(1, int(size))
+    return [sample[i : i + size] for i in range(0, len(sample), size)]
 
 
 def quotas(n: int, prior: np.ndarray) -> np.ndarray:
@@ -55,24 +81,34 @@ def choose(probs: np.ndarray, n: int, prior: np.ndarray) -> tuple[np.ndarray, np
     return rows, labels[rows]
 
 
-def pseudo_labelled(model: Any, task: Any, factor: float, seed: int, batch_size: int = 16, precision: Any = None) -> tuple[Any, dict]:
-    """The task with its training rows followed by `factor` times as many unlabelled rows,
-    labelled by `model` (every pattern's encoding to hand, as for the training rows), and what
-    was done: rows scored and added, and the added rows' classes."""
+def pseudo_labelled(model: Any, task: Any, factor: float, seed: int, batch_size: int = 16, precision: Any = None,
+                    chunk_rows: int | None = None, before_chunk: Callable[[int, int], bool] | None = None) -> tuple[Any, dict]:
+    """The task with its training rows followed by `factor` times as many unlabelled rows (at most
+    1/OVERSAMPLE of them), labelled by `model` (every pattern's encoding to hand, as for the
+    training rows), and what was done: rows scored and added, and the added rows' classes. The
+    rows are scored `chunk_rows` at a time (default: as many rows as the task's evaluation), each
+    chunk only once before_chunk(chunk index, chunks) says yes; (None, what was done) when it
+    says no."""
     from budgetft.data.patterns import joined
     from budgetft.scoring.rows import score_rows
 
-    pool = task.unlabelled
-    n = how_many(factor, len(task.train), 0 if pool is None else len(pool))
+    available = task.unlabelled_count
+    n = how_many(factor, len(task.train), available)
     if n == 0:
         return task, {"scored": 0, "added": 0, "classes": {}}
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(pool), size=min(len(pool), OVERSAMPLE * n), replace=False))
-    scores = score_rows(model, task, pool, sample, batch_size, precision)
+    sample = sample_rows(factor, len(task.train), available, seed)
+    parts = chunks(sample, chunk_rows or len(task.eval))
+    scores = []
+    for k, part in enumerate(parts):
+        if before_chunk is not None and not before_chunk(k, len(parts)):
+            return None, {"scored": int(sum(len(p) for p in parts[:k])), "added": 0, "classes": {}, "refused_at_chunk": k, "chunks": len(parts)}
+        pool = task.unlabelled  # encoded (or read from the tokenization cache) once the first chunk is paid for
+        scores.append(score_rows(model, task, pool, part, batch_size, precision))
+    scores = np.concatenate(scores)
     probs = np.exp(scores - scores.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     prior = np.bincount(task.train.labels, minlength=len(task.class_names)).astype(float)
     rows, labels = choose(probs, n, prior)
-    info = {"scored": int(len(sample)), "added": int(len(rows)),
+    info = {"scored": int(len(sample)), "added": int(len(rows)), "chunks": len(parts),
             "classes": {name: int((labels == c).sum()) for c, name in enumerate(task.class_names)}}
     return replace(task, train=joined(task.train, pool, sample[rows], labels)), info

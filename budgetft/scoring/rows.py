@@ -22,23 +22,36 @@ def scoring_of(model):
     return head if architecture_of(model) == ENCODER else verbalizer
 
 
-def score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
+def score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None,
+               live_member: bool = False) -> np.ndarray:
     """(rows, classes) class scores of `encoded`'s rows (all, or those at `rows`), longest batch
     first, with the model in eval mode, no gradients, under `precision` (default: its device's).
 
     An ensemble of adapters (budgetft.methods.ensemble: PET's one per prompt pattern) scores
     rows that come with every pattern's encoding (Encoded.patterns) as the mean over its members
-    of each class's score, each member on its own pattern's encoding of the rows. Rows of one
-    pattern only (a phase's training rows) are scored by the model as it stands: the member
-    that is training."""
+    of each class's score, each member on its own pattern's encoding of the rows. With
+    `live_member` the model scores as the member that is training, alone, on its own pattern's
+    encoding (the class-bias fit of a new member: its own prior); `encoded` is then that
+    pattern's encoding, or comes with every pattern's. Rows of one pattern only are refused for
+    an ensemble of two or more members otherwise: they cannot be scored by the whole ensemble."""
     from budgetft.methods import ensemble
 
     members = ensemble.members(model)
-    if members and getattr(encoded, "patterns", None) is not None:
+    patterns = getattr(encoded, "patterns", None)
+    if members and live_member:
+        if patterns is not None:
+            encoded = patterns.get(members[-1][1])
+        return _score_rows(model, task, encoded, rows, batch_size, precision)
+    if len(members) > 1 and patterns is None:
+        raise ValueError(
+            f"an ensemble of {len(members)} adapters scores a row under each member's prompt pattern, and these rows come "
+            "with one encoding only (Encoded.patterns is None): encode them under every pattern (budgetft.data.patterns.attach)"
+        )
+    if members and patterns is not None:
         total = 0.0
         for adapter, pattern in members:
             with ensemble.acting(model, adapter):
-                total = total + _score_rows(model, task, encoded.patterns.get(pattern), rows, batch_size, precision)
+                total = total + _score_rows(model, task, patterns.get(pattern), rows, batch_size, precision)
         return total / len(members)
     return _score_rows(model, task, encoded, rows, batch_size, precision)
 

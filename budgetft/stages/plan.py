@@ -78,6 +78,7 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
     calibrated lengths of a step and an evaluation (what its worker asks the meter to prepay
     before its first step and evaluation, seconds)."""
     from budgetft.planner.configs import trial_configs
+    from budgetft.planner.inputs import planned_scoring_passes
     from budgetft.planner.options import choice_of
 
     trials = run.trials()
@@ -101,6 +102,9 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
                     "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
+            passes = planned_scoring_passes(variant, choice.method)
+            if passes > 1:  # an ensemble's evaluation (PET): eval_s scores every row once per member
+                specs[-1]["eval_passes"] = passes
     if len(specs) == 1:
         # A round's only trial shares the money with no other: if the machine turns out faster
         # than calibrated, its schedule may stretch to what the money buys, up to the job's

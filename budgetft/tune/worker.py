@@ -31,12 +31,14 @@ from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now,
 # second of file and clock lag (s); each evaluation's time up to the new end with a quarter
 # more, as evaluations vary with the rows' lengths; a tenth more per step than the recent pace;
 # and 3% of the steps left, so that the next steps' noise does not move it again. It grows only
-# by 5% or more.
+# by 5% or more, to 90% of what the money buys, and never after it has been cut (a pace that
+# fell short once, a neighbour that comes and goes, may fall short again).
 CUT_SLACK_S = 6.0
 CUT_EVAL_MARGIN = 1.25
 CUT_STEP_MARGIN = 1.10
 CUT_BELOW = 0.97
 EXTEND_BY = 1.05
+EXTEND_BELOW = 0.90  # growing spends the plan's safety margin: keep a tenth of what the money buys
 
 
 def trial_cost(run: RunDir, trial_id: str) -> str:
@@ -82,17 +84,24 @@ def error_in_words(exc: BaseException) -> str:
 class Worker:
     """The state of one trial in its worker process, shared by the loop's callbacks."""
 
-    spec: dict  # {trial_id, method, config, max_steps, grace, eval_steps, [step_s, eval_s]}
+    spec: dict  # {trial_id, method, config, max_steps, grace, eval_steps, [step_s, eval_s, eval_passes]}
     ctx: dict  # {run_dir, job, threads, session, [chaos]}
     run: RunDir
     record: TrialRecord
     t_start: float = field(default_factory=time.perf_counter)
     step_s: float = 0.0  # the last step's wall time (a prediction of the next), seconds
     eval_s: float = 0.0  # the last evaluation's wall time, seconds
+    # The last evaluation's wall time per member of the model's ensemble (PET scores each row once
+    # per member, and a later evaluation scores more members than an earlier one): what the next
+    # evaluation is expected to take, times its members (eval_estimate). A model that is no
+    # ensemble has one member.
+    eval_member_s: float = 0.0
     best: float = -1.0  # best accuracy so far: its weights are kept
     model: object = None
     faults: tuple = ()  # budgetft.tune.chaos faults, when a chaos run asks for them
     _eval_started: float = 0.0
+    _cut: bool = False  # the trial's end has been moved nearer once (Worker.horizon)
+    _eval_members: int = 1
 
     @property
     def trial_id(self) -> str:
@@ -133,8 +142,8 @@ class Worker:
             chaos.strike(fault)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
-        else:
-            next_s = self.eval_s or float(self.spec.get("eval_s") or 0.0)
+        else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.trial)
+            next_s = self.eval_estimate()
             phase = "evaluating"
         write_phase(self.folder, phase, next_s)
         verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"))
@@ -156,7 +165,7 @@ class Worker:
         ends = state.get("money_ends")
         if ends is None or step_s <= 0 or state.get("stop"):
             return end  # no end in sight, or the cap has already spoken: may_continue stops it
-        eval_s = self.eval_s or float(self.spec.get("eval_s") or 0.0)
+        eval_s = self.eval_estimate(self.final_members())  # the last phase's evaluations score every member
         evals_at = sorted(int(s) for s in self.spec.get("eval_steps") or [])
         left = float(ends) - time.time() - CUT_SLACK_S
         affordable = end
@@ -166,21 +175,64 @@ class Worker:
         target = max(step, step + math.floor(CUT_BELOW * (affordable - step)))
         if affordable >= end:
             limit = int(self.spec.get("extend_to") or 0)
-            if limit <= end or min(limit, target) < EXTEND_BY * end:
+            if self._cut or limit <= end:
+                return end  # a pace that once fell short may fall short again: never grown after a cut
+            target = min(limit, step + math.floor(EXTEND_BELOW * (affordable - step)))
+            if target < EXTEND_BY * end:
                 return end  # grown only by a clear margin, so that noise does not move the end to and fro
-            target = min(limit, target)
+        else:
+            self._cut = True
         moved = self.record.end_moved or {"planned": self.spec["max_steps"]}
         self.record.end_moved = {**moved, "to": target, "at": step, "step_s": round(step_s, 3)}
+        if target <= step + 1 and not self.record.evals:
+            # The money ends now: keep these weights before the last evaluation, which the cap's
+            # stop may still cut short, so that the held-out test has a model to score.
+            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            self.record.best_step = step
         self.save()
         return target
+
+    def members_now(self) -> int:
+        """How many members the model scores a row with now: its ensemble's (PET), else one."""
+        from budgetft.methods import ensemble
+
+        return max(1, len(ensemble.members(self.model))) if self.model is not None else 1
+
+    def final_members(self) -> int:
+        """How many members the trial's model scores with in its last phase: one per pattern of
+        its last generation for PET and iPET (budgetft.methods.phased.scoring_passes), else one."""
+        from budgetft import methods
+        from budgetft.methods.phased import scoring_passes
+
+        try:
+            method = methods.get(self.spec["method"])
+            return scoring_passes(method, method.config(self.spec.get("config") or {}))
+        except (KeyError, ValueError):
+            return 1
+
+    def eval_estimate(self, members: int | None = None) -> float:
+        """Seconds an evaluation (or a chunk of iPET's labelling, as many rows by as many
+        members) is expected to take with `members` members (default: the model's now): the last
+        evaluation's time per member, or, before one, the plan's time for an evaluation
+        (spec eval_s, priced for spec eval_passes members) per member."""
+        per_member = self.eval_member_s or float(self.spec.get("eval_s") or 0.0) / max(1, int(self.spec.get("eval_passes") or 1))
+        return per_member * (self.members_now() if members is None else members)
 
     def on_phase(self, phase: str) -> None:
         if phase == "evaluating":
             self._eval_started = time.perf_counter()
+            self._eval_members = self.members_now()
         elif self._eval_started:
             self.eval_s = time.perf_counter() - self._eval_started
+            self.eval_member_s = self.eval_s / self._eval_members
             self._eval_started = 0.0
-        write_phase(self.folder, phase, self.eval_s if phase == "evaluating" else self.step_s)
+        if phase == "labelling":
+            # iPET's labelling scores rows as an evaluation does and is paid as one, but its chunks
+            # are not the selection rows: its time is no evaluation's estimate.
+            write_phase(self.folder, "evaluating", self.eval_estimate())
+            return
+        # (while evaluating: the last evaluation's time, per member times the members now)
+        write_phase(self.folder, phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
 
     def on_step(self, log) -> None:
         from budgetft.tune import chaos
@@ -241,6 +293,8 @@ def train_trial(config: dict, ctx: dict) -> None:
     except BaseException as exc:  # ASHA's stop arrives here as well as real failures
         if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the cap's stop-all
             meter = read_json(run.meter_json, {}) or {}
+            if meter.get("stop") and not record.evals and record.best_step is None and record.steps > 0:
+                _keep_last_weights(worker)  # the cap stopped it before any evaluation: keep what it trained
             record.settle(budget_stopped=bool(meter.get("stop")))
         elif isinstance(exc, Exception):
             record.traceback = traceback.format_exc(limit=8)
@@ -306,6 +360,16 @@ def _train(worker: Worker) -> None:
     record.cost_usd = trial_cost(worker.run, spec["trial_id"])
     record.settle(budget_stopped=False)  # one rule: the stop reason, if any, decides
     worker.save()
+
+
+def _keep_last_weights(worker: Worker) -> None:
+    """Best effort, on the way out: the trained weights of a trial the cap stopped before its
+    first evaluation, for the held-out test to score (run with the reserve's time)."""
+    try:
+        _save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
+        worker.record.best_step = worker.record.steps
+    except Exception:  # noqa: BLE001 - a failed save must not hide why the trial stopped
+        pass
 
 
 def _save_weights(model, spec: dict, path: Path) -> None:

@@ -45,3 +45,24 @@ def test_length_grouping_cuts_padding_and_covers_every_row():
 def test_pad_right_masks_padding():
     ids, mask = pad_right([np.array([5, 6, 7]), np.array([8])], pad_id=0)
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+
+def test_prompt_patterns_leave_the_templates_cache_key_as_it_was():
+    """The shipped default job lists prompt.patterns (PET's); its rows' cache entries are keyed
+    by the template's own fields, as they were before jobs had patterns: a job's patterns, even
+    over a field the template does not read, change no key, for any of its models."""
+    from budgetft.data.encode import cache_path
+    from budgetft.spec import load_job
+
+    rows = [{"passage": f"passage {i}", "question": f"question {i}", "answer": i % 2 == 0, "title": f"t{i}"} for i in range(20)]
+    job = load_job("boolq-smollm2")
+    extra = load_job("boolq-smollm2", ['prompt.patterns=["{title} {passage} {question}"]'])
+    assert job.prompt.patterns  # the default job has patterns
+    for variant, more in zip(job.variants(), extra.variants(), strict=True):
+        without = variant.prompt.model_copy(update={"patterns": []})  # as jobs were before patterns
+        key = cache_path(rows, without, "answer", 255, "fp")
+        assert cache_path(rows, variant.prompt, "answer", 255, "fp") == key
+        assert cache_path(rows, more.prompt, "answer", 255, "fp") == key
+    # Rows without labels (data.unlabelled_split) have keys of their own.
+    assert cache_path(rows, job.prompt, None, 255, "fp") != cache_path(rows, job.prompt, "answer", 255, "fp")

@@ -49,7 +49,8 @@ def _job(model_dir, tmp_path, **changes) -> dict:
 
 @pytest.fixture(scope="module")
 def task(tiny_model_dir, tmp_path_factory):
-    return prepare_task(validate_job(_job(tiny_model_dir, tmp_path_factory.mktemp("pet"))))
+    # iPET listed: the job's unlabelled rows are read (and counted) when the task is prepared.
+    return prepare_task(validate_job(_job(tiny_model_dir, tmp_path_factory.mktemp("pet"), **{"methods__ipet": {}})))
 
 
 _BASE: dict = {}
@@ -120,9 +121,11 @@ def test_ensemble_scores_are_the_mean_of_each_patterns_class_log_probabilities(t
     assert model.active_adapter == "pattern2" and class_bias.class_bias_of(model) == pytest.approx(biases["pattern2"])
 
 
-def test_rows_of_one_pattern_are_scored_by_the_member_that_is_training(task):
+def test_rows_of_one_pattern_are_scored_by_the_member_that_is_training_only_when_asked(task):
     """A phase's training rows (one pattern's encoding, no other patterns to hand) are scored by
-    the model as it stands: the class-bias fit of a new member reads its own prior."""
+    the member that is training, alone, when the caller says so (the class-bias fit of a new
+    member reads its own prior); otherwise an ensemble of several members refuses them rather
+    than score them silently with one member."""
     model, _ = _ensemble(task)
     from budgetft.scoring.verbalizer import class_scores
 
@@ -130,7 +133,11 @@ def test_rows_of_one_pattern_are_scored_by_the_member_that_is_training(task):
     assert view.patterns is None
     with torch.no_grad():
         alone = class_scores(model, [view.prompts[i] for i in range(4)], task.class_tokens, task.pad_id).numpy()
-    np.testing.assert_allclose(score_rows(model, task, view, np.arange(4)), alone, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(score_rows(model, task, view, np.arange(4), live_member=True), alone, rtol=1e-5, atol=1e-6)
+    # Rows that come with every pattern: the live member reads its own pattern's encoding.
+    np.testing.assert_allclose(score_rows(model, task, task.train, np.arange(4), live_member=True), alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ensemble of 3 adapters.*one encoding only"):
+        score_rows(model, task, view, np.arange(4))
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -249,7 +256,8 @@ def test_pseudo_labels_are_the_ensembles_predictions(task):
     grown, info = pseudo_labelled(model, task, factor=0.5, seed=7)
     n = len(task.train)
     added = len(grown.train) - n
-    assert added == info["added"] == 32 and info["scored"] == 48
+    # 0.5 x 64 training rows asked for, at most half the 48 unlabelled rows kept: 24 of 48 scored.
+    assert added == info["added"] == 24 and info["scored"] == 48
     pool = {tuple(p): i for i, p in enumerate(task.unlabelled.prompts)}
     picked = np.array([pool[tuple(p)] for p in grown.train.prompts[n:]])  # each added row is an unlabelled row
     scores = score_rows(model, task, task.unlabelled, picked)
@@ -299,7 +307,7 @@ def test_ipet_trains_its_next_generation_on_rows_its_first_generation_labelled(t
     # Labelled once, by the whole first generation, with growth 5: 4x the training rows asked for.
     assert calls[0] == ([("pattern0", 0), ("pattern1", 1), ("pattern2", 2)], 4.0)
     grown = calls[1]
-    assert grown == len(task.train) + UNLABELLED_ROWS  # all the unlabelled rows there are
+    assert grown == len(task.train) + UNLABELLED_ROWS // 2  # the most confident half of the unlabelled rows
     second = [t for t in trained_on if t[0].startswith("gen1_")]
     assert [t[0] for t in second] == ["gen1_pattern0"] * 2 + ["gen1_pattern1"] * 2 + ["gen1_pattern2"] * 2
     assert all(size == grown for _, size, _ in second)
@@ -385,3 +393,184 @@ def test_an_ensemble_is_priced_and_calibrated_as_what_it_runs(task):
     measured = calibrate_method(task, "pet", steps=1)
     assert [p["method"] for p in measured["phases"]] == ["lora"] * 3 and measured["steps"] == 2
     assert len({p["seconds_per_step"] for p in measured["phases"]}) == 1
+
+
+# --- paying for iPET's labelling and the members' class-bias fits ------------------------------
+
+def _recorded_ipet(task, monkeypatch, refuse=None):
+    """An iPET trial of 12 steps (2 a phase; generation 1 from step 7), with every ask of
+    may_continue, every phase it announces and every scoring call on the unlabelled rows recorded.
+    refuse(kind, events so far) -> True refuses that ask."""
+    from budgetft.scoring import rows as scoring_rows
+
+    events, scored = [], []
+    real = scoring_rows.score_rows
+
+    def spy(model, rows_task, encoded, rows=None, *args, **kwargs):
+        if encoded is task.unlabelled:
+            scored.append(len(rows))
+        return real(model, rows_task, encoded, rows, *args, **kwargs)
+
+    monkeypatch.setattr(scoring_rows, "score_rows", spy)
+
+    def may_continue(kind):
+        events.append(("ask", kind))
+        return not (refuse and refuse(kind, events))
+
+    result, model = run_trial(task, _settings(task, "ipet", 12), model=_load(task), may_continue=may_continue,
+                              on_phase=lambda phase: events.append(("phase", phase)), on_step=lambda log: events.append(("step", log.step)))
+    return result, model, events, scored
+
+
+def test_ipet_labelling_is_paid_for_chunk_by_chunk_as_evaluations_are(task, monkeypatch):
+    """Generation 1's rows are scored in chunks no larger than the evaluation (16 rows here: 48
+    rows scored, three chunks), each started only after may_continue("evaluation") said yes, and
+    the first member of generation 1 asks before its class bias is fitted, as every later member
+    does."""
+    result, _, events, scored = _recorded_ipet(task, monkeypatch)
+    assert scored == [16, 16, 16] and len(task.eval) == 16
+    between = events[events.index(("step", 6)) + 1 : events.index(("step", 7))]
+    labelling = [("ask", "evaluation"), ("phase", "labelling")] * 3 + [("phase", "training")]
+    refit = [("ask", "evaluation"), ("phase", "training")]
+    assert between == labelling + refit + [("ask", "step")]
+    # Generation 0's later members ask before their fits too (between steps 2 and 3, 4 and 5).
+    assert events[events.index(("step", 2)) + 1 : events.index(("step", 3))] == refit + [("ask", "step")]
+    assert result.steps == 12 and result.stop_reason == ""
+    assert result.pseudo_labels[0]["scored"] == 48 and result.pseudo_labels[0]["chunks"] == 3
+
+
+def test_ipet_labelling_refused_mid_way_stops_the_trial_cleanly(task, monkeypatch):
+    """The money ends before the second chunk: no more rows are scored, generation 1 never
+    trains, the trial ends with a stop reason and its first generation's ensemble."""
+    def refuse(kind, events):
+        labelling_asks = sum(1 for i, e in enumerate(events) if e == ("ask", "evaluation") and ("step", 6) in events[:i])
+        return kind == "evaluation" and labelling_asks == 2
+
+    result, model, events, scored = _recorded_ipet(task, monkeypatch, refuse)
+    assert scored == [16]
+    assert result.steps == 6 and "labelling rows for generation 1 (part 2 of 3): not paid for" in result.stop_reason
+    assert [a for a, _ in ensemble.members(model)] == ["pattern0", "pattern1", "pattern2"]
+    assert result.pseudo_labels[0]["refused_at_chunk"] == 1
+
+
+def test_a_members_class_bias_fit_refused_stops_the_trial_before_the_member_joins(task, monkeypatch):
+    def refuse(kind, events):
+        return kind == "evaluation" and ("step", 2) in events
+
+    result, model, events, _ = _recorded_ipet(task, monkeypatch, refuse)
+    assert result.steps == 2 and "stopped before phase 2 (pattern1) after step 2: fitting its class bias is not paid for" in result.stop_reason
+    assert ("step", 3) not in events
+    # Asked before the member joined: the model is the ensemble of the members that trained.
+    assert ensemble.members(model) == [("pattern0", 0)] and class_bias.class_bias_of(model) is not None
+
+
+def test_at_most_half_the_unlabelled_rows_are_kept():
+    """Each row kept is the more confident of two scored: a split no larger than twice the rows
+    asked for is not simply kept whole."""
+    from budgetft.scoring.pseudo_labels import how_many, rows_scored
+
+    assert how_many(4.0, 64, 48) == 24 and rows_scored(4.0, 64, 48) == 48
+    assert how_many(0.25, 64, 1000) == 16 and rows_scored(0.25, 64, 1000) == 32
+    assert how_many(4.0, 64, 1) == 0 and rows_scored(4.0, 64, 1) == 0
+
+
+# --- the job's checks ----------------------------------------------------------------------------
+
+def test_check_job_leaves_methods_without_phases_alone_and_reads_ranges():
+    """A list of mixed types in another method's space is no business of the pattern check; the
+    fewest patterns or generations a range or choice allows is what is checked."""
+    from budgetft.methods.phased import check_job
+
+    check_job(methods.get("lora"), {"r": [4, "eight"], "learning_rate": {"loguniform": [1e-4, 1e-3]}}, 1, False)
+    pet, ipet = methods.get("pet"), methods.get("ipet")
+    check_job(pet, {"patterns": {"randint": [2, 5]}}, 2, False)  # two patterns: enough for the fewest
+    check_job(pet, {"patterns": {"choice": [4, 2]}}, 2, False)
+    check_job(pet, {"patterns": [2, "many"]}, 2, False)
+    with pytest.raises(MethodUnsupported, match="trains on 3 prompt patterns"):
+        check_job(pet, {"patterns": {"randint": [3, 5]}}, 2, False)
+    check_job(ipet, {"generations": {"choice": [1, 2]}}, 3, False)  # one generation labels nothing
+    with pytest.raises(MethodUnsupported, match="unlabelled_split=test works with the embedded, offline copy only.*google/boolq has no test split"):
+        check_job(ipet, {"generations": {"randint": [2, 3]}}, 3, False)
+
+
+def test_a_job_whose_unlabelled_rows_are_all_evaluation_rows_is_refused_up_front(tiny_model_dir, tmp_path):
+    """The job-level check counts the rows a trial would get, after the evaluation rows are dropped."""
+    data = _job(tiny_model_dir, tmp_path)
+    valid = [json.loads(line) for line in (tmp_path / "valid.jsonl").read_text().splitlines()]
+    only_eval = [{"passage": "  " + r["passage"].upper() + " ", "question": r["question"]} for r in valid[:10]]
+    data["data"]["files"]["unlabelled"] = str(write_jsonl(tmp_path / "unlabelled.jsonl", only_eval))
+    data["methods"] = {"ipet": {}}
+    with pytest.raises(MethodUnsupported, match="set data.unlabelled_split"):
+        prepare_task(validate_job(data))
+
+
+def test_unlabelled_rows_apart_from_evaluation_rows_up_to_case_and_whitespace():
+    from budgetft.data.unlabelled import apart_from
+
+    evaluation = [{"passage": "The Sky is blue", "question": "is it there"}]
+    rows = [{"passage": "  the sky  IS blue\n", "question": "Is it there "}, {"passage": "the sea", "question": "is it there"}]
+    assert apart_from(rows, evaluation, ["passage", "question"]) == [rows[1]]
+
+
+def test_unlabelled_rows_are_read_only_for_a_method_that_labels_rows_and_encoded_when_first_scored(tiny_model_dir, tmp_path, monkeypatch):
+    from budgetft.data import encode, sources
+    from budgetft.data import unlabelled as unlabelled_module
+
+    data = _job(tiny_model_dir, tmp_path)
+    data["methods"] = {"lora": {}, "pet": {}}
+    real_load = sources.load_unlabelled
+    monkeypatch.setattr(sources, "load_unlabelled", lambda spec: pytest.fail("the unlabelled split was read"))
+    plain = prepare_task(validate_job(data))
+    assert "unlabelled_rows" not in plain.stats
+    monkeypatch.setattr(sources, "load_unlabelled", real_load)
+
+    encodes = []
+    real_encode = encode.cached_encode
+
+    def spy(rows, prompt, label_field, *args):
+        out = real_encode(rows, prompt, label_field, *args)
+        if label_field is None:
+            encodes.append(out[1])  # cache hit?
+        return out
+
+    monkeypatch.setattr(unlabelled_module, "cached_encode", spy)
+    data["methods"] = {"ipet": {}}
+    task = prepare_task(validate_job(data))
+    assert task.stats["unlabelled_rows"] == UNLABELLED_ROWS and task.unlabelled_count == UNLABELLED_ROWS
+    assert encodes == []  # counted, not tokenized
+    assert len(task.unlabelled) == UNLABELLED_ROWS and (task.unlabelled.labels == -1).all()
+    assert encodes == [False]
+    again = prepare_task(validate_job(data))
+    np.testing.assert_array_equal(np.concatenate(again.unlabelled.prompts), np.concatenate(task.unlabelled.prompts))
+    assert encodes == [False, True]  # the second task read them from the tokenization cache
+
+
+def test_a_pattern_too_long_for_max_length_is_refused_when_the_job_is_prepared(tiny_model_dir, tmp_path):
+    from budgetft.data import DataError
+
+    data = _job(tiny_model_dir, tmp_path)
+    data["prompt"]["patterns"] = [PATTERNS[0], "{passage} " + "the sky is very blue . " * 15 + "{question} ?"]
+    data["methods"] = {"pet": {}}
+    with pytest.raises(DataError, match=r"prompt\.patterns\[1\] has \d+ tokens of its own.*max_length=64"):
+        prepare_task(validate_job(data))
+    data["methods"] = {"lora": {}}  # a job that never trains on the patterns is not refused for them
+    prepare_task(validate_job(data))
+
+
+def test_a_pet_or_ipet_trial_is_priced_with_its_members_fits_and_its_labelling(task):
+    """Beyond its steps and evaluations, an iPET trial pays each later member's class-bias fit
+    (FIT_ROWS rows) and each later generation's labelling (the rows scored, by every member of
+    the generation before); PET the fits; other methods nothing."""
+    from budgetft.planner.inputs import phases_seconds, plan_inputs
+    from budgetft.scoring.class_bias import FIT_ROWS
+
+    per_row = 0.01
+    ipet = phases_seconds(task, "ipet", per_row)  # 2 generations of 3 patterns; 48 rows scored by 3 members
+    assert ipet == pytest.approx((6 - 1) * FIT_ROWS * per_row + 48 * 3 * per_row)
+    assert phases_seconds(task, "pet", per_row) == pytest.approx(2 * FIT_ROWS * per_row)
+    assert phases_seconds(task, "lora", per_row) == 0.0 and phases_seconds(task, "mezo_lst", per_row) == 0.0
+    job = task.job.model_copy(update={"methods": {"lora": {}, "pet": {}, "ipet": {}}})
+    calibration = {"eval_rows_per_s": 1 / per_row,
+                   "methods": {m: {"seconds_per_step": 1.0, "examples_per_s": 8.0} for m in ("lora", "pet", "ipet")}}
+    rates = plan_inputs({job.model.name: task}, job, calibration=calibration).rates
+    assert rates["ipet"].trial_seconds == pytest.approx(ipet) and rates["lora"].trial_seconds == 0.0

@@ -142,3 +142,24 @@ def test_rates_stored_without_their_share_of_the_machine_are_not_used(tiny_job_d
     entry = json.loads(path.read_text())[machine_key("cpu")][rate_key(task.job, "full")]
     assert [h["seconds_per_step"] for h in entry["history"]] == [0.5]  # the old one is dropped
     assert stored_rates(task.job, "cpu", ["full"])[0]["full"].seconds_per_step == pytest.approx(0.5)
+
+
+def test_a_trials_own_seconds_are_paid_by_every_trial_of_its_option():
+    """MethodRate.trial_seconds (PET's fits, iPET's labelling) costs what the same seconds of
+    per-trial start-up would: fewer or shorter trials; 0 leaves a plan as it was."""
+    from dataclasses import replace
+
+    costs = Costs(eval_seconds=20, baseline_seconds=10, calibration_seconds=10)
+    plain = {"lora": MethodRate("lora", 2.0, 4.0)}
+    priced = {"lora": MethodRate("lora", 2.0, 4.0, trial_seconds=60.0)}
+    as_startup = replace(costs, trial_startup_seconds=costs.trial_startup_seconds + 60.0)
+    for cap in (Decimal("0.25"), Decimal("1.00")):
+        expected = plan_budget(cap, Decimal(0), Decimal("1.00"), plain, as_startup, 2000)
+        got = plan_budget(cap, Decimal(0), Decimal("1.00"), priced, costs, 2000)
+        assert got.methods == expected.methods and got.expected_usd == expected.expected_usd
+        assert plan_budget(cap, Decimal(0), Decimal("1.00"), plain, costs, 2000).methods != got.methods
+    with pytest.raises(BudgetTooSmall) as err:
+        plan_budget(Decimal("0.01"), Decimal(0), Decimal("1.00"), priced, costs, 2000)
+    with pytest.raises(BudgetTooSmall) as plain_err:
+        plan_budget(Decimal("0.01"), Decimal(0), Decimal("1.00"), plain, costs, 2000)
+    assert err.value.minimum > plain_err.value.minimum

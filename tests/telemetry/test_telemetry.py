@@ -505,13 +505,13 @@ def test_threads_leave_out_the_cores_a_neighbour_keeps_busy(monkeypatch):
         assert cpu_share.free_cores() == free, busy
 
 
-def test_niced_work_leaves_its_core_free():
-    """/proc/stat's cpu line in ticks: user nice system idle iowait irq softirq steal. A niced
-    neighbour yields to a trial, so its ticks count as free, like idle and iowait."""
+def test_niced_work_takes_its_core():
+    """/proc/stat's cpu line in ticks: user nice system idle iowait irq softirq steal. Only idle
+    and iowait are free: a niced neighbour still slows every torch operation that meets on its core."""
     from budgetft.telemetry import cpu_share
 
     busy, total = cpu_share._busy_total("cpu  100 400 50 300 150 0 0 0 0 0", 100)
-    assert (busy, total) == (1.5, 10.0)  # user 100 + system 50 busy; nice, idle, iowait free
+    assert (busy, total) == (5.5, 10.0)  # user 100 + nice 400 + system 50 busy; idle, iowait free
     assert cpu_share._busy_total("cpu garbage", 100) is None
 
 
