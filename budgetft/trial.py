@@ -9,7 +9,6 @@ the planned steps. Scoring lives in budgetft.scoring; this module is the loop al
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -118,11 +117,13 @@ class TrialResult:
         return self.evals[-1] if self.evals else {}
 
 
-# The pace a trial's end is judged by: the median of its last PACE_STEPS steps (seconds), once it
-# has PACE_MIN_STEPS of them; a phase's first step is left out (allocation, caches, a store's
-# first visits), and the median ignores a lone slow step.
-PACE_STEPS = 20
-PACE_MIN_STEPS = 5
+# The pace a trial's end is judged by: seconds per token over its last PACE_STEPS steps, times
+# the data's mean tokens per step (a step's time follows its batch's length, and length-grouped
+# batches vary: a README run's first 200 steps ran at 0.89 s a step, its whole trial at 0.69),
+# once it has PACE_MIN_STEPS of them; a phase's first step is left out (allocation, caches, a
+# store's first visits).
+PACE_STEPS = 50
+PACE_MIN_STEPS = 30
 
 
 @dataclass
@@ -148,6 +149,23 @@ class _Schedule:
         """Decay from `step` (the next to run, counted in the phase) to zero at `total`."""
         self.cut_factor = self.factor(step)
         self.cut_at, self.total = step, total
+
+
+def _mean_step_tokens(task: Task, batch_size: int) -> float:
+    from budgetft.planner.rates import mean_step_tokens
+
+    return mean_step_tokens(task, batch_size)
+
+
+def _pace(recent, mean_tokens: float) -> float:
+    """Seconds a mean step takes at the recent rate: recent seconds per token (padding
+    included) times the data's mean tokens per step; the plain mean of the recent steps where
+    their tokens are unknown."""
+    seconds = sum(s for s, _ in recent)
+    tokens = sum(t for _, t in recent)
+    if tokens <= 0 or mean_tokens <= 0:
+        return seconds / len(recent)
+    return seconds / tokens * mean_tokens
 
 
 def _batches(task: Task, batch_size: int, seed: int):
@@ -377,7 +395,8 @@ class _Loop:
         offset = virtual_token_offset(model)
         scaler = grad_scaler(precision)  # scales only for fp16
         start, end = self.step, self.step + steps
-        recent: deque[float] = deque(maxlen=PACE_STEPS)
+        recent: deque[tuple[float, int]] = deque(maxlen=PACE_STEPS)  # (seconds, tokens) of recent steps
+        mean_tokens = _mean_step_tokens(train_task, settings.batch_size) if self.horizon is not None else 0.0
         while self.step < end:
             step = self.step + 1
             if self.may_continue is not None and not self.may_continue("step"):
@@ -421,9 +440,9 @@ class _Loop:
             if self.on_step:
                 self.on_step(StepLog(step, loss, result.examples / self.t_train, scheduler.get_last_lr()[0], step_seconds, step_tokens))
             if step > start + 1:
-                recent.append(step_seconds)
+                recent.append((step_seconds, step_tokens))
             if last and self.horizon is not None and len(recent) >= PACE_MIN_STEPS and step < end:
-                new_end = max(step, int(self.horizon(step, statistics.median(recent), end)))
+                new_end = max(step, int(self.horizon(step, _pace(recent, mean_tokens), end)))
                 if new_end != end:
                     end = new_end
                     schedule.end_at(scheduler.last_epoch, end - start)

@@ -102,38 +102,46 @@ def test_the_trials_seed_draws_an_encoders_fresh_head(tiny_model_dir, tmp_path):
 
 
 def test_a_shortened_trial_decays_to_zero_and_evaluates_at_its_new_end(task):
-    """A machine slower than calibrated: at step 8 the money is found to buy only up to step 12
-    of the 30 planned. The schedule then decays to zero by step 12, the trial evaluates there
-    (its one planned evaluation was at 30) and stops."""
-    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=30)
-    settings.eval_steps = [30]
+    """A machine slower than calibrated: at step 38 the money is found to buy only up to step 42
+    of the 60 planned. The schedule then decays to zero by step 42, the trial evaluates there
+    (its one planned evaluation was at 60) and stops."""
+    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=60)
+    settings.eval_steps = [60]
     asked, lrs = [], []
 
     def horizon(step, step_s, end):
-        asked.append((step, end))
-        return 12 if step >= 8 else end
+        asked.append((step, end, step_s))
+        return 42 if step >= 38 else end
 
     result, _ = run_trial(task, settings, on_step=lambda log: lrs.append((log.step, log.lr)), horizon=horizon)
-    assert result.steps == 12 and [e["step"] for e in result.evals] == [12]
-    assert dict(lrs)[12] == 0.0 and all(lr > 0 for step, lr in lrs if step < 12)
-    # asked only once the pace is measured (5 steps after the first), and never at the last step
-    assert asked[0][0] == 6 and all(step < end for step, end in asked)
-    # no jump at the cut: the rate falls linearly from where it stood to zero at step 12
+    assert result.steps == 42 and [e["step"] for e in result.evals] == [42]
+    assert dict(lrs)[42] == 0.0 and all(lr > 0 for step, lr in lrs if step < 42)
+    # asked only once the pace is measured (30 steps after the first), and never at the last step
+    assert asked[0][0] == 31 and all(step < end for step, end, _ in asked) and all(s > 0 for *_, s in asked)
+    # no jump at the cut: the rate falls linearly from where it stood to zero at step 42
     at = dict(lrs)
-    assert at[9] == pytest.approx(at[8] * 3 / 4) and at[10] == pytest.approx(at[8] * 2 / 4)
+    assert at[39] == pytest.approx(at[38] * 3 / 4) and at[40] == pytest.approx(at[38] * 2 / 4)
 
 
 def test_a_lengthened_trial_skips_its_planned_evaluation_and_evaluates_at_its_new_end(task):
     """A machine faster than calibrated, where the plan lets the trial grow: at step 8 the end
-    moves from 12 to 20. The rungs before both ends stay; the planned end's evaluation moves."""
-    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=12)
-    settings.eval_steps = [4, 12]
+    moves from 40 to 48. The rungs before both ends stay; the planned end's evaluation moves."""
+    settings = TrialSettings.from_job(task, "full", get("full").config({"learning_rate": 1e-3}), steps=40)
+    settings.eval_steps = [4, 40]
     lrs = []
     result, _ = run_trial(task, settings, on_step=lambda log: lrs.append((log.step, log.lr)),
-                          horizon=lambda step, step_s, end: 20 if step >= 8 else end)
-    assert result.steps == 20 and [e["step"] for e in result.evals] == [4, 20]
+                          horizon=lambda step, step_s, end: 48 if step >= 36 else end)
+    assert result.steps == 48 and [e["step"] for e in result.evals] == [4, 48]
     at = dict(lrs)
-    assert at[20] == 0.0 and at[12] > 0 and at[9] == pytest.approx(at[8] * 11 / 12)  # stretched from where it stood
+    assert at[48] == 0.0 and at[40] > 0 and at[37] == pytest.approx(at[36] * 11 / 12)  # stretched from where it stood
+
+
+def test_the_pace_is_recent_seconds_per_token_at_the_datas_mean_step():
+    from budgetft.trial import _pace
+
+    # 3 s for 3,000 tokens lately: 1 ms a token; the data's mean step is 1,200 tokens
+    assert _pace([(1.0, 1000), (2.0, 2000)], 1200.0) == pytest.approx(1.2)
+    assert _pace([(1.0, 0), (3.0, 0)], 1200.0) == pytest.approx(2.0)  # tokens unknown: the plain mean
 
 
 def test_an_unmoved_horizon_leaves_the_plan(task):
