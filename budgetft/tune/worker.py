@@ -31,8 +31,10 @@ from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now,
 # second of file and clock lag (s); each evaluation's time up to the new end with a quarter
 # more, as evaluations vary with the rows' lengths; a tenth more per step than the recent pace;
 # and 3% of the steps left, so that the next steps' noise does not move it again. It grows only
-# by 5% or more, to 90% of what the money buys, and never after it has been cut (a pace that
-# fell short once, a neighbour that comes and goes, may fall short again).
+# by 5% or more, to 90% of what the money buys: after a cut (to 97%), only a pace clearly faster
+# than the one that cut it grows it back. A pace judged early runs slow (two README runs: 1.09
+# and 0.89 s a step by step 160-211, 0.94 and 0.69 over the whole trial), and a cut that could
+# never be undone left a fifth of the budget unspent.
 CUT_SLACK_S = 6.0
 CUT_EVAL_MARGIN = 1.25
 CUT_STEP_MARGIN = 1.10
@@ -100,7 +102,6 @@ class Worker:
     model: object = None
     faults: tuple = ()  # budgetft.tune.chaos faults, when a chaos run asks for them
     _eval_started: float = 0.0
-    _cut: bool = False  # the trial's end has been moved nearer once (Worker.horizon)
     _eval_members: int = 1
 
     @property
@@ -159,8 +160,9 @@ class Worker:
         otherwise cut the trial mid-schedule, its learning rate undecayed and its one evaluation
         never run: the end moves nearer. On a faster one (a calibration of three steps taken
         while something else ran) the money would sit idle: where the plan allows it (a round's
-        only trial: spec["extend_to"], the job's max_steps), the end moves further. Each move is
-        recorded on the trial (and in its report)."""
+        only trial: spec["extend_to"], the job's max_steps), the end moves further, also back
+        after a cut. If the money ends before the last evaluation, the weights are kept first.
+        Each move is recorded on the trial (and in its report)."""
         state = read_json(self.run.meter_json, None) or {}
         ends = state.get("money_ends")
         if ends is None or step_s <= 0 or state.get("stop"):
@@ -175,13 +177,11 @@ class Worker:
         target = max(step, step + math.floor(CUT_BELOW * (affordable - step)))
         if affordable >= end:
             limit = int(self.spec.get("extend_to") or 0)
-            if self._cut or limit <= end:
-                return end  # a pace that once fell short may fall short again: never grown after a cut
+            if limit <= end:
+                return end
             target = min(limit, step + math.floor(EXTEND_BELOW * (affordable - step)))
             if target < EXTEND_BY * end:
                 return end  # grown only by a clear margin, so that noise does not move the end to and fro
-        else:
-            self._cut = True
         moved = self.record.end_moved or {"planned": self.spec["max_steps"]}
         self.record.end_moved = {**moved, "to": target, "at": step, "step_s": round(step_s, 3)}
         if target <= step + 1 and not self.record.evals:

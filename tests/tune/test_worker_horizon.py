@@ -95,15 +95,18 @@ def test_a_few_percent_more_is_not_worth_moving_for(tmp_path):
     assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None  # 1,040 steps: 4% more
 
 
-def test_after_a_cut_the_end_never_grows_again(tmp_path):
-    """A neighbour that comes and goes: the pace that fell short once may fall short again."""
+def test_after_a_cut_the_end_grows_back_only_on_a_clearly_faster_pace(tmp_path):
+    """A pace judged early runs slow: a cut is undone when the money buys clearly more again,
+    never by the next step's noise."""
     w, run = make_worker(tmp_path, eval_s=10.0)
     w.spec["extend_to"] = 2000
     write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 200.5})
     cut = w.horizon(300, 1.0, 1000)
     assert cut < 1000
-    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 5000.0})
-    assert w.horizon(301, 1.0, cut) == cut
+    assert w.horizon(301, 1.0, cut) == cut  # the same money, one step on: no move
+    assert w.horizon(302, 0.95, cut) == cut  # 5% faster: still no move (grows to 90%, by 5% at least)
+    grown = w.horizon(303, 0.5, cut)  # twice as fast: the money buys twice the steps
+    assert grown >= 1.05 * cut and w.record.end_moved["to"] == grown
 
 
 def test_growing_keeps_a_tenth_of_what_the_money_buys(tmp_path):
