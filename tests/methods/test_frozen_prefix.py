@@ -173,15 +173,20 @@ def test_detach_leaves_the_model_as_the_method_made_it(decoder_task):
     assert not model.model.layers[0]._forward_hooks
 
 
+def drop_out_in_the_bottom_block(model, p: float = 0.1) -> None:
+    """The tiny BERT has no dropout: give its bottom block MiniLM's and BERT's 10%."""
+    model.config.hidden_dropout_prob = p
+    for module in model.bert.encoder.layer[0].modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+
+
 def test_a_model_whose_frozen_blocks_drop_out_is_not_served(encoder_task):
     """MiniLM and BERT drop out 10% inside every block while training: stored states (computed
     without it) would change what the top blocks learn, so they are not used."""
     model = _last_k(encoder_task, ENCODER)
     assert frozen_prefix.first_trained_block(model) == 1  # the tiny BERT has no dropout
-    model.config.hidden_dropout_prob = 0.1
-    for module in model.bert.encoder.layer[0].modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.1
+    drop_out_in_the_bottom_block(model)
     assert frozen_prefix.first_trained_block(model) is None
 
 

@@ -12,6 +12,7 @@ from budgetft.methods.context import context_for
 from budgetft.scoring.rows import evaluate, scoring_of
 from budgetft.trial import TrialSettings, run_trial
 from tests.methods.test_methods import _load, decoder_task, encoder_dir, encoder_task  # noqa: F401 - fixtures
+from tests.methods.test_frozen_prefix import drop_out_in_the_bottom_block
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,10 +127,7 @@ def test_a_backbone_that_drops_out_is_not_served(encoder_task, decoder_task):
     change what the side network learns from."""
     model = _lst(encoder_task, ENCODER)
     assert frozen_prefix.ladder_blocks(model) == 2  # the tiny BERT has no dropout
-    model.config.hidden_dropout_prob = 0.1
-    for module in model.bert.encoder.layer[0].modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.1
+    drop_out_in_the_bottom_block(model)
     assert frozen_prefix.ladder_blocks(model) is None and frozen_prefix.attach(model, "tiny") is None
     model = _lst(decoder_task, DECODER)
     model.config.attention_dropout = 0.1  # read by the Llama attention in every block
