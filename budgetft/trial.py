@@ -22,6 +22,7 @@ from budgetft.data.batching import length_grouped_batches
 from budgetft.methods._peft import virtual_token_offset
 from budgetft.methods.context import context_for
 from budgetft.methods.counting import count_model, partially_trained
+from budgetft.planner.rates import mean_step_tokens
 from budgetft.scoring import class_bias, verbalizer
 from budgetft.scoring.rows import evaluate, scoring_of
 from budgetft.task import Task
@@ -149,12 +150,6 @@ class _Schedule:
         """Decay from `step` (the next to run, counted in the phase) to zero at `total`."""
         self.cut_factor = self.factor(step)
         self.cut_at, self.total = step, total
-
-
-def _mean_step_tokens(task: Task, batch_size: int) -> float:
-    from budgetft.planner.rates import mean_step_tokens
-
-    return mean_step_tokens(task, batch_size)
 
 
 def _pace(recent, mean_tokens: float) -> float:
@@ -396,7 +391,7 @@ class _Loop:
         scaler = grad_scaler(precision)  # scales only for fp16
         start, end = self.step, self.step + steps
         recent: deque[tuple[float, int]] = deque(maxlen=PACE_STEPS)  # (seconds, tokens) of recent steps
-        mean_tokens = _mean_step_tokens(train_task, settings.batch_size) if self.horizon is not None else 0.0
+        mean_tokens = mean_step_tokens(train_task, settings.batch_size) if self.horizon is not None else 0.0
         while self.step < end:
             step = self.step + 1
             if self.may_continue is not None and not self.may_continue("step"):
