@@ -1,0 +1,159 @@
+"""How long all-MiniLM-L6-v2 sits on BoolQ's majority answer before it learns, under variants of
+the default job's first trial (issue 13: the README runs that "stalled").
+
+Like curves.py it never reads the job's evaluation split: it trains on BoolQ's training split
+less 400 held-out rows (the same rows as curves.py) and scores those rows at a few steps, printing
+the mean training loss of every 50 steps beside. A variant changes one thing about the trial:
+
+    base       the default job's first trial (full fine-tuning, lr 5e-5, linear decay)
+    lr=X       another learning rate
+    sep        the question and passage joined by the tokenizer's [SEP] ("{question}? [SEP] {passage}")
+    mean_pool  the classification head reads the mean of the token states (how all-MiniLM-L6-v2 was
+               trained: its 1_Pooling config) instead of the [CLS] pooler
+    reinit     the top block and the pooler drawn afresh (Zhang et al., ICLR 2021)
+    wsd        warm-up, a constant rate, then linear decay over the last 20% (warmup-stable-decay)
+    no_dropout every dropout off
+    fp32       no bf16 autocast
+
+    .venv/bin/python benchmarks/plateau.py --seed 4 --variants base,mean_pool --stop 400
+
+Minutes: ~4 per variant to step 400, ~8 to 780, on a 2-core CPU. The patches below are this
+script's own (a research probe), not options of the tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+HELD_OUT_ROWS = 400  # as curves.py's MiniLM option
+WSD_DECAY = 0.2  # the decay's share of the steps
+
+
+def _patch_wsd() -> None:
+    import budgetft.trial as trial
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return min(1.0, max(0.0, (self.total - step) / max(1, round(WSD_DECAY * self.total))))
+
+    trial._Schedule.factor = factor
+
+
+def _mean_pooling(model) -> None:
+    """Replace the BERT pooler by a masked mean of the last token states (the attention mask is
+    caught by a pre-hook on the encoder, since BertModel hands its pooler the states alone)."""
+    import torch
+
+    bert = model.bert
+
+    class MeanPool(torch.nn.Module):
+        mask = None
+
+        def forward(self, states):
+            m = self.mask.unsqueeze(-1).to(states.dtype)
+            return (states * m).sum(1) / m.sum(1).clamp(min=1)
+
+    pool = MeanPool()
+    bert.register_forward_pre_hook(lambda mod, args, kwargs: setattr(pool, "mask", kwargs.get("attention_mask")), with_kwargs=True)
+    bert.pooler = pool
+
+
+def run_variant(variant: str, seed: int, steps: int, stop: int) -> None:
+    """One variant in this process (called in a child per variant: the patches are global)."""
+    import torch
+
+    from budgetft.planner.configs import trial_configs
+    from budgetft.quiet import quiet_libraries
+    from budgetft.scoring.baselines import majority_baseline
+    from budgetft.spec import load_job
+    from budgetft.task import prepare_task
+    from budgetft.trial import TrialSettings, run_trial
+    from curves import held_out_job
+
+    quiet_libraries()
+    if variant == "fp32":
+        os.environ["BUDGETFT_PRECISION"] = "fp32"
+    if variant == "wsd":
+        _patch_wsd()
+    with tempfile.TemporaryDirectory() as tmp:
+        job = held_out_job(load_job("boolq-smollm2"), MODEL, HELD_OUT_ROWS, Path(tmp)).model_copy(update={"seed": seed})
+        if variant == "sep":
+            job = job.model_copy(update={"prompt": job.prompt.model_copy(update={"template": "{question}? [SEP] {passage}"})})
+        task = prepare_task(job)
+        config = trial_configs(job.space_for("full"), "full", 1, seed)[0]
+        if variant.startswith("lr="):
+            config["learning_rate"] = float(variant[3:])
+        settings = TrialSettings.from_job(task, "full", config, steps=steps)
+        settings.eval_steps = sorted({s for s in (100, 200, 300, 400, 600, steps) if s <= stop})
+        majority = majority_baseline(task)["accuracy"]
+        losses: list[float] = []
+        t0 = time.perf_counter()
+
+        def on_model(model) -> None:
+            if variant == "no_dropout":
+                for module in model.modules():
+                    if isinstance(module, torch.nn.Dropout):
+                        module.p = 0.0
+            if variant == "reinit":
+                torch.manual_seed(seed)
+                model.bert.encoder.layer[-1].apply(model._init_weights)
+                model.bert.pooler.apply(model._init_weights)
+            if variant == "mean_pool":
+                _mean_pooling(model)
+
+        def on_step(log) -> None:
+            losses.append(log.loss)
+            if len(losses) % 50 == 0:
+                print(f"  {variant} seed {seed}: step {len(losses):4d} training loss (last 50) {statistics.mean(losses[-50:]):.4f}, "
+                      f"lr {log.lr:.2e}, {time.perf_counter() - t0:.0f} s", flush=True)
+
+        def on_eval(step: int, metrics: dict) -> bool:
+            false = metrics.get("prediction_share", {}).get("false", 0.0)
+            print(f"RESULT {variant} seed {seed} step {step} accuracy {100 * metrics['accuracy']:.2f}% "
+                  f"majority {100 * majority:.2f}% lift {100 * (metrics['accuracy'] - majority):+.2f} answers 'false' {100 * false:.1f}%", flush=True)
+            return step >= stop
+
+        print(f"{variant} seed {seed}: config {config}, {steps} steps (stop at {stop})", flush=True)
+        run_trial(task, settings, on_step=on_step, on_eval=on_eval, on_model=on_model)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=780, help="the schedule's length (the README trial's, about)")
+    parser.add_argument("--stop", type=int, help="stop after the evaluation at this step (default: --steps)")
+    parser.add_argument("--variants", default="base,sep,mean_pool,reinit,wsd,no_dropout,lr=1e-4")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child's variant
+    args = parser.parse_args()
+    stop = args.stop or args.steps
+    if args.one:
+        run_variant(args.one, args.seed, args.steps, stop)
+        return 0
+    results = []
+    for variant in args.variants.split(","):
+        cmd = [sys.executable, __file__, "--one", variant, "--seed", str(args.seed), "--steps", str(args.steps), "--stop", str(stop)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        print("\n".join(lines), flush=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+        results += [line for line in lines if line.startswith("RESULT")]
+    print("\nsummary:")
+    print("\n".join(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
