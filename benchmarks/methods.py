@@ -23,8 +23,9 @@ Real-budget mode (--usd, --price-per-hour): every method gets the same money, so
 seconds of training on this machine (usd / price x 3600), not the same steps: its step time is
 measured first (budgetft's calibration, not counted), its trial planned for as many steps as
 the seconds buy, and stopped if a step would pass them. Training draws from the whole training
-split (no --train-examples cap); every method is then scored on the same evaluation rows (at
-least 300 for a usable interval) with McNemar's exact test against the majority answer.
+split less the scored rows: every method is scored on the same rows held out from the TRAINING
+split (curves.py's, at least 300 for a usable interval; the job's evaluation split is not read,
+since a method may be chosen by this table), with McNemar's exact test against the majority answer.
 --model picks another of the job's models (e.g. all-MiniLM-L6-v2 for the encoder methods).
 """
 
@@ -131,6 +132,23 @@ def run_one(args) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _run_one(args, load_spec(args) if not args.usd else _held_out_spec(args, Path(tmp)))
+
+
+def _held_out_spec(args, workdir: Path):
+    """Real-budget mode scores rows held out from the training split (curves.py's rows), never
+    the job's evaluation split: this table compares what each method buys, a user may choose a
+    method by it, and a choice must not be made on the rows a run reports on."""
+    from budgetft.spec import load_job
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from curves import held_out_job
+
+    return held_out_job(load_job(args.job, overrides(args)), load_spec(args).model.name, args.eval_rows, workdir)
+
+
+def _run_one(args, spec) -> dict:
     from budgetft import methods
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
@@ -140,7 +158,6 @@ def run_one(args) -> dict:
     from budgetft.scoring.rows import evaluate
     from budgetft.telemetry.precision import pick_device
 
-    spec = load_spec(args)
     task = prepare_task(spec)
     device = pick_device()
     model = load_model(task.model)
@@ -193,7 +210,7 @@ def table(records: list[dict], args) -> str:
               if args.usd else f"{args.train_examples} training examples ({math.ceil(args.train_examples / args.batch_size)} steps of {args.batch_size})")
     lines = [
         f"{ok[0].get('model', '') + ': ' if ok else ''}{bought}, "
-        f"{ok[0]['eval_rows'] if ok else args.eval_rows} evaluation rows, prompts ≤ {ok[0].get('max_length', args.max_length) if ok else args.max_length} tokens; {majority}; "
+        f"{ok[0]['eval_rows'] if ok else args.eval_rows} {'rows held out from the training split' if args.usd else 'evaluation rows'}, prompts ≤ {ok[0].get('max_length', args.max_length) if ok else args.max_length} tokens; {majority}; "
         f"device {ok[0]['device'] if ok else '?'}",
         "",
         "| method | trainable params | share | steps | examples/s | peak memory (MB) | accuracy | lift vs majority | McNemar p |",
