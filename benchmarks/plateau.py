@@ -5,7 +5,8 @@ Like curves.py it never reads the job's evaluation split: it trains on BoolQ's t
 less 400 held-out rows (the same rows as curves.py) and scores those rows at a few steps, printing
 the mean training loss of every 50 steps beside. A variant changes one thing about the trial:
 
-    base       the default job's first trial (full fine-tuning, lr 5e-5, linear decay)
+    base       the default job's first trial (full fine-tuning, lr 5e-5, linear decay; --method picks
+               another method at its first-trial configuration)
     lr=X       another learning rate
     sep        the question and passage joined by the tokenizer's [SEP] ("{question}? [SEP] {passage}")
     mean_pool  the classification head reads the mean of the token states (how all-MiniLM-L6-v2 was
@@ -70,7 +71,7 @@ def _mean_pooling(model) -> None:
     bert.pooler = pool
 
 
-def run_variant(variant: str, seed: int, steps: int, stop: int) -> None:
+def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "full") -> None:
     """One variant in this process (called in a child per variant: the patches are global)."""
     import torch
 
@@ -92,10 +93,10 @@ def run_variant(variant: str, seed: int, steps: int, stop: int) -> None:
         if variant == "sep":
             job = job.model_copy(update={"prompt": job.prompt.model_copy(update={"template": "{question}? [SEP] {passage}"})})
         task = prepare_task(job)
-        config = trial_configs(job.space_for("full"), "full", 1, seed)[0]
+        config = trial_configs(job.space_for(method), method, 1, seed)[0]
         if variant.startswith("lr="):
             config["learning_rate"] = float(variant[3:])
-        settings = TrialSettings.from_job(task, "full", config, steps=steps)
+        settings = TrialSettings.from_job(task, method, config, steps=steps)
         settings.eval_steps = sorted({s for s in (100, 200, 300, 400, 600, steps) if s <= stop})
         majority = majority_baseline(task)["accuracy"]
         losses: list[float] = []
@@ -121,17 +122,18 @@ def run_variant(variant: str, seed: int, steps: int, stop: int) -> None:
 
         def on_eval(step: int, metrics: dict) -> bool:
             false = metrics.get("prediction_share", {}).get("false", 0.0)
-            print(f"RESULT {variant} seed {seed} step {step} accuracy {100 * metrics['accuracy']:.2f}% "
+            print(f"RESULT {method} {variant} seed {seed} step {step} accuracy {100 * metrics['accuracy']:.2f}% "
                   f"majority {100 * majority:.2f}% lift {100 * (metrics['accuracy'] - majority):+.2f} answers 'false' {100 * false:.1f}%", flush=True)
             return step >= stop
 
-        print(f"{variant} seed {seed}: config {config}, {steps} steps (stop at {stop})", flush=True)
+        print(f"{variant} seed {seed}: {method} {config}, {steps} steps (stop at {stop})", flush=True)
         run_trial(task, settings, on_step=on_step, on_eval=on_eval, on_model=on_model)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--method", default="full", help="the trial's method (its first-trial configuration)")
     parser.add_argument("--steps", type=int, default=780, help="the schedule's length (the README trial's, about)")
     parser.add_argument("--stop", type=int, help="stop after the evaluation at this step (default: --steps)")
     parser.add_argument("--variants", default="base,sep,mean_pool,reinit,wsd,no_dropout,lr=1e-4")
@@ -139,11 +141,11 @@ def main() -> int:
     args = parser.parse_args()
     stop = args.stop or args.steps
     if args.one:
-        run_variant(args.one, args.seed, args.steps, stop)
+        run_variant(args.one, args.seed, args.steps, stop, args.method)
         return 0
     results = []
     for variant in args.variants.split(","):
-        cmd = [sys.executable, __file__, "--one", variant, "--seed", str(args.seed), "--steps", str(args.steps), "--stop", str(stop)]
+        cmd = [sys.executable, __file__, "--one", variant, "--seed", str(args.seed), "--steps", str(args.steps), "--stop", str(stop), "--method", args.method]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.strip()]
         print("\n".join(lines), flush=True)
