@@ -312,7 +312,10 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
     rate = rates[best.method]
     if best.trials >= prior.ASHA_MIN_TRIALS:
         # Enough trials for ASHA to pay: rungs from the curve's minimum, the rest as before.
-        plan = _plan_method(rate, seconds, costs, eta, max_steps, min_steps=best.min_steps)
+        # The seconds left after this option's held-out test, as its options were sized with
+        # (all_options): the test is reserved once, by the caller, never spent on rungs.
+        mine = seconds - float(rate.test_seconds or 0.0) * concurrency
+        plan = _plan_method(rate, mine, costs, eta, max_steps, min_steps=best.min_steps)
         methods = [plan] if plan else [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds)]
     else:
         methods = [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds, keep_last=best.trials == 1)]

@@ -84,3 +84,22 @@ def test_when_no_curve_learns_every_option_is_planned_as_an_equal():
     rates = {"lora": MethodRate("lora", 3.3, 8 / 3.3), "bitfit": MethodRate("bitfit", 1.0, 8.0)}
     plan = plan_budget(Decimal("1.00"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=100, curves={"bitfit": FLAT}, batch_size=8)
     assert {m.method for m in plan.methods} == {"lora", "bitfit"} and plan.forecast is None
+
+
+@pytest.mark.parametrize("test_seconds", [0.0, 60.0, 400.0])
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_plan_with_rungs_keeps_the_held_out_test_back_once(test_seconds, concurrency):
+    # Enough money for ASHA's many trials: the rungs are sized on the seconds left after the
+    # option's held-out test, so the expected spend (rungs stopping trials as planned, then the
+    # test) fits the money; only the worst case, where ASHA stops nothing, may go past it.
+    rates = {"lora": MethodRate("lora", 0.5, 16.0, test_seconds=test_seconds)}
+    plan = plan_budget(Decimal("2.00"), Decimal(0), Decimal("1.00"), rates, costs(), max_steps=200,
+                       curves={"lora": LORA}, batch_size=8, concurrency=concurrency)
+    (only,) = plan.methods
+    assert only.trials >= 9 and only.rungs  # the ASHA path
+    assert plan.reserve_seconds == pytest.approx(costs().reserve_seconds + test_seconds)
+    expected = plan.fixed_seconds + plan.reserve_seconds + only.expected_seconds / concurrency
+    assert expected <= 7200  # $2.00 at $1.00/h
+    if concurrency == 1:  # (two slots reach the plan's cap on trials first)
+        assert expected >= 0.97 * 7200  # and the money is spent, not left over
+    assert plan.worst_case_usd >= plan.expected_usd
