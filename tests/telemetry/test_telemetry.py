@@ -502,7 +502,25 @@ def test_threads_leave_out_the_cores_a_neighbour_keeps_busy(monkeypatch):
     monkeypatch.setattr(cpu_share.os, "cpu_count", lambda: 2)
     for busy, free in ((0.0, 2), (0.3, 2), (0.6, 1), (1.0, 1), (1.4, 1), (7.0, 1)):
         monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5, b=busy: b)
-        assert cpu_share.free_cores() == free, busy
+        assert cpu_share.free_cores(second_look_after_s=0) == free, busy
+
+
+def test_a_neighbour_that_is_gone_a_moment_later_does_not_take_a_core(monkeypatch):
+    """A process ending as a stage starts (a trial's worker before the held-out test) is busy for
+    a moment: the core it held is looked at again, and a stage does not run on one thread for that."""
+    from budgetft.telemetry import cpu_share
+
+    monkeypatch.setattr(cpu_share.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(cpu_share.time, "sleep", lambda s: None)
+    looks = iter([1.1, 0.05])  # busy as it ends, idle a moment later
+    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: next(looks))
+    assert cpu_share.free_cores() == 2
+    looks = iter([1.0, 0.9])  # a neighbour that stays: still taken
+    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: next(looks))
+    assert cpu_share.free_cores() == 1
+    seen = []
+    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: seen.append(1) or 0.1)
+    assert cpu_share.free_cores() == 2 and len(seen) == 1  # an idle machine is looked at once
 
 
 def test_niced_work_takes_its_core():
