@@ -46,7 +46,7 @@ ZERO_SHOT = "zero_shot"
 
 
 def overrides(args) -> list[str]:
-    out = [f"eval.limit={args.eval_rows}", f"train.batch_size={args.batch_size}"]
+    out = [*args.set, f"eval.limit={args.eval_rows}", f"train.batch_size={args.batch_size}"]
     if args.max_length or not args.usd:  # the cheap mode cuts prompts to 192 tokens; a real budget keeps the job's
         out.append(f"prompt.max_length={args.max_length or 192}")
     return out if args.usd else [f"train.train_limit={args.train_examples}", *out]
@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--usd", default=None, help="real-budget mode: this many dollars of training per method")
     parser.add_argument("--price-per-hour", default="1.00", help="the machine's price, USD/h (real-budget mode)")
     parser.add_argument("--model", default=None, help="another of the job's models (name or its last part)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a job override, as `budgetft run --set` (e.g. data.unlabelled_split=test: iPET's unlabelled rows)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: run one method
     parser.add_argument("--record", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,7 +278,7 @@ def main() -> None:
                    "--train-examples", str(args.train_examples), "--eval-rows", str(args.eval_rows),
                    *(["--max-length", str(args.max_length)] if args.max_length else []), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
                    *(["--usd", str(args.usd), "--price-per-hour", str(args.price_per_hour)] if args.usd else []),
-                   *(["--model", args.model] if args.model else [])]
+                   *(["--model", args.model] if args.model else []), *(f"--set={kv}" for kv in args.set)]
             done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done.returncode == 0 and record_file.exists():
                 record = json.loads(record_file.read_text())
