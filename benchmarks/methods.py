@@ -75,7 +75,19 @@ def train_for_seconds(task, method, config, seconds: float, model):
     from budgetft.tune.measure import calibrate_method
 
     per_step = calibrate_method(task, method.name, 2)["seconds_per_step"]
-    steps = max(1, math.floor(seconds / per_step))
+    # PET's later members each fit a class bias and iPET's later generations label unlabelled
+    # rows: a run's planner prices both into the trial (budgetft.planner.inputs.phases_seconds),
+    # so the same money buys its steps only after them.
+    extra = 0.0
+    if method.phases is not None:
+        from budgetft.planner.inputs import phases_seconds
+        from budgetft.stages.calibrate import eval_rate
+
+        extra = phases_seconds(task, method.name, 1.0 / eval_rate(task))
+        if extra + per_step > seconds:
+            raise SystemExit(f"{method.name}: its labelling and class-bias fits alone take ~{extra:.0f} s, "
+                             f"more than the {seconds:.0f} s the money buys here")
+    steps = max(1, math.floor((seconds - extra) / per_step))
     settings = TrialSettings.from_job(task, method.name, config, steps=steps)
     settings.eval_steps = []
     spent = {"s": 0.0}
@@ -90,7 +102,7 @@ def train_for_seconds(task, method, config, seconds: float, model):
         return spent["s"] + mean <= seconds
 
     result, model = run_trial(task, settings, model=model, on_step=on_step, may_continue=may_continue)
-    return result, evaluate(model, task, task.job.eval.batch_size), spent["s"] + result.class_bias_seconds
+    return result, evaluate(model, task, task.job.eval.batch_size), spent["s"] + result.class_bias_seconds + result.labelling_seconds
 
 
 def peak_memory_mb(device) -> float:
