@@ -277,6 +277,11 @@ def never_learns(curve) -> str | None:
     return f"its learning curve never rose {LEARNED_LIFT:.0f} points above the majority within {curve.points[-1].examples:,} training examples ({curve.source})"
 
 
+def _after_test(rate: MethodRate, slot_seconds: float, concurrency: int) -> float:
+    """Slot seconds left for an option's trials once its model's held-out test is kept back."""
+    return slot_seconds - float(rate.test_seconds or 0.0) * concurrency
+
+
 def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, batch_size: int, eta: int, money_left: Decimal, usd_per_hour: Decimal, concurrency: int = 1):
     """(method plans, forecast, words, dropped, seconds the cheapest useful trial needs) of the
     option the learning curves value most (budgetft.planner.prior). Each option keeps its own
@@ -287,7 +292,7 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
         found = []
         for method, curve in curves.items():
             rate = rates[method]
-            mine = slot_seconds - float(rate.test_seconds or 0.0) * concurrency
+            mine = _after_test(rate, slot_seconds, concurrency)
             evals = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
             found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds + rate.trial_seconds,
                                        evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD)
@@ -312,10 +317,8 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
     rate = rates[best.method]
     if best.trials >= prior.ASHA_MIN_TRIALS:
         # Enough trials for ASHA to pay: rungs from the curve's minimum, the rest as before.
-        # The seconds left after this option's held-out test, as its options were sized with
-        # (all_options): the test is reserved once, by the caller, never spent on rungs.
-        mine = seconds - float(rate.test_seconds or 0.0) * concurrency
-        plan = _plan_method(rate, mine, costs, eta, max_steps, min_steps=best.min_steps)
+        # Sized on what its options were (all_options): the test is reserved once, by the caller.
+        plan = _plan_method(rate, _after_test(rate, seconds, concurrency), costs, eta, max_steps, min_steps=best.min_steps)
         methods = [plan] if plan else [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds)]
     else:
         methods = [MethodPlan(best.method, best.trials, best.steps, best.steps, [], best.seconds, best.seconds, keep_last=best.trials == 1)]
