@@ -15,6 +15,11 @@ the mean training loss of every 50 steps beside. A variant changes one thing abo
     wsd        warm-up, a constant rate, then linear decay over the last 20% (warmup-stable-decay)
     no_dropout every dropout off
     fp32       no bf16 autocast
+    lpft[=N]   linear probe, then fine-tune (Kumar et al., ICLR 2022): before step 1 the head is
+               fitted by logistic regression on the frozen model's pooled features of N training
+               rows (default 1024), so the encoder's first gradients come through a head that
+               already reads something, not a near-zero random one
+    lpft_mean[=N]  the same on the mean_pool head
 
     .venv/bin/python benchmarks/plateau.py --seed 4 --variants base,mean_pool --stop 400
 
@@ -71,6 +76,60 @@ def _mean_pooling(model) -> None:
     bert.pooler = pool
 
 
+def _linear_probe(model, task, rows: int, seed: int) -> None:
+    """Fit the classifier (the Linear after the pooler) by L2-regularised logistic regression on
+    the frozen model's pooled features of `rows` training rows; print its cost and accuracy on
+    the held-out rows."""
+    import numpy as np
+    import torch
+
+    from budgetft.data.batching import pad_right, sorted_batches
+
+    def features(encoded, idx):
+        out = []
+        prompts = [encoded.prompts[i] for i in idx]
+        lengths = np.array([len(p) for p in prompts])
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for b in sorted_batches(lengths, 64):
+                ids, mask = pad_right([prompts[i] for i in b], task.pad_id)
+                pooled = model.bert(input_ids=ids, attention_mask=mask).pooler_output
+                out.append((b, pooled.float()))
+        feats = torch.zeros(len(idx), out[0][1].shape[1])
+        for b, f in out:
+            feats[torch.as_tensor(b)] = f
+        return feats
+
+    t0 = time.perf_counter()
+    idx = np.random.default_rng(seed).permutation(len(task.train))[:rows]
+    x = features(task.train, idx)
+    y = torch.as_tensor(task.train.labels[idx], dtype=torch.long)
+    t_feat = time.perf_counter() - t0
+    head = model.classifier
+    w = torch.zeros_like(head.weight, requires_grad=True)
+    b = torch.zeros_like(head.bias, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+    l2 = 1e-3  # per row, on the weights (not the bias)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b)
+        train_acc = float(((x @ w.T + b).argmax(1) == y).float().mean())
+    xe = features(task.eval, np.arange(len(task.eval)))
+    with torch.no_grad():
+        eval_acc = float(((xe @ w.T + b).argmax(1) == torch.as_tensor(task.eval.labels)).float().mean())
+    model.train()
+    print(f"  probe on {rows} rows: features {t_feat:.0f} s, fit+held-out {time.perf_counter() - t0 - t_feat:.0f} s; "
+          f"accuracy training rows {100 * train_acc:.2f}%, held-out {100 * eval_acc:.2f}%, |w| {float(w.norm()):.2f}", flush=True)
+
+
 def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "full") -> None:
     """One variant in this process (called in a child per variant: the patches are global)."""
     import torch
@@ -111,8 +170,10 @@ def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "f
                 torch.manual_seed(seed)
                 model.bert.encoder.layer[-1].apply(model._init_weights)
                 model.bert.pooler.apply(model._init_weights)
-            if variant == "mean_pool":
+            if variant.split("=")[0] in ("mean_pool", "lpft_mean"):
                 _mean_pooling(model)
+            if variant.startswith("lpft"):
+                _linear_probe(model, task, int(variant.split("=")[1]) if "=" in variant else 1024, seed)
 
         def on_step(log) -> None:
             losses.append(log.loss)

@@ -70,6 +70,19 @@ def test_test_rows_are_what_the_budget_buys_and_say_what_they_can_show():
     assert held_out_rows_for(900, 7.5, 300).rows == 300 and "only 300 rows" in held_out_rows_for(900, 7.5, 300).reason
 
 
+def test_test_rows_stop_at_what_the_claim_needs_unless_more_cost_next_to_nothing():
+    # The README run: $0.25 at $1/h, MiniLM scoring ~64 rows/s, 3,070 spare rows. A 15% share
+    # would buy all of them (~96 s); the claim's 942 rows take ~29 s and the rest trains.
+    readme = held_out_rows_for(900, 64.0, 3070)
+    assert readme.rows == 942 and "take seconds from training" in readme.reason
+    # A larger budget takes more while both passes stay within 3% of it: $1 buys 3,456 > 3,070.
+    large = held_out_rows_for(3600, 64.0, 3070)
+    assert large.rows == 3070 and "only 3070 rows to spare" in large.reason
+    assert held_out_rows_for(3600, 64.0, 5000).rows == 3456
+    # Never fewer than the claim's rows where those are affordable, whatever the pool beyond.
+    assert held_out_rows_for(900, 64.0, 600).rows == 600 and "only 600 rows" in held_out_rows_for(900, 64.0, 600).reason
+
+
 FLAT = Curve("m", "d", "bitfit", (Point(200, -1.0, -4, 2), Point(1200, 1.5, -2, 5)), "flat test curve")
 
 
