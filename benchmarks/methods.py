@@ -76,18 +76,20 @@ def train_for_seconds(task, method, config, seconds: float, model):
 
     per_step = calibrate_method(task, method.name, 2)["seconds_per_step"]
     # PET's later members each fit a class bias and iPET's later generations label unlabelled
-    # rows: a run's planner prices both into the trial (budgetft.planner.inputs.phases_seconds),
-    # so the same money buys its steps only after them.
-    extra = 0.0
+    # rows, as many as their steps can use: a run's planner prices both into the trial (budgetft.
+    # planner.inputs.phases_seconds), so the same money buys the most steps that leave room for them.
+    steps = max(1, math.floor(seconds / per_step))
     if method.phases is not None:
         from budgetft.planner.inputs import phases_seconds
         from budgetft.stages.calibrate import eval_rate
 
-        extra = phases_seconds(task, method.name, 1.0 / eval_rate(task))
-        if extra + per_step > seconds:
+        per_row = 1.0 / eval_rate(task)
+        while steps > 1 and steps * per_step + phases_seconds(task, method.name, per_row, steps) > seconds:
+            steps -= 1
+        extra = phases_seconds(task, method.name, per_row, steps)
+        if extra + steps * per_step > seconds:
             raise SystemExit(f"{method.name}: its labelling and class-bias fits alone take ~{extra:.0f} s, "
                              f"more than the {seconds:.0f} s the money buys here")
-    steps = max(1, math.floor((seconds - extra) / per_step))
     settings = TrialSettings.from_job(task, method.name, config, steps=steps)
     settings.eval_steps = []
     spent = {"s": 0.0}

@@ -232,7 +232,8 @@ def run_trial(
     for i, (part, config, steps, phase) in enumerate(parts):
         if phase is not None and phase.generation != generation:  # iPET: the ensemble so far labels rows for the next
             generation = phase.generation
-            rows = loop.pseudo_label(model, phase.pseudo_labels, generation)
+            # Sized on what this generation's first member's steps draw (its phases' steps are equal).
+            rows = loop.pseudo_label(model, phase.pseudo_labels, generation, examples=steps * settings.batch_size)
             if rows is None:  # not paid for: the model stays the last generation's ensemble
                 break
         if i > 0 and not loop.may_fit_bias(phase, i):  # not paid for: the model stays the ensemble of the members so far
@@ -306,10 +307,11 @@ class _Loop:
         self.result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
         self.result.class_bias_seconds = bias_seconds
 
-    def pseudo_label(self, model, factor: float, generation: int) -> Task | None:
-        """The trial's task with its training rows plus `factor` times as many unlabelled rows
-        labelled by the model as it stands (the last generation's ensemble: budgetft.scoring.
-        pseudo_labels), from which the batches of the generation's phases are then drawn; None
+    def pseudo_label(self, model, factor: float, generation: int, examples: int | None = None) -> Task | None:
+        """The trial's task with its training rows (those a member drawing `examples` rows can
+        use) plus `factor` times as many unlabelled rows labelled by the model as it stands (the
+        last generation's ensemble: budgetft.scoring.pseudo_labels), from which the batches of
+        the generation's phases are then drawn; None
         when may_continue refuses the work (the trial's stop_reason says so). The rows are
         scored in chunks of as many rows as an evaluation scores, by as many members, each
         paid for as an evaluation is: may_continue("evaluation") before it."""
@@ -327,7 +329,7 @@ class _Loop:
         seed = self.settings.seed + generation
         try:
             rows, info = pseudo_labelled(model, self.task, factor, seed, self.settings.eval_batch_size, self.precision,
-                                         chunk_rows=len(self.task.eval), before_chunk=before_chunk)
+                                         chunk_rows=len(self.task.eval), before_chunk=before_chunk, examples=examples)
         finally:
             if self.on_phase:
                 self.on_phase("training")

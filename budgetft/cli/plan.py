@@ -85,7 +85,8 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
     explain_unmeasured(plan, inputs, spec)
     err.print(f"rates: {source}")
     for r in rates.values():
-        err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step, {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else "")
+        err.print(f"  {r.method}: {r.seconds_per_step:.2f} s/step" + (f" (with {r.labelling_seconds_per_step:.2f} s of labelling unlabelled rows)" if r.labelling_seconds_per_step else "")
+                  + f", {r.examples_per_s:.2f} examples/s" + (f", peak memory {r.peak_memory_mb:.0f} MB" if r.peak_memory_mb else "")
                   + (f"; held-out test {r.test_seconds:.0f} s" if r.test_seconds else ""))
     for model, rate in inputs.eval_rows_per_s.items():
         err.print(f"  scoring {model}: {rate:.1f} rows/s")

@@ -100,6 +100,38 @@ class JoinedPatterns:
         return self.done[index]
 
 
+@dataclass
+class SubsetPatterns:
+    """The rows `picked` of `whole`, under every pattern of `whole`."""
+
+    whole: Encoded
+    picked: np.ndarray
+    done: dict[int, Encoded] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.whole.patterns)
+
+    def get(self, index: int) -> Encoded:
+        if index not in self.done:
+            self.done[index] = _take(self.whole.patterns.get(index), self.picked)
+        return self.done[index]
+
+
+def _take(encoded: Encoded, picked: np.ndarray) -> Encoded:
+    # `truncated` stays the whole's count: which of its rows were shortened is not kept.
+    return Encoded([encoded.prompts[i] for i in picked], np.asarray(encoded.labels)[picked], encoded.truncated)
+
+
+def subset(encoded: Encoded, picked: np.ndarray) -> Encoded:
+    """The rows of `encoded` at `picked`, in that order, with every pattern's encoding to hand
+    when `encoded` has them."""
+    picked = np.asarray(picked, dtype=np.int64)
+    out = _take(encoded, picked)
+    if encoded.patterns is not None:
+        out.patterns = SubsetPatterns(encoded, picked, {0: out})
+    return out
+
+
 def _concat(first: Encoded, second: Encoded, picked: np.ndarray, labels: np.ndarray) -> Encoded:
     # `truncated` counts the first's rows only: the second's count is of all its rows, not of those picked.
     prompts = list(first.prompts) + [second.prompts[i] for i in picked]

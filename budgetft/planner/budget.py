@@ -54,9 +54,12 @@ class MethodRate:
     eval_seconds: float | None = None
     test_seconds: float | None = None
     # What one trial of this option pays beyond start-up, steps and evaluations, seconds: PET's
-    # class-bias fit for each later member of its ensemble, iPET's labelling of unlabelled rows
-    # for each later generation (budgetft.planner.inputs.phases_seconds); 0 for other methods.
+    # class-bias fit for each later member of its ensemble (budgetft.planner.inputs.
+    # phases_seconds); 0 for other methods.
     trial_seconds: float = 0.0
+    # iPET's labelling of unlabelled rows, which grows with its trial's steps: seconds per step,
+    # included in seconds_per_step (budgetft.planner.inputs.labelling_seconds_per_step); 0 otherwise.
+    labelling_seconds_per_step: float = 0.0
 
 
 @dataclass

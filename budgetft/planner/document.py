@@ -28,8 +28,10 @@ def plan_document(plan: Plan, rates: dict[str, MethodRate], rates_source: str, c
 
 
 def _rate(rate: MethodRate) -> dict:
-    """A rate as data; trial_seconds only where a trial pays some (PET, iPET)."""
+    """A rate as data; trial_seconds and labelling_seconds_per_step only where a trial pays some
+    (PET, iPET)."""
     data = asdict(rate)
-    if not data.get("trial_seconds"):
-        data.pop("trial_seconds", None)
+    for key in ("trial_seconds", "labelling_seconds_per_step"):
+        if not data.get(key):
+            data.pop(key, None)
     return data

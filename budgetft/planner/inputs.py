@@ -80,9 +80,14 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         test_rows = len(task.test) if task.test is not None else 0
         method = next(c.method for c in options if c.key == key)
         passes = planned_scoring_passes(task.job, method)  # an ensemble scores each row once per member
-        rates[key] = replace(rate, eval_seconds=len(task.eval) * per_row * passes,
+        # iPET's labelling grows with its trial's steps: priced into each step (conservatively,
+        # linear in them), so the plan buys fewer steps rather than a labelling it cannot pay for.
+        labelling = labelling_seconds_per_step(task, method, per_row)
+        step = rate.seconds_per_step + labelling
+        rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step,
+                             eval_seconds=len(task.eval) * per_row * passes,
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
-                             trial_seconds=phases_seconds(task, method, per_row))
+                             trial_seconds=phases_seconds(task, method, per_row, steps=0), labelling_seconds_per_step=labelling)
     lead = options[0].model  # the costs around training are priced with the first option's model
     costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
     return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
@@ -104,12 +109,15 @@ def planned_scoring_passes(job, method_name: str) -> int:
     return scoring_passes(*_default_point(job, method_name))
 
 
-def phases_seconds(task, method_name: str, seconds_per_row: float) -> float:
-    """What one trial of a method whose phases are the members of an ensemble (PET, iPET) pays
-    beyond its start-up, steps and evaluations, at its default point in the job's space, scoring
-    at `seconds_per_row`: each later member's class-bias fit (FIT_ROWS rows, one member), and
-    each later generation's labelling (iPET: the rows budgetft.scoring.pseudo_labels scores, by
-    every member of the generation before). 0 for every other method."""
+def phases_seconds(task, method_name: str, seconds_per_row: float, steps: int | None = None) -> float:
+    """What one trial of `steps` steps of a method whose phases are the members of an ensemble
+    (PET, iPET) pays beyond its start-up, steps and evaluations, at its default point in the job's
+    space, scoring at `seconds_per_row`: each later member's class-bias fit (FIT_ROWS rows, one
+    member), and each later generation's labelling (iPET: the rows budgetft.scoring.pseudo_labels
+    scores, by every member of the generation before, sized on what the generation's first
+    member's steps draw; steps None: on the whole training split, the most any trial labels).
+    0 for every other method."""
+    from budgetft.methods.phased import steps_of
     from budgetft.scoring import class_bias, pseudo_labels
 
     method, config = _default_point(task.job, method_name)
@@ -119,14 +127,41 @@ def phases_seconds(task, method_name: str, seconds_per_row: float) -> float:
     members = [p for p in phases if p.adapter is not None]
     if not members:
         return 0.0
+    per_phase = steps_of(phases, steps) if steps is not None else [None] * len(phases)
     refits = (len(members) - 1) * class_bias.planned_seconds(task.job, seconds_per_row)
     labelling = 0.0
     for generation in sorted({p.generation for p in members if p.generation > 0}):
-        first = next(p for p in members if p.generation == generation)
+        i, first = next((i, p) for i, p in enumerate(phases) if p.adapter is not None and p.generation == generation)
         scorers = sum(1 for p in members if p.generation == generation - 1)
-        rows = pseudo_labels.rows_scored(first.pseudo_labels, len(task.train), task.unlabelled_count)
+        examples = None if per_phase[i] is None else per_phase[i] * task.job.train.batch_size
+        rows = pseudo_labels.rows_scored(first.pseudo_labels, len(task.train), task.unlabelled_count, examples)
         labelling += rows * scorers * seconds_per_row
     return refits + labelling
+
+
+def labelling_seconds_per_step(task, method_name: str, seconds_per_row: float) -> float:
+    """iPET's labelling as seconds per step of its trial, for a plan that has yet to choose the
+    steps: each later generation scores OVERSAMPLE x factor/(1 + factor) rows per row its first
+    member's steps draw (budgetft.scoring.pseudo_labels), by every member of the generation before.
+    Linear in the steps, so never below what a trial of any length pays (rounding aside, and a
+    long trial's labelling stops growing at the training split or half the unlabelled rows).
+    0 for every other method."""
+    from budgetft.scoring import pseudo_labels
+
+    method, config = _default_point(task.job, method_name)
+    if method.phases is None:
+        return 0.0
+    phases = method.phases(config)
+    weight = sum(max(0.0, float(p.share)) for p in phases) or 1.0
+    members = [p for p in phases if p.adapter is not None]
+    per_step = 0.0
+    for generation in sorted({p.generation for p in members if p.generation > 0}):
+        first = next(p for p in members if p.generation == generation)
+        scorers = sum(1 for p in members if p.generation == generation - 1)
+        factor = float(first.pseudo_labels)
+        rows_per_example = pseudo_labels.OVERSAMPLE * factor / (1 + factor)
+        per_step += rows_per_example * task.job.train.batch_size * max(0.0, float(first.share)) / weight * scorers * seconds_per_row
+    return per_step
 
 
 def explain_unmeasured(plan: Plan, inputs: PlanInputs, job) -> None:

@@ -17,6 +17,15 @@ scored: enough choice for the confidence and the class quotas, at a known cost. 
 at most 1/OVERSAMPLE of the split, so that the most confident are always chosen from OVERSAMPLE
 times as many (a split smaller than that would otherwise be kept whole, whatever the confidence).
 
+How many labelled rows a generation grows from: all of the training rows when its members' steps
+draw at least (1 + factor) times as many rows each; otherwise `examples / (1 + factor)` of them (a
+seeded sample), where `examples` is what one member's steps draw. The generation then trains on a
+pool of about `examples` rows, in the paper's proportions (generation g: d^g times its labelled
+rows), so each labelled row, and each row the ensemble labelled, is trained on about once. Sized
+on the whole training split instead, a short trial paid to label rows its steps never reached:
+iPET on BoolQ's 9,427 training rows scored 3,245 unlabelled rows by 3 members (~1,326 s on 2 CPU
+cores) whatever its steps, so no budget under ~$0.40 at $1/h could buy an iPET trial at all.
+
 The scoring is paid for as it goes, like every other piece of a trial's work: in chunks of rows
 (about an evaluation's: rows x members as one evaluation of the selection rows), each started
 only once `before_chunk` says it is paid for (budgetft.trial asks may_continue("evaluation")); a
@@ -33,21 +42,30 @@ import numpy as np
 OVERSAMPLE = 2  # rows scored per row kept
 
 
-def how_many(factor: float, labelled: int, available: int) -> int:
-    """Rows to add: `factor` times the `labelled` rows, at most 1/OVERSAMPLE of the `available`
-    unlabelled rows (each kept row is chosen from OVERSAMPLE scored)."""
-    return max(0, min(available // OVERSAMPLE, int(round(factor * labelled))))
+def labelled_base(factor: float, labelled: int, examples: int | None = None) -> int:
+    """The labelled rows a generation grows from: all `labelled`, or where one member's steps draw
+    only `examples` rows, examples / (1 + factor) of them (see the module's docstring)."""
+    if examples is None:
+        return labelled
+    return max(0, min(labelled, int(examples // (1 + factor))))
 
 
-def rows_scored(factor: float, labelled: int, available: int) -> int:
+def how_many(factor: float, labelled: int, available: int, examples: int | None = None) -> int:
+    """Rows to add: `factor` times the labelled rows the generation grows from (labelled_base), at
+    most 1/OVERSAMPLE of the `available` unlabelled rows (each kept row is chosen from OVERSAMPLE
+    scored)."""
+    return max(0, min(available // OVERSAMPLE, int(round(factor * labelled_base(factor, labelled, examples)))))
+
+
+def rows_scored(factor: float, labelled: int, available: int, examples: int | None = None) -> int:
     """Unlabelled rows scored (by every member of the ensemble) to add how_many rows."""
-    return min(available, OVERSAMPLE * how_many(factor, labelled, available))
+    return min(available, OVERSAMPLE * how_many(factor, labelled, available, examples))
 
 
-def sample_rows(factor: float, labelled: int, available: int, seed: int) -> np.ndarray:
+def sample_rows(factor: float, labelled: int, available: int, seed: int, examples: int | None = None) -> np.ndarray:
     """Which of the `available` unlabelled rows are scored (sorted): rows_scored of them, seeded."""
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(available, size=rows_scored(factor, labelled, available), replace=False))
+    return np.sort(rng.choice(available, size=rows_scored(factor, labelled, available, examples), replace=False))
 
 
 def chunks(sample: np.ndarray, size: int) -> list[np.ndarray]:
@@ -82,21 +100,24 @@ def choose(probs: np.ndarray, n: int, prior: np.ndarray) -> tuple[np.ndarray, np
 
 
 def pseudo_labelled(model: Any, task: Any, factor: float, seed: int, batch_size: int = 16, precision: Any = None,
-                    chunk_rows: int | None = None, before_chunk: Callable[[int, int], bool] | None = None) -> tuple[Any, dict]:
-    """The task with its training rows followed by `factor` times as many unlabelled rows (at most
-    1/OVERSAMPLE of them), labelled by `model` (every pattern's encoding to hand, as for the
-    training rows), and what was done: rows scored and added, and the added rows' classes. The
-    rows are scored `chunk_rows` at a time (default: as many rows as the task's evaluation), each
-    chunk only once before_chunk(chunk index, chunks) says yes; (None, what was done) when it
-    says no."""
-    from budgetft.data.patterns import joined
+                    chunk_rows: int | None = None, before_chunk: Callable[[int, int], bool] | None = None,
+                    examples: int | None = None) -> tuple[Any, dict]:
+    """The task with its training rows (or, where one member's steps draw only `examples` rows, a
+    seeded sample of labelled_base of them) followed by `factor` times as many unlabelled rows (at
+    most 1/OVERSAMPLE of them), labelled by `model` (every pattern's encoding to hand, as for the
+    training rows), and what was done: labelled rows kept, rows scored and added, and the added
+    rows' classes. The rows are scored `chunk_rows` at a time (default: as many rows as the task's
+    evaluation), each chunk only once before_chunk(chunk index, chunks) says yes; (None, what was
+    done) when it says no."""
+    from budgetft.data.patterns import joined, subset
     from budgetft.scoring.rows import score_rows
 
     available = task.unlabelled_count
-    n = how_many(factor, len(task.train), available)
+    n = how_many(factor, len(task.train), available, examples)
     if n == 0:
-        return task, {"scored": 0, "added": 0, "classes": {}}
-    sample = sample_rows(factor, len(task.train), available, seed)
+        return task, {"labelled": len(task.train), "scored": 0, "added": 0, "classes": {}}
+    base = labelled_base(factor, len(task.train), examples)
+    sample = sample_rows(factor, len(task.train), available, seed, examples)
     parts = chunks(sample, chunk_rows or len(task.eval))
     scores = []
     for k, part in enumerate(parts):
@@ -109,6 +130,9 @@ def pseudo_labelled(model: Any, task: Any, factor: float, seed: int, batch_size:
     probs /= probs.sum(axis=1, keepdims=True)
     prior = np.bincount(task.train.labels, minlength=len(task.class_names)).astype(float)
     rows, labels = choose(probs, n, prior)
-    info = {"scored": int(len(sample)), "added": int(len(rows)), "chunks": len(parts),
+    kept = task.train
+    if base < len(task.train):  # a different seed stream from the unlabelled sample's
+        kept = subset(task.train, np.sort(np.random.default_rng([seed, 1]).choice(len(task.train), size=base, replace=False)))
+    info = {"labelled": int(base), "scored": int(len(sample)), "added": int(len(rows)), "chunks": len(parts),
             "classes": {name: int((labels == c).sum()) for c, name in enumerate(task.class_names)}}
-    return replace(task, train=joined(task.train, pool, sample[rows], labels)), info
+    return replace(task, train=joined(kept, pool, sample[rows], labels)), info

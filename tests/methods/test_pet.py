@@ -307,7 +307,9 @@ def test_ipet_trains_its_next_generation_on_rows_its_first_generation_labelled(t
     # Labelled once, by the whole first generation, with growth 5: 4x the training rows asked for.
     assert calls[0] == ([("pattern0", 0), ("pattern1", 1), ("pattern2", 2)], 4.0)
     grown = calls[1]
-    assert grown == len(task.train) + UNLABELLED_ROWS // 2  # the most confident half of the unlabelled rows
+    # Each member of generation 1 draws 2 steps x 8 rows = 16 rows: it grows from 16 // 5 = 3
+    # labelled rows, with 4 x 3 = 12 labelled by the ensemble (24 scored), not 4 x the 64.
+    assert grown == 3 + 12 and result.pseudo_labels[0]["labelled"] == 3 and result.pseudo_labels[0]["scored"] == 24
     second = [t for t in trained_on if t[0].startswith("gen1_")]
     assert [t[0] for t in second] == ["gen1_pattern0"] * 2 + ["gen1_pattern1"] * 2 + ["gen1_pattern2"] * 2
     assert all(size == grown for _, size, _ in second)
@@ -417,7 +419,11 @@ def _recorded_ipet(task, monkeypatch, refuse=None):
         events.append(("ask", kind))
         return not (refuse and refuse(kind, events))
 
-    result, model = run_trial(task, _settings(task, "ipet", 12), model=_load(task), may_continue=may_continue,
+    settings = _settings(task, "ipet", 12)
+    # 40 rows a step: each member of generation 1 draws 80 rows, enough to ask for more than half
+    # the 48 unlabelled rows (16 labelled x 4), so 24 are kept of the 48 scored.
+    settings.batch_size = 40
+    result, model = run_trial(task, settings, model=_load(task), may_continue=may_continue,
                               on_phase=lambda phase: events.append(("phase", phase)), on_step=lambda log: events.append(("step", log.step)))
     return result, model, events, scored
 
@@ -472,6 +478,34 @@ def test_at_most_half_the_unlabelled_rows_are_kept():
     assert how_many(4.0, 64, 48) == 24 and rows_scored(4.0, 64, 48) == 48
     assert how_many(0.25, 64, 1000) == 16 and rows_scored(0.25, 64, 1000) == 32
     assert how_many(4.0, 64, 1) == 0 and rows_scored(4.0, 64, 1) == 0
+
+
+def test_a_generation_labels_only_the_rows_its_members_steps_can_train_on():
+    """A member drawing `examples` rows grows from examples / (1 + factor) labelled rows, with
+    factor times as many labelled by the ensemble: a pool of about `examples` rows in the paper's
+    proportions; a long trial grows from every training row, as before."""
+    from budgetft.scoring.pseudo_labels import how_many, labelled_base, rows_scored
+
+    assert labelled_base(4.0, 9427, 400) == 80 and how_many(4.0, 9427, 3245, 400) == 320 and rows_scored(4.0, 9427, 3245, 400) == 640
+    assert labelled_base(4.0, 9427, None) == 9427 and how_many(4.0, 9427, 3245) == 1622  # half the split
+    assert labelled_base(4.0, 64, 10_000) == 64 and labelled_base(4.0, 64, 4) == 0 and how_many(4.0, 64, 48, 4) == 0
+
+
+def test_pseudo_labelled_with_few_examples_keeps_a_sample_of_the_labelled_rows_under_every_pattern(task):
+    from budgetft.scoring.pseudo_labels import pseudo_labelled
+
+    model, _ = _ensemble(task, seed=1)
+    grown, info = pseudo_labelled(model, task, factor=1.0, seed=7, examples=20)
+    assert info["labelled"] == 10 and info["added"] == 10 and info["scored"] == 20 and len(grown.train) == 20
+    train = {tuple(p): i for i, p in enumerate(task.train.prompts)}
+    kept = [train[tuple(p)] for p in grown.train.prompts[:10]]  # the first ten are training rows, labels and all
+    np.testing.assert_array_equal(grown.train.labels[:10], task.train.labels[kept])
+    for k in range(3):
+        view = grown.train.patterns.get(k)
+        assert [tuple(p) for p in view.prompts[:10]] == [tuple(task.train.patterns.get(k).prompts[i]) for i in kept]
+        np.testing.assert_array_equal(view.labels, grown.train.labels)
+    again, _ = pseudo_labelled(model, task, factor=1.0, seed=7, examples=20)
+    assert [tuple(p) for p in again.train.prompts] == [tuple(p) for p in grown.train.prompts]  # seeded
 
 
 # --- the job's checks ----------------------------------------------------------------------------
@@ -567,10 +601,21 @@ def test_a_pet_or_ipet_trial_is_priced_with_its_members_fits_and_its_labelling(t
     per_row = 0.01
     ipet = phases_seconds(task, "ipet", per_row)  # 2 generations of 3 patterns; 48 rows scored by 3 members
     assert ipet == pytest.approx((6 - 1) * FIT_ROWS * per_row + 48 * 3 * per_row)
+    # A trial of 12 steps: generation 1's first member draws 2 x 8 rows, so 3 labelled, 12 asked, 24 scored.
+    assert phases_seconds(task, "ipet", per_row, steps=12) == pytest.approx((6 - 1) * FIT_ROWS * per_row + 24 * 3 * per_row)
+    assert phases_seconds(task, "ipet", per_row, steps=0) == pytest.approx((6 - 1) * FIT_ROWS * per_row)
     assert phases_seconds(task, "pet", per_row) == pytest.approx(2 * FIT_ROWS * per_row)
     assert phases_seconds(task, "lora", per_row) == 0.0 and phases_seconds(task, "mezo_lst", per_row) == 0.0
     job = task.job.model_copy(update={"methods": {"lora": {}, "pet": {}, "ipet": {}}})
     calibration = {"eval_rows_per_s": 1 / per_row,
                    "methods": {m: {"seconds_per_step": 1.0, "examples_per_s": 8.0} for m in ("lora", "pet", "ipet")}}
     rates = plan_inputs({job.model.name: task}, job, calibration=calibration).rates
-    assert rates["ipet"].trial_seconds == pytest.approx(ipet) and rates["lora"].trial_seconds == 0.0
+    # The plan prices iPET's labelling per step: 2 x 4/5 rows scored per row a generation-1
+    # member draws (8 a step, in a sixth of the steps), by 3 members: 8 x 8/5 / 6 x 3 rows a step.
+    labelling = 8 * 2 * 4 / 5 / 6 * 3 * per_row
+    assert rates["ipet"].labelling_seconds_per_step == pytest.approx(labelling)
+    assert rates["ipet"].seconds_per_step == pytest.approx(1.0 + labelling) and rates["pet"].seconds_per_step == 1.0
+    assert rates["ipet"].trial_seconds == pytest.approx((6 - 1) * FIT_ROWS * per_row) and rates["lora"].trial_seconds == 0.0
+    # Linear in the steps, never below what a trial of those steps pays.
+    for steps in (12, 60, 240):
+        assert steps * labelling >= phases_seconds(task, "ipet", per_row, steps) - (6 - 1) * FIT_ROWS * per_row - 1e-9
