@@ -232,7 +232,7 @@ def run_trial(
     for i, (part, config, steps, phase) in enumerate(parts):
         if phase is not None and phase.generation != generation:  # iPET: the ensemble so far labels rows for the next
             generation = phase.generation
-            # Sized on what this generation's first member's steps draw (its phases' steps are equal).
+            # Sized on what this generation's first member's steps draw.
             rows = loop.pseudo_label(model, phase.pseudo_labels, generation, examples=steps * settings.batch_size)
             if rows is None:  # not paid for: the model stays the last generation's ensemble
                 break

@@ -130,13 +130,21 @@ def phases_seconds(task, method_name: str, seconds_per_row: float, steps: int | 
     per_phase = steps_of(phases, steps) if steps is not None else [None] * len(phases)
     refits = (len(members) - 1) * class_bias.planned_seconds(task.job, seconds_per_row)
     labelling = 0.0
-    for generation in sorted({p.generation for p in members if p.generation > 0}):
-        i, first = next((i, p) for i, p in enumerate(phases) if p.adapter is not None and p.generation == generation)
-        scorers = sum(1 for p in members if p.generation == generation - 1)
+    for i, first, scorers in _later_generations(phases):
         examples = None if per_phase[i] is None else per_phase[i] * task.job.train.batch_size
         rows = pseudo_labels.rows_scored(first.pseudo_labels, len(task.train), task.unlabelled_count, examples)
         labelling += rows * scorers * seconds_per_row
     return refits + labelling
+
+
+def _later_generations(phases):
+    """For each generation of an ensemble's phases after the first (iPET's): the index of its first
+    member among the phases, that member, and how many members the generation before has (the
+    ensemble that labels its rows)."""
+    members = [p for p in phases if p.adapter is not None]
+    for generation in sorted({p.generation for p in members if p.generation > 0}):
+        i, first = next((i, p) for i, p in enumerate(phases) if p.adapter is not None and p.generation == generation)
+        yield i, first, sum(1 for p in members if p.generation == generation - 1)
 
 
 def labelling_seconds_per_step(task, method_name: str, seconds_per_row: float) -> float:
@@ -153,11 +161,8 @@ def labelling_seconds_per_step(task, method_name: str, seconds_per_row: float) -
         return 0.0
     phases = method.phases(config)
     weight = sum(max(0.0, float(p.share)) for p in phases) or 1.0
-    members = [p for p in phases if p.adapter is not None]
     per_step = 0.0
-    for generation in sorted({p.generation for p in members if p.generation > 0}):
-        first = next(p for p in members if p.generation == generation)
-        scorers = sum(1 for p in members if p.generation == generation - 1)
+    for _, first, scorers in _later_generations(phases):
         factor = float(first.pseudo_labels)
         rows_per_example = pseudo_labels.OVERSAMPLE * factor / (1 + factor)
         per_step += rows_per_example * task.job.train.batch_size * max(0.0, float(first.share)) / weight * scorers * seconds_per_row
