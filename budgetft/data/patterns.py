@@ -11,7 +11,7 @@ template's, so the next trial of the run reads them from disk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -81,39 +81,21 @@ def attach(encoded: Encoded, rows: list[dict], prompt: PromptSpec, tokenizer: An
 
 
 @dataclass
-class JoinedPatterns:
-    """The rows of `first`, then the rows `picked` of `second` with the labels `labels` (rows a
-    model labelled: budgetft.scoring.pseudo_labels), under every pattern of `first`."""
+class DerivedPatterns:
+    """Rows made from other encodings' rows (a sample of them, or two joined: e.g. the rows a model
+    labelled, budgetft.scoring.pseudo_labels), under every pattern of the rows they were made
+    from: pattern `index`'s encoding is `build(index)`, made when first asked for."""
 
-    first: Encoded
-    second: Encoded
-    picked: np.ndarray
-    labels: np.ndarray
+    count: int
+    build: Callable[[int], Encoded]
     done: dict[int, Encoded] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.first.patterns)
+        return self.count
 
     def get(self, index: int) -> Encoded:
         if index not in self.done:
-            self.done[index] = _concat(self.first.patterns.get(index), self.second.patterns.get(index), self.picked, self.labels)
-        return self.done[index]
-
-
-@dataclass
-class SubsetPatterns:
-    """The rows `picked` of `whole`, under every pattern of `whole`."""
-
-    whole: Encoded
-    picked: np.ndarray
-    done: dict[int, Encoded] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.whole.patterns)
-
-    def get(self, index: int) -> Encoded:
-        if index not in self.done:
-            self.done[index] = _take(self.whole.patterns.get(index), self.picked)
+            self.done[index] = self.build(index)
         return self.done[index]
 
 
@@ -128,7 +110,7 @@ def subset(encoded: Encoded, picked: np.ndarray) -> Encoded:
     picked = np.asarray(picked, dtype=np.int64)
     out = _take(encoded, picked)
     if encoded.patterns is not None:
-        out.patterns = SubsetPatterns(encoded, picked, {0: out})
+        out.patterns = DerivedPatterns(len(encoded.patterns), lambda i: _take(encoded.patterns.get(i), picked), {0: out})
     return out
 
 
@@ -141,7 +123,8 @@ def _concat(first: Encoded, second: Encoded, picked: np.ndarray, labels: np.ndar
 def joined(first: Encoded, second: Encoded, picked: np.ndarray, labels: np.ndarray) -> Encoded:
     """`first`'s rows, then `second`'s rows at `picked` labelled `labels`, with every pattern's
     encoding to hand when `first` has them (`second` must then have the same patterns)."""
+    picked, labels = np.asarray(picked), np.asarray(labels)
     out = _concat(first, second, picked, labels)
     if first.patterns is not None:
-        out.patterns = JoinedPatterns(first, second, np.asarray(picked), np.asarray(labels), {0: out})
+        out.patterns = DerivedPatterns(len(first.patterns), lambda i: _concat(first.patterns.get(i), second.patterns.get(i), picked, labels), {0: out})
     return out
