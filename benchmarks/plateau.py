@@ -20,6 +20,9 @@ the mean training loss of every 50 steps beside. A variant changes one thing abo
                rows (default 1024), so the encoder's first gradients come through a head that
                already reads something, not a near-zero random one
     lpft_mean[=N]  the same on the mean_pool head
+    head_lr=M  the freshly drawn classification head (and the pooler it reads) trains at M times
+               the encoder's rate: its near-zero start (std 0.02) moves ~lr a step under AdamW, and
+               the gradient the encoder receives passes through it
 
     .venv/bin/python benchmarks/plateau.py --seed 4 --variants base,mean_pool --stop 400
 
@@ -130,6 +133,22 @@ def _linear_probe(model, task, rows: int, seed: int) -> None:
           f"accuracy training rows {100 * train_acc:.2f}%, held-out {100 * eval_acc:.2f}%, |w| {float(w.norm()):.2f}", flush=True)
 
 
+def _patch_head_lr(multiple: float) -> None:
+    """AdamW's groups: the head (classifier and pooler) at `multiple` times the job's rate."""
+    import budgetft.trial as trial
+
+    plain = trial._param_groups
+
+    def groups(model, params):
+        head = {id(p) for n, p in model.named_parameters() if n.startswith(("classifier.", "bert.pooler."))}
+        base = plain(model, [p for p in params if id(p) not in head])
+        base = base if base and isinstance(base[0], dict) else [{"params": base}]
+        lr = float(trial._patched_lr)
+        return [*base, {"params": [p for p in params if id(p) in head], "lr": lr * multiple}]
+
+    trial._param_groups = groups
+
+
 def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "full") -> None:
     """One variant in this process (called in a child per variant: the patches are global)."""
     import torch
@@ -155,6 +174,11 @@ def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "f
         config = trial_configs(job.space_for(method), method, 1, seed)[0]
         if variant.startswith("lr="):
             config["learning_rate"] = float(variant[3:])
+        if variant.startswith("head_lr="):
+            import budgetft.trial as trial
+
+            trial._patched_lr = config["learning_rate"]
+            _patch_head_lr(float(variant.split("=")[1]))
         settings = TrialSettings.from_job(task, method, config, steps=steps)
         settings.eval_steps = sorted({s for s in (100, 200, 300, 400, 600, steps) if s <= stop})
         majority = majority_baseline(task)["accuracy"]

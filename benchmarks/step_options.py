@@ -9,7 +9,13 @@ in three variants on a fresh copy of the model:
   - AdamW with torch's default implementation (foreach: one kernel per group of tensors);
   - AdamW(fused=True): one fused kernel for the whole update;
   - every transformer block compiled (nn.Module.compile, the default inductor backend), AdamW
-    default. Compilation happens in the untimed warm-up steps; its seconds are printed apart.
+    default. Compilation happens in the untimed warm-up steps; its seconds are printed apart;
+  - dropout=P: the model's own dropout set to P (train.dropout; the default variant trains with
+    the job's setting), e.g. dropout=0.1 for all-MiniLM-L6-v2 as pretrained;
+  - frozen_embeddings: the token-embedding matrix frozen (AdamW then skips its 11.7M entries on
+    all-MiniLM-L6-v2).
+--repeats N measures every variant N times, taking turns, and prints the median (a shared
+machine's noise moves single runs by ±10%).
 Prints examples/s per variant and the ratio to the default; what wins is kept in budgetft.trial.
 On 2 CPU cores about 4 minutes for the two default options.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,10 +46,18 @@ def run(task, method_name: str, variant: str, steps: int, warmup: int) -> tuple[
     from budgetft.telemetry.precision import apply_precision, grad_scaler, pick_device, precision_for
     from budgetft.trial import _accumulate, _batches
 
+    from budgetft.models.dropout import set_dropout
+
     torch.manual_seed(0)
     method = methods.get(method_name)
     config = point(parse_space(task.job.space_for(method.name)), method.defaults)
-    model = method.apply(load_model(task.model), config, context_for(task.job, task.tokenizer))
+    model = load_model(task.model)
+    dropout = float(variant.split("=")[1]) if variant.startswith("dropout=") else task.job.train.dropout
+    if dropout is not None:
+        set_dropout(model, dropout)
+    model = method.apply(model, config, context_for(task.job, task.tokenizer))
+    if variant == "frozen_embeddings":
+        model.get_input_embeddings().weight.requires_grad_(False)
     precision = precision_for(pick_device())
     apply_precision(precision)
     model.train()
@@ -78,6 +93,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     parser.add_argument("--variants", default="default,fused,compiled")
+    parser.add_argument("--repeats", type=int, default=1, help="measure each variant this many times, in turns; print the median")
     args = parser.parse_args()
     import torch
 
@@ -97,11 +113,18 @@ def main() -> int:
         if model not in names:
             sys.exit(f"no model {model!r} in the job; its models: {', '.join(sorted(names))}")
         task = prepare_task(names[model])
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+        seen: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        for _ in range(args.repeats):
+            for variant in variants:
+                seen[variant].append(run(task, method, variant, args.steps, args.warmup))
         base = None
-        for variant in [v.strip() for v in args.variants.split(",") if v.strip()]:
-            rate, warm = run(task, method, variant, args.steps, args.warmup)
+        for variant in variants:
+            rate = statistics.median(r for r, _ in seen[variant])
+            warm = statistics.median(w for _, w in seen[variant])
             base = base or rate
-            print(f"| {option} | {variant} | {rate:.2f} | {rate / base:.2f}x | {warm:.1f} |", flush=True)
+            spread = f" ({min(r for r, _ in seen[variant]):.2f}-{max(r for r, _ in seen[variant]):.2f})" if args.repeats > 1 else ""
+            print(f"| {option} | {variant} | {rate:.2f}{spread} | {rate / base:.2f}x | {warm:.1f} |", flush=True)
     return 0
 
 

@@ -152,6 +152,9 @@ class TrainSpec(_Strict):
     # step, evaluation and trial of the run (budgetft.methods.frozen_prefix); false: every
     # forward runs every block.
     reuse_frozen_layers: bool = True
+    # Every dropout probability of the model while it trains (budgetft.models.dropout); None:
+    # the model's own (e.g. all-MiniLM-L6-v2's 0.1). A method's own dropout (LoRA's) is its setting.
+    dropout: float | None = Field(None, ge=0, lt=1)
 
 
 class EvalSpec(_Strict):

@@ -47,6 +47,7 @@ class TrialSettings:
     loss: str = "classes"  # see TrainSpec.loss
     class_bias: str = "fit"  # see TrainSpec.class_bias
     reuse_frozen_layers: bool = True  # see TrainSpec.reuse_frozen_layers
+    dropout: float | None = None  # see TrainSpec.dropout
     # Where frozen blocks' states are shared between the trials of a run (None: this trial only).
     frozen_states: str | None = None
 
@@ -74,6 +75,7 @@ class TrialSettings:
             loss=t.loss,
             class_bias=t.class_bias,
             reuse_frozen_layers=t.reuse_frozen_layers,
+            dropout=t.dropout,
         )
 
 
@@ -210,6 +212,10 @@ def run_trial(
     phased.check_data(methods.get(settings.method), settings.config, len(task.job.prompt.templates), task.unlabelled_count > 0)
     if model is None:
         model = load_model(task.model)
+    if settings.dropout is not None:  # the model's own, before the method adds modules of its own
+        from budgetft.models.dropout import set_dropout
+
+        set_dropout(model, settings.dropout)
     method = methods.get(settings.method)
     context = context_for(task.job, task.tokenizer)
     if method.phases is not None:  # e.g. MeZO, then the top k blocks

@@ -148,3 +148,35 @@ def test_an_unmoved_horizon_leaves_the_plan(task):
     settings = TrialSettings.from_job(task, "ia3", get("ia3").config(), steps=10)
     result, _ = run_trial(task, settings, horizon=lambda step, step_s, end: end)
     assert result.steps == 10 and [e["step"] for e in result.evals] == [10]
+
+
+def test_the_jobs_dropout_reaches_the_model_but_not_the_methods_own(tiny_model_dir, tmp_path):
+    """train.dropout sets the base model's dropout before the method applies: LoRA's own
+    dropout (its lora_dropout, 0.05) stays as the method set it; unset, the model keeps its 0.1."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from tests.conftest import tiny_job_dict
+
+    folder = tmp_path / "bert"
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    config = BertConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        max_position_embeddings=128, num_labels=2, pad_token_id=0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    data = tiny_job_dict(folder, tmp_path)
+    data["eval"]["limit"] = 8
+    seen = {}
+    for dropout in (None, 0.0):
+        data["train"]["dropout"] = dropout
+        task = prepare_task(validate_job(data))
+        settings = TrialSettings.from_job(task, "lora", get("lora").config({"learning_rate": 1e-4}), steps=1)
+        settings.eval_steps = []
+
+        def on_model(model, dropout=dropout):
+            seen[dropout] = {
+                "model": {m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_" not in n},
+                "lora": {m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "lora_" in n},
+            }
+
+        run_trial(task, settings, on_model=on_model)
+    assert seen[None] == {"model": {0.1}, "lora": {0.05}}
+    assert seen[0.0] == {"model": {0.0}, "lora": {0.05}}

@@ -30,17 +30,21 @@ from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now,
 # meter's stop (money_ends, which already keeps the meter's lookahead): one meter slice and a
 # second of file and clock lag (s); each evaluation's time up to the new end with a quarter
 # more, as evaluations vary with the rows' lengths; a tenth more per step than the recent pace;
-# and 3% of the steps left, so that the next steps' noise does not move it again. It grows only
-# by 5% or more, to 90% of what the money buys: after a cut (to 97%), only a pace clearly faster
-# than the one that cut it grows it back. A pace judged early runs slow (two README runs: 1.09
-# and 0.89 s a step by step 160-211, 0.94 and 0.69 over the whole trial), and a cut that could
-# never be undone left a fifth of the budget unspent.
+# and 3% of the steps left, so that the next steps' noise does not move it again. Growing keeps
+# the same margins, and moves only for at least EXTEND_MIN_STEPS and EXTEND_MIN_SHARE of the
+# steps left: after a cut (to 97%), only a pace clearly faster than the one that cut it grows it
+# back, while near the end a few dozen more steps still count. A pace judged early runs slow
+# (two README runs: 1.09 and 0.89 s a step by step 160-211, 0.94 and 0.69 over the whole trial),
+# and a blip cuts too (0.88 s over 50 steps at step 1,010 of a trial that ran at 0.66): growing
+# only by 5% of the whole trial, to 90% of what the money bought, left 7-8% of two idle $0.25
+# runs' caps unspent (benchmarks/README.md, "What $0.25 bought").
 CUT_SLACK_S = 6.0
 CUT_EVAL_MARGIN = 1.25
 CUT_STEP_MARGIN = 1.10
 CUT_BELOW = 0.97
-EXTEND_BY = 1.05
-EXTEND_BELOW = 0.90  # growing spends the plan's safety margin: keep a tenth of what the money buys
+EXTEND_BELOW = 0.97
+EXTEND_MIN_STEPS = 10
+EXTEND_MIN_SHARE = 0.05
 
 
 def trial_cost(run: RunDir, trial_id: str) -> str:
@@ -180,7 +184,7 @@ class Worker:
             if limit <= end:
                 return end
             target = min(limit, step + math.floor(EXTEND_BELOW * (affordable - step)))
-            if target < EXTEND_BY * end:
+            if target - end < max(EXTEND_MIN_STEPS, EXTEND_MIN_SHARE * (end - step)):
                 return end  # grown only by a clear margin, so that noise does not move the end to and fro
         moved = self.record.end_moved or {"planned": self.spec["max_steps"]}
         self.record.end_moved = {**moved, "to": target, "at": step, "step_s": round(step_s, 3)}

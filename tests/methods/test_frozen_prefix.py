@@ -190,6 +190,17 @@ def test_a_model_whose_frozen_blocks_drop_out_is_not_served(encoder_task):
     assert frozen_prefix.first_trained_block(model) is None
 
 
+def test_a_job_that_trains_without_dropout_is_served_again(encoder_task):
+    """train.dropout: 0 (the embedded job's) sets the modules and the config alike, so the
+    frozen blocks compute what they would in training, and their states are served."""
+    from budgetft.models.dropout import set_dropout
+
+    model = _last_k(encoder_task, ENCODER)
+    drop_out_in_the_bottom_block(model)
+    set_dropout(model, 0.0)
+    assert frozen_prefix.first_trained_block(model) == 1
+
+
 def test_blocks_that_return_tuples_are_served_from_a_shared_folder(decoder_task, tmp_path):
     """GPT-Neo's blocks return (hidden, ...) and its loop reads outputs[0]: a later trial's first
     batch, served entirely from the folder, must hand on the same shape."""

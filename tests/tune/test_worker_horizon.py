@@ -81,9 +81,9 @@ def test_a_rounds_only_trial_grows_to_what_the_money_buys_up_to_the_jobs_steps(t
     assert w.horizon(300, 1.0, 1000) == 1000  # no extend_to: a trial that shares the money stays
     w.spec["extend_to"] = 2000
     # 994.5 s less two evaluations of 12.5 s (the new end's, and the planned end's, counted
-    # though it moves: the cautious side): 969.5 s at 1.1 s a step buys 881 steps; 90% of them
-    assert w.horizon(300, 1.0, 1000) == 300 + int(0.90 * 881)
-    assert w.record.end_moved["to"] == 300 + int(0.90 * 881)
+    # though it moves: the cautious side): 969.5 s at 1.1 s a step buys 881 steps; 97% of them
+    assert w.horizon(300, 1.0, 1000) == 300 + int(0.97 * 881)
+    assert w.record.end_moved["to"] == 300 + int(0.97 * 881)
     w.spec["extend_to"] = 1060
     assert w.horizon(300, 1.0, 1000) == 1060  # never past the job's max_steps
 
@@ -92,7 +92,23 @@ def test_a_few_percent_more_is_not_worth_moving_for(tmp_path):
     w, run = make_worker(tmp_path, eval_s=0.0)
     w.spec["extend_to"] = 2000
     write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 740})
-    assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None  # 1,040 steps: 4% more
+    # 740 steps bought, 97% of them: an end at 1,017, 17 steps more than 1,000, under 5% of
+    # the 700 steps left
+    assert w.horizon(300, 1.0, 1000) == 1000 and w.record.end_moved is None
+
+
+def test_near_the_end_a_few_dozen_more_steps_are_worth_moving_for(tmp_path):
+    """The margin to grow by shrinks with the steps left: money that buys 30 steps more than
+    the end, 150 steps before it, grows it (a fixed 5% of the trial would leave it unspent)."""
+    w, run = make_worker(tmp_path, eval_s=0.0)
+    w.spec["extend_to"] = 2000
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 185})
+    assert w.horizon(850, 1.0, 1000) == 850 + int(0.97 * 185)  # 1,029
+    # 9 steps before that end: 15 steps' money is 5 more, not worth a move; 30 steps' is 20 more
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 15})
+    assert w.horizon(1020, 1.0, 1029) == 1029
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 30})
+    assert w.horizon(1020, 1.0, 1029) == 1020 + int(0.97 * 30)  # 1,049
 
 
 def test_after_a_cut_the_end_grows_back_only_on_a_clearly_faster_pace(tmp_path):
@@ -104,16 +120,16 @@ def test_after_a_cut_the_end_grows_back_only_on_a_clearly_faster_pace(tmp_path):
     cut = w.horizon(300, 1.0, 1000)
     assert cut < 1000
     assert w.horizon(301, 1.0, cut) == cut  # the same money, one step on: no move
-    assert w.horizon(302, 0.95, cut) == cut  # 5% faster: still no move (grows to 90%, by 5% at least)
+    assert w.horizon(302, 0.98, cut) == cut  # 2% faster: still no move (by 10 steps and 5% of those left at least)
     grown = w.horizon(303, 0.5, cut)  # twice as fast: the money buys twice the steps
     assert grown >= 1.05 * cut and w.record.end_moved["to"] == grown
 
 
-def test_growing_keeps_a_tenth_of_what_the_money_buys(tmp_path):
+def test_growing_keeps_the_same_margins_as_cutting(tmp_path):
     w, run = make_worker(tmp_path, eval_s=0.0)
     w.spec["extend_to"] = 5000
     write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6.5 + 1.1 * 2000})
-    assert w.horizon(300, 1.0, 1000) == 300 + int(0.90 * 2000)
+    assert w.horizon(300, 1.0, 1000) == 300 + int(0.97 * 2000)
 
 
 def test_when_the_money_ends_now_the_weights_are_kept_before_the_last_evaluation(tmp_path, monkeypatch):
