@@ -133,8 +133,8 @@ def _linear_probe(model, task, rows: int, seed: int) -> None:
           f"accuracy training rows {100 * train_acc:.2f}%, held-out {100 * eval_acc:.2f}%, |w| {float(w.norm()):.2f}", flush=True)
 
 
-def _patch_head_lr(multiple: float) -> None:
-    """AdamW's groups: the head (classifier and pooler) at `multiple` times the job's rate."""
+def _patch_head_lr(lr: float, multiple: float) -> None:
+    """AdamW's groups: the head (classifier and pooler) at `multiple` times the trial's rate `lr`."""
     import budgetft.trial as trial
 
     plain = trial._param_groups
@@ -143,7 +143,6 @@ def _patch_head_lr(multiple: float) -> None:
         head = {id(p) for n, p in model.named_parameters() if n.startswith(("classifier.", "bert.pooler."))}
         base = plain(model, [p for p in params if id(p) not in head])
         base = base if base and isinstance(base[0], dict) else [{"params": base}]
-        lr = float(trial._patched_lr)
         return [*base, {"params": [p for p in params if id(p) in head], "lr": lr * multiple}]
 
     trial._param_groups = groups
@@ -175,10 +174,7 @@ def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "f
         if variant.startswith("lr="):
             config["learning_rate"] = float(variant[3:])
         if variant.startswith("head_lr="):
-            import budgetft.trial as trial
-
-            trial._patched_lr = config["learning_rate"]
-            _patch_head_lr(float(variant.split("=")[1]))
+            _patch_head_lr(float(config["learning_rate"]), float(variant.split("=")[1]))
         settings = TrialSettings.from_job(task, method, config, steps=steps)
         settings.eval_steps = sorted({s for s in (100, 200, 300, 400, 600, steps) if s <= stop})
         majority = majority_baseline(task)["accuracy"]
