@@ -41,12 +41,11 @@ def run(task, method_name: str, variant: str, steps: int, warmup: int) -> tuple[
     from budgetft.methods._peft import virtual_token_offset
     from budgetft.methods.arch import transformer_blocks
     from budgetft.methods.context import context_for
+    from budgetft.models.dropout import set_dropout
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
     from budgetft.telemetry.precision import apply_precision, grad_scaler, pick_device, precision_for
     from budgetft.trial import _accumulate, _batches
-
-    from budgetft.models.dropout import set_dropout
 
     torch.manual_seed(0)
     method = methods.get(method_name)

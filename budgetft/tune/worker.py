@@ -30,8 +30,8 @@ from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now,
 # meter's stop (money_ends, which already keeps the meter's lookahead): one meter slice and a
 # second of file and clock lag (s); each evaluation's time up to the new end with a quarter
 # more, as evaluations vary with the rows' lengths; a tenth more per step than the recent pace;
-# and 3% of the steps left, so that the next steps' noise does not move it again. Growing keeps
-# the same margins, and moves only for at least EXTEND_MIN_STEPS and EXTEND_MIN_SHARE of the
+# and 3% of the steps left (BELOW), so that the next steps' noise does not move it again. Growing
+# keeps the same margins, and moves only for at least EXTEND_MIN_STEPS and EXTEND_MIN_SHARE of the
 # steps left: after a cut (to 97%), only a pace clearly faster than the one that cut it grows it
 # back, while near the end a few dozen more steps still count. A pace judged early runs slow
 # (two README runs: 1.09 and 0.89 s a step by step 160-211, 0.94 and 0.69 over the whole trial),
@@ -41,8 +41,7 @@ from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now,
 CUT_SLACK_S = 6.0
 CUT_EVAL_MARGIN = 1.25
 CUT_STEP_MARGIN = 1.10
-CUT_BELOW = 0.97
-EXTEND_BELOW = 0.97
+BELOW = 0.97  # of the steps the money buys, when the end moves either way
 EXTEND_MIN_STEPS = 10
 EXTEND_MIN_SHARE = 0.05
 
@@ -178,12 +177,12 @@ class Worker:
         for _ in range(3):  # every evaluation before the new end costs its time too (ASHA's rungs)
             evals = 1 + sum(1 for s in evals_at if step < s < affordable)
             affordable = step + max(0, math.floor((left - CUT_EVAL_MARGIN * eval_s * evals) / (CUT_STEP_MARGIN * step_s)))
-        target = max(step, step + math.floor(CUT_BELOW * (affordable - step)))
+        target = max(step, step + math.floor(BELOW * (affordable - step)))
         if affordable >= end:
             limit = int(self.spec.get("extend_to") or 0)
             if limit <= end:
                 return end
-            target = min(limit, step + math.floor(EXTEND_BELOW * (affordable - step)))
+            target = min(limit, step + math.floor(BELOW * (affordable - step)))
             if target - end < max(EXTEND_MIN_STEPS, EXTEND_MIN_SHARE * (end - step)):
                 return end  # grown only by a clear margin, so that noise does not move the end to and fro
         moved = self.record.end_moved or {"planned": self.spec["max_steps"]}
