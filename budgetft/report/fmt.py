@@ -76,6 +76,8 @@ def method(name: str) -> str:
 
 
 def value(v: Any) -> str:
+    if isinstance(v, bool):  # a switch: "train_embeddings=no" reads better than "=False"
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.2g}"
     if isinstance(v, (list, tuple)):
