@@ -31,10 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # (model, method, evaluation steps, held-out rows): what the embedded default job may choose.
 OPTIONS = [
-    # 1,200 rows for MiniLM (8,227 left to train on, more than 1,000 steps of 8 read): on 400 the
-    # curve read +10 to +12 points at 8,000 examples, where the same models scored +4.5 on the
-    # 1,000-odd training rows their trials never reached (benchmarks/README.md, "The prior").
-    ("sentence-transformers/all-MiniLM-L6-v2", "full", [100, 200, 400, 600, 800, 1000], 1200),
+    ("sentence-transformers/all-MiniLM-L6-v2", "full", [100, 200, 400, 600, 800, 1000], 400),
     ("HuggingFaceTB/SmolLM2-135M-Instruct", "lora", [25, 50, 100, 150], 200),
     # The decoder methods table at $0.02 a method (docs/methods.md) had BitFit 7 points over the
     # majority after 23 steps: its curve, to 1,600 examples.
