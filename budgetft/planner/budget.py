@@ -74,6 +74,7 @@ class Costs:
     startup_seconds: float = 15.0  # scheduler start-up (Ray)
     trial_startup_seconds: float = 20.0  # per trial, until its first step
     reserve_seconds: float = 30.0  # report and shutdown, kept back until the end
+    selection_rows: int | None = None  # the rows trials are compared on (None: unknown)
 
 
 @dataclass
@@ -298,7 +299,7 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
             mine = _after_test(rate, slot_seconds, concurrency)
             evals = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
             found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds + rate.trial_seconds,
-                                       evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD)
+                                       evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD, costs.selection_rows)
         return found
 
     options = all_options(seconds)

@@ -46,6 +46,7 @@ def run_costs(
         calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 + 5 for r in rates.values()),
         trial_startup_seconds=Costs.trial_startup_seconds + planned_seconds(task.job, 1 / eval_rows_per_s),
         reserve_seconds=RESERVE_SECONDS,
+        selection_rows=len(task.eval),
     )
 
 

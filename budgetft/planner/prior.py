@@ -26,10 +26,23 @@ _EXPECTED_MAX = {1: 0.0, 2: 0.56, 3: 0.85, 4: 1.03, 5: 1.16, 6: 1.27, 8: 1.42, 9
 ASHA_MIN_TRIALS = 9  # below this many trials, rungs stop too few to pay for their evaluations
 
 
-def best_of_bonus(k: int) -> float:
+# The best of k is chosen on the selection rows, whose scores are noisy: a trial's accuracy on
+# n rows has a binomial standard error of 100 * sqrt(p (1 - p) / n) points (p a BoolQ-like 0.65:
+# 3.4 points on 200 rows). What the choice gains in truth is the noiseless gain times
+# spread / sqrt(spread^2 + noise^2), the regression of a trial's true lift on its score.
+SELECTION_ACCURACY = 0.65
+
+
+def best_of_bonus(k: int, selection_rows: int | None = None) -> float:
+    """Points that choosing the best of k configurations adds, chosen on `selection_rows` rows
+    (None: as if they were noiseless)."""
     keys = sorted(_EXPECTED_MAX)
     below = max(x for x in keys if x <= k)
-    return CONFIG_SPREAD_POINTS * _EXPECTED_MAX[below]
+    gain = CONFIG_SPREAD_POINTS * _EXPECTED_MAX[below]
+    if selection_rows:
+        noise = 100 * math.sqrt(SELECTION_ACCURACY * (1 - SELECTION_ACCURACY) / selection_rows)
+        gain *= CONFIG_SPREAD_POINTS / math.sqrt(CONFIG_SPREAD_POINTS ** 2 + noise ** 2)
+    return gain
 
 
 @dataclass(frozen=True)
@@ -48,8 +61,9 @@ class Option:
 
 
 def options_for(method: str, seconds_per_step: float, curve, seconds: float, trial_startup: float, eval_seconds: float,
-                max_steps: int, batch_size: int, max_trials: int) -> list[Option]:
-    """The viable k-trial options of one method within `seconds` of slot time."""
+                max_steps: int, batch_size: int, max_trials: int, selection_rows: int | None = None) -> list[Option]:
+    """The viable k-trial options of one method within `seconds` of slot time; the best of k is
+    chosen on `selection_rows` rows (best_of_bonus)."""
     examples = curve.examples_to_learn()
     if examples is None:
         return []
@@ -64,7 +78,7 @@ def options_for(method: str, seconds_per_step: float, curve, seconds: float, tri
         if steps < min_steps:
             break
         point = curve.at(steps * batch_size)
-        bonus = best_of_bonus(k)
+        bonus = best_of_bonus(k, selection_rows)
         found.append(Option(method, k, steps, k * (per_trial + steps * seconds_per_step), point.lift + bonus, point.low + bonus, point.high + bonus, min_steps))
         if steps < max_steps and k >= 2 and found[-2].lift > found[-1].lift:
             break  # more trials only shorten each one further

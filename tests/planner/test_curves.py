@@ -87,3 +87,29 @@ def test_curves_for_merges_this_machines_runs_into_the_prior():
     shipped = curves.shipped_curves()[curves.key("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full")]
     assert curve.at(8000).low < shipped.at(8000).low and curve.at(8000).lift < shipped.at(8000).lift
     assert curve.at(3200) == shipped.at(3200)
+
+
+MINILM = ("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full")
+
+
+def test_a_curve_a_plan_reads_never_falls_as_examples_grow():
+    dip = Curve("m", "d", "full", (Point(4800, 5.0, 0, 10), Point(6400, 6.5, 1, 12), Point(8000, 8.2, 2, 14), Point(9125, 6.9, 1, 13)), "x")
+    flat = curves.never_falling(dip)
+    # The fall from 8,000 to 9,125 examples is pooled: both take their mean; the bands stay.
+    assert [round(p.lift, 2) for p in flat.points] == [5.0, 6.5, 7.55, 7.55]
+    assert [(p.low, p.high) for p in flat.points] == [(p.low, p.high) for p in dip.points]
+    assert curves.never_falling(flat) is flat  # nothing to pool: the same curve
+    # A curve that never learns still never does (SmolLM2 LoRA's shipped prior, in shape).
+    never = Curve("m", "d", "lora", (Point(200, -1.5, -8, 5), Point(400, -8.0, -14, -1), Point(800, -1.0, -7, 5), Point(1200, -3.0, -9, 3)), "x")
+    assert curves.never_falling(never).examples_to_learn() is None
+
+
+def test_runs_that_reached_only_the_long_end_do_not_make_the_planned_curve_fall():
+    """This machine's runs measured 8,700-9,600 examples below the prior there; merged, the
+    curve read 8.2 at 8,000 and 6.9 past 9,125: it must not fall."""
+    for examples, lift in ((8712, 8.0), (9024, 1.5), (9640, 3.5), (5712, 4.5)):
+        curves.remember(*MINILM, [(examples, lift)], rows=200)
+    curve = curves.curves_for(MINILM[0], MINILM[1], ["full"])["full"]
+    lifts = [p.lift for p in curve.points]
+    assert lifts == sorted(lifts)
+    assert curve.at(13_600).lift >= curve.at(6_800).lift

@@ -116,3 +116,36 @@ def test_a_plan_with_rungs_keeps_the_held_out_test_back_once(test_seconds, concu
     if concurrency == 1:  # (two slots reach the plan's cap on trials first)
         assert expected >= 0.97 * 7200  # and the money is spent, not left over
     assert plan.worst_case_usd >= plan.expected_usd
+
+
+def test_choosing_on_few_selection_rows_is_worth_less_than_on_many():
+    from budgetft.planner.prior import best_of_bonus
+
+    assert best_of_bonus(1, 200) == 0.0
+    # 200 rows: a trial's score is ±3.4 points, so the best of 2 gains ~0.16 of the 0.56 a
+    # noiseless choice would.
+    assert best_of_bonus(2, 200) == pytest.approx(0.56 / (1 + 3.373 ** 2) ** 0.5, abs=0.005)
+    assert best_of_bonus(2, 200) < best_of_bonus(2, 2000) < best_of_bonus(2) == pytest.approx(0.56)
+
+
+def test_a_fast_step_buys_one_long_trial_not_two_of_half_the_length():
+    """The plan of 2026-12-02: a MiniLM step calibrated at 0.48 s, $0.25, and this machine's
+    merged curve, which fell past 8,000 examples. It split the money into two trials of 850 steps;
+    with the curve never falling and the choice priced at its 200 selection rows' noise, one
+    trial gets all of it."""
+    from budgetft.planner.curves import never_falling
+
+    merged = Curve("m", "d", "full", (
+        Point(800, 0.0, -4.8, 4.8), Point(1600, 0.0, -4.8, 4.8), Point(3200, 2.8, -4.8, 9.6), Point(4800, 5.1, -2.8, 16.1),
+        Point(5400, 4.15, -5.9, 15.5), Point(5800, 5.79, -4.4, 15.1), Point(6400, 6.46, -4.6, 14.6), Point(8000, 8.24, -5.1, 15.4),
+        Point(9125, 6.93, -5.4, 15.4)), "test curve")
+    rates = {"full": MethodRate("full", 0.48, 8 / 0.48)}
+    few = Costs(eval_seconds=3.0, baseline_seconds=2.0, calibration_seconds=10.0, startup_seconds=15.0, trial_startup_seconds=20.0,
+                reserve_seconds=30.0, selection_rows=200)
+    plan = plan_budget(Decimal("0.25"), Decimal(0), Decimal("1.00"), rates, few, max_steps=2000, curves={"full": never_falling(merged)}, batch_size=8)
+    (only,) = plan.methods
+    assert only.trials == 1 and only.max_steps > 1500
+    # The same plan on the curve as merged, with a noiseless choice, bought two short trials.
+    before = Costs(**{**few.__dict__, "selection_rows": None})
+    split = plan_budget(Decimal("0.25"), Decimal(0), Decimal("1.00"), rates, before, max_steps=2000, curves={"full": merged}, batch_size=8)
+    assert split.methods[0].trials == 2
