@@ -1,7 +1,7 @@
 """What a dollar buys: `budgetft run` on the embedded default at a few budgets, and what each
 bought on the held-out test rows.
 
-    python benchmarks/dollar.py [--budgets 0.10,0.25] [--price-per-hour 1.00] [--seed 0] [--keep DIR]
+    python benchmarks/dollar.py [--budgets 0.25,0.50] [--price-per-hour 1.00] [--seed 0] [--keep DIR]
                                 [--set key=value ...]
     python benchmarks/dollar.py --from RUN_DIR [RUN_DIR ...]     # tabulate runs already made
 
@@ -64,7 +64,7 @@ def pct(x) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budgets", default="0.10,0.25")
+    parser.add_argument("--budgets", default="0.25,0.50", help="comma-separated caps in USD; on a 2-core CPU at $1.00/h the embedded job needs at least $0.15 for one trial long enough to learn")
     parser.add_argument("--price-per-hour", default="1.00")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run directories here")
