@@ -57,7 +57,8 @@ def roc_auc(margin: np.ndarray, positive: np.ndarray) -> float:
 
 
 def run(job: str, method: str, steps: int, overrides: list[str], class_bias: str) -> list[dict]:
-    from budgetft import trial as trial_module
+    from budgetft.scoring.rows import score_rows
+    from budgetft.train import trial as trial_module
     from budgetft.methods import get as get_method
     from budgetft.search_space import parse_space, point
     from budgetft.spec import load_job
@@ -72,7 +73,7 @@ def run(job: str, method: str, steps: int, overrides: list[str], class_bias: str
     holder: dict = {}
 
     def on_eval(step: int, metrics: dict) -> None:
-        scores = trial_module.score_rows(holder["model"], task, task.eval, batch_size=settings.eval_batch_size)
+        scores = score_rows(holder["model"], task, task.eval, batch_size=settings.eval_batch_size)
         labels = task.eval.labels
         auc = roc_auc(scores[:, 0] - scores[:, 1], labels == 0) if scores.shape[1] == 2 else float("nan")
         rows.append({

@@ -75,7 +75,7 @@ def measure(job, method: str, steps: list[int], seed: int) -> tuple[float, list[
     from budgetft.planner.configs import trial_configs
     from budgetft.scoring.baselines import majority_baseline
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
 
     job = job.model_copy(update={"seed": seed})
     task = prepare_task(job)

@@ -1,4 +1,4 @@
-"""Frozen blocks computed once (budgetft.methods.frozen_prefix): what it saves for last_k.
+"""Frozen blocks computed once (budgetft.train.frozen_prefix): what it saves for last_k.
 
     python benchmarks/frozen_prefix.py [JOB] [--k 2] [--steps 8] [--warmup 2] [--eval-rows 96]
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 def one_trial(task, k: int, steps: int, warmup: int, reuse: bool, folder: str | None):
     from budgetft import methods
     from budgetft.models.loading import load_model
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
 
     config = methods.get("last_k").config({"k": k})
     settings = TrialSettings.from_job(task, "last_k", config, steps=steps + warmup)

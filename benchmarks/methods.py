@@ -71,8 +71,8 @@ def load_spec(args):
 def train_for_seconds(task, method, config, seconds: float, model):
     """Train `method` for as many steps as `seconds` buy here, then score the evaluation rows."""
     from budgetft.scoring.rows import evaluate
-    from budgetft.trial import TrialSettings, run_trial
-    from budgetft.tune.measure import calibrate_method
+    from budgetft.train.trial import TrialSettings, run_trial
+    from budgetft.train.measure import calibrate_method
 
     per_step = calibrate_method(task, method.name, 2)["seconds_per_step"]
     # PET's later members each fit a class bias and iPET's later generations label unlabelled
@@ -167,7 +167,7 @@ def _run_one(args, spec) -> dict:
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
     from budgetft.methods.counting import count_model
     from budgetft.scoring.rows import evaluate
     from budgetft.telemetry.precision import pick_device

@@ -50,14 +50,14 @@ WSD_DECAY = 0.2  # the decay's share of the steps
 
 
 def _patch_wsd() -> None:
-    import budgetft.trial as trial
+    from budgetft.train.schedule import Schedule
 
     def factor(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
         return min(1.0, max(0.0, (self.total - step) / max(1, round(WSD_DECAY * self.total))))
 
-    trial._Schedule.factor = factor
+    Schedule.factor = factor
 
 
 def _mean_pooling(model) -> None:
@@ -135,9 +135,9 @@ def _linear_probe(model, task, rows: int, seed: int) -> None:
 
 def _patch_head_lr(lr: float, multiple: float) -> None:
     """AdamW's groups: the head (classifier and pooler) at `multiple` times the trial's rate `lr`."""
-    import budgetft.trial as trial
+    from budgetft.train import steps
 
-    plain = trial._param_groups
+    plain = steps.param_groups
 
     def groups(model, params):
         head = {id(p) for n, p in model.named_parameters() if n.startswith(("classifier.", "bert.pooler."))}
@@ -145,7 +145,7 @@ def _patch_head_lr(lr: float, multiple: float) -> None:
         base = base if base and isinstance(base[0], dict) else [{"params": base}]
         return [*base, {"params": [p for p in params if id(p) in head], "lr": lr * multiple}]
 
-    trial._param_groups = groups
+    steps.param_groups = groups
 
 
 def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "full") -> None:
@@ -157,7 +157,7 @@ def run_variant(variant: str, seed: int, steps: int, stop: int, method: str = "f
     from budgetft.scoring.baselines import majority_baseline
     from budgetft.spec import load_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
     from curves import held_out_job
 
     quiet_libraries()

@@ -3,7 +3,7 @@
     python benchmarks/step_options.py [JOB] [--options full@all-MiniLM-L6-v2,lora@SmolLM2-135M-Instruct]
                                       [--steps 10] [--warmup 3]
 
-For each (method@model) option of the job, the same training loop as a trial (budgetft.trial's
+For each (method@model) option of the job, the same training loop as a trial (budgetft.train's
 forward/backward over the same length-grouped batches, the run's precision, clipping, AdamW),
 in three variants on a fresh copy of the model:
   - AdamW with torch's default implementation (foreach: one kernel per group of tensors);
@@ -38,14 +38,14 @@ def run(task, method_name: str, variant: str, steps: int, warmup: int) -> tuple[
     import torch
 
     from budgetft import methods
-    from budgetft.methods._peft import virtual_token_offset
+    from budgetft.scoring.rows import virtual_token_offset
     from budgetft.methods.arch import transformer_blocks
     from budgetft.methods.context import context_for
     from budgetft.models.dropout import set_dropout
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
     from budgetft.telemetry.precision import apply_precision, grad_scaler, pick_device, precision_for
-    from budgetft.trial import _accumulate, _batches
+    from budgetft.train.steps import accumulate as _accumulate, batches as _batches
 
     torch.manual_seed(0)
     method = methods.get(method_name)

@@ -28,7 +28,7 @@ def budgetft_rate(task, method: str, steps: int, warmup: int) -> tuple[float, st
     from budgetft.models.loading import load_model
     from budgetft.search_space import parse_space, point
     from budgetft.telemetry.precision import pick_device, precision_for
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
 
     m = methods.get(method)
     config = point(parse_space(task.job.space_for(m.name)), m.defaults)

@@ -33,16 +33,16 @@ output plus eval_loss, including the per-row `correct` vector for significance t
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
 from budgetft.clock import utc_now  # noqa: F401 - records' timestamps
+from budgetft.files import read_json, write_json
 from budgetft.money.ledger import LEDGER_FILENAME, read_charges
+from budgetft.money.machine_meter import METER_FILE
 
 SCHEMA_VERSION = 1
 TRIAL_STATUSES = ("running", "finished", "stopped_early", "stopped_by_cap", "interrupted", "failed")
@@ -50,36 +50,12 @@ RUN_STATUSES = ("running", "finished", "interrupted", "failed")
 
 # File names, once: everything else asks RunDir for a path.
 RUN_FILE, JOB_FILE, PLAN_FILE, LEDGER_FILE = "run.json", "job.yaml", "plan.json", LEDGER_FILENAME
-BASELINES_FILE, CALIBRATION_FILE, TELEMETRY_FILE, METER_FILE = "baselines.json", "calibration.json", "telemetry.jsonl", "meter.json"
+BASELINES_FILE, CALIBRATION_FILE, TELEMETRY_FILE = "baselines.json", "calibration.json", "telemetry.jsonl"
 TRIAL_FILE, PHASE_FILE, WEIGHTS_DIR, ERROR_LOG = "trial.json", "phase", "adapter", "error.log"
 TEST_FILE = "test.json"
-# Derived per-row states (budgetft.methods.frozen_prefix): never uploaded, collected or kept.
+# Derived per-row states (budgetft.train.frozen_prefix): never uploaded, collected or kept.
 FROZEN_STATES_DIR = "frozen_states"
-WEIGHTS_MANIFEST = "budgetft_method.json"  # beside a trial's kept weights (methods.persist)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic write: readers (reports on a live run, a resumed run) never see half a file."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return default
+WEIGHTS_MANIFEST = "budgetft_method.json"  # beside a trial's kept weights (budgetft.train.persist)
 
 
 class Record(BaseModel):
@@ -126,6 +102,7 @@ class RunInfo(Record):
     run_id: str = ""
     job: str = ""
     budgetft_version: str = ""
+    code: str | None = None  # the source's git commit when budgetft runs from a checkout (+dirty: edited)
     started: str | None = None
     finished: str | None = None
     status: str = "running"  # RUN_STATUSES
@@ -183,6 +160,7 @@ class TrialRecord(Record):
     total_params: int | None = None
     class_bias: list[float] | None = None
     examples_per_s: float | None = None
+    threads: int | None = None  # the cores it computed on: fewer than the machine's when a neighbour held some
     cost_usd: str | None = None
     # Frozen blocks served from stored states: {"first_trained_block", "rows_computed", "rows_reused"}
     # (and "ladder_blocks" for LST: how many blocks' outputs each row's state holds).
@@ -265,7 +243,7 @@ class RunDir:
 
     @property
     def frozen_states(self) -> Path:
-        """Frozen blocks' states shared by the run's trials (budgetft.methods.frozen_prefix):
+        """Frozen blocks' states shared by the run's trials (budgetft.train.frozen_prefix):
         derived data, removed when the run finishes."""
         return self.root / FROZEN_STATES_DIR
 
@@ -347,8 +325,6 @@ class RunDir:
 
     def trial_costs(self) -> dict[str, Any]:
         """Dollars (Decimal) the ledger has charged to each trial."""
-        from decimal import Decimal
-
         totals: dict[str, Decimal] = {}
         if self.ledger.exists():
             for charge in read_charges(self.ledger):

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# Imported inside functions: ray: importing this module must stay cheap (start-up time).
+
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 
 

@@ -12,12 +12,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from budgetft import methods
+from budgetft.data import DataError
 from budgetft.data.checks import check_splits, class_token_ids
 from budgetft.data.encode import Encoded, cached_encode, tokenizer_fingerprint
 from budgetft.data.patterns import attach as attach_patterns, check_fits
+from budgetft.data.sources import load_splits
 from budgetft.data.unlabelled import UnlabelledRows
 from budgetft.methods.phased import check_job, needs_unlabelled, trains_on_patterns
-from budgetft.data.sources import load_splits
 from budgetft.models.loading import ResolvedModel, detect_architecture, load_tokenizer, resolve_model
 from budgetft.spec import JobSpec
 
@@ -99,8 +100,6 @@ def prepare_task(job: JobSpec) -> Task:
         train_rows = random.Random(job.seed).sample(train_rows, job.train.train_limit)
     n_test = job.eval.test_rows if isinstance(job.eval.test_rows, int) else 0  # "auto": the run decides
     if n_test and n_test >= len(splits.eval):
-        from budgetft.data import DataError
-
         raise DataError(
             f"eval.test_rows is {n_test} but the {job.data.eval_split!r} split has {len(splits.eval)} rows; "
             "lower eval.test_rows so that some rows are left to select the winner on"

@@ -37,6 +37,18 @@ def make_rows(n: int, seed: int = 0, share_true: float = 0.6) -> list[dict]:
     return rows
 
 
+def load_script(relative: str):
+    """A script of the repository that is not part of the package (benchmarks/, scripts/), as a
+    module, for tests of the functions it defines."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -11,6 +11,9 @@ from rich.markup import escape  # messages may hold brackets, e.g. budgetft[gcp]
 
 from budgetft.cli.common import stderr_console, stdout_console
 
+# Imported inside functions: budgetft's domain code and rich: `budgetft --help` loads none of it
+# (start-up time).
+
 PROJECT_OPT = typer.Option(None, "--project", help="Google Cloud project (default: from the environment).", show_default=False)
 
 
@@ -96,8 +99,8 @@ def _provider(project: str | None):
 
 
 def _cost(vm) -> tuple[str, str]:
-    from budgetft.money.errors import CatalogError
     from budgetft.money.catalog_store import default_catalog
+    from budgetft.money.errors import CatalogError
 
     try:
         inst = default_catalog().instance(vm.machine_type, vm.gpu, region=vm.region, spot=vm.spot, disk_gb=vm.disk_gb or 50)

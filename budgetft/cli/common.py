@@ -12,6 +12,9 @@ from rich.console import Console
 
 from budgetft.quiet import quiet_libraries  # noqa: F401 - the commands' shared import
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 JOB_ARG = typer.Argument(None, help="Job YAML file or the name of a job in jobs/ (default: boolq-smollm2, the embedded default).", show_default=False)
 SET_OPT = typer.Option([], "--set", "-s", help="Override a job field, e.g. --set train.batch_size=16 (repeatable).")
 METHODS_OPT = typer.Option(None, "--methods", "-m", help="Only these of the job's methods, comma-separated, e.g. --methods ia3,bitfit (each keeps the job's search space).", show_default=False)

@@ -11,6 +11,9 @@ from rich.markup import escape
 from budgetft.cli.common import cli_errors, stderr_console
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 
 def export(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A `budgetft run` directory.", show_default=False),

@@ -10,6 +10,9 @@ import typer
 from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code and rich: `budgetft --help` loads none of it
+# (start-up time).
+
 
 def methods(
     job: Optional[str] = JOB_ARG,
@@ -23,7 +26,7 @@ def methods(
     with cli_errors(err):
         spec = load_job(job, list(set_))
         quiet_libraries()
-        from budgetft.methods.listing import describe, stored_rates_for
+        from budgetft.cli.methods_listing import describe, stored_rates_for
 
         with err.status("sizing every method on the model (no weights are loaded)…"):
             rates, device = stored_rates_for(spec)
@@ -38,7 +41,7 @@ def methods(
 def _table(spec, facts, base_total, architecture, device, calibrated):
     from rich.table import Table
 
-    from budgetft.methods.listing import space_text
+    from budgetft.cli.methods_listing import space_text
 
     title = f"{len(facts)} methods for {spec.model.name} ({architecture}, {base_total:,} parameters)"
     caption = "¹ at the configuration `budgetft train` runs: the default if the space allows it, else its first choice or centre. " + (

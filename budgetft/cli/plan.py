@@ -10,6 +10,9 @@ import typer
 from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, stderr_console, stdout_console, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 
 def plan(
     job: Optional[str] = JOB_ARG,

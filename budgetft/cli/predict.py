@@ -13,6 +13,9 @@ from rich.markup import escape
 from budgetft.cli.common import cli_errors, stderr_console, stdout_console
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code and rich: `budgetft --help` loads none of it
+# (start-up time).
+
 # Inputs at least this long get a progress bar (on stderr); shorter ones score in seconds.
 PROGRESS_ROWS = 200
 

@@ -8,6 +8,9 @@ import typer
 
 from budgetft.cli.common import stderr_console, warn_stale_prices
 
+# Imported inside functions: budgetft's domain code and rich: `budgetft --help` loads none of it
+# (start-up time).
+
 ALL_REGIONS = "all"
 
 
@@ -47,9 +50,9 @@ def prices(
     from rich.console import Console
     from rich.table import Table
 
-    from budgetft.money.gpu_names import GPU_LABELS, resolve_gpu
-    from budgetft.money.errors import CatalogError, UnknownName
     from budgetft.money.catalog_store import default_catalog
+    from budgetft.money.errors import CatalogError, UnknownName
+    from budgetft.money.gpu_names import GPU_LABELS, resolve_gpu
 
     if refresh:
         _refresh(region)

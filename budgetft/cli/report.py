@@ -10,6 +10,9 @@ from typing import Optional
 
 import typer
 
+# Imported inside functions: budgetft's domain code and rich: `budgetft --help` loads none of it
+# (start-up time).
+
 TERMINAL_WIDTH = 100  # columns the table view is laid out for when output is not a terminal
 
 

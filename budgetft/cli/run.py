@@ -10,6 +10,9 @@ import typer
 from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, set_local_region, stderr_console, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 
 def run(
     job: Optional[str] = JOB_ARG,

@@ -11,6 +11,9 @@ import typer
 from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console
 from budgetft.quiet import quiet_libraries
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 
 def train(
     job: Optional[str] = JOB_ARG,
@@ -46,7 +49,7 @@ def train(
 
     from budgetft.models.loading import load_model
     from budgetft.stages.baselines import run_baselines
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
 
     settings = TrialSettings.from_job(task, chosen.name, config)
     tokens_per_step = settings.batch_size * task.stats["mean_prompt_tokens"]

@@ -7,6 +7,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+# Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
+# time).
+
 
 class TrainProgress:
     def __init__(self, console: Console, total_steps: int):

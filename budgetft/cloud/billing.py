@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from budgetft.cloud.errors import CloudError, NoCredentials, first_line
+from budgetft.money.billing_skus import COMPUTE_ENGINE_SERVICE, DEFAULT_REGIONS, parse_skus, render_csv
+from budgetft.money.catalog_store import default_catalog, write_cached_catalog
+
+# Imported inside functions: google: the [gcp] extra, installed only where needed.
 
 # BUDGETFT_BILLING_ENDPOINT points the client elsewhere (a fake Billing API in tests), as
 # BUDGETFT_GCP_ENDPOINT does for Compute; anonymous credentials are used then.
@@ -77,8 +81,6 @@ def fetch_skus(endpoint: str | None = None, credentials: Any = None, currency: s
     from google.auth import exceptions as auth_exc
     from google.cloud import billing_v1
 
-    from budgetft.money.billing_skus import COMPUTE_ENGINE_SERVICE
-
     client = _client(endpoint, credentials)
     request = billing_v1.ListSkusRequest(parent=f"services/{COMPUTE_ENGINE_SERVICE}", currency_code=currency, page_size=PAGE_SIZE)
     try:
@@ -105,9 +107,6 @@ def refresh_catalog(
 ) -> Refreshed:
     """Fetch, parse and write the refreshed catalogue to the cache. Nothing is written when no
     machine could be priced (a partial answer must not replace working prices)."""
-    from budgetft.money.billing_skus import DEFAULT_REGIONS, parse_skus, render_csv
-    from budgetft.money.catalog_store import write_cached_catalog
-
     skus = fetch_skus(endpoint, credentials)
     rows = parse_skus(skus, tuple(regions or DEFAULT_REGIONS))
     machines = sum(1 for r in rows if r["kind"] == "machine")
@@ -119,7 +118,6 @@ def refresh_catalog(
     fetched = today or date.today()
     text = render_csv(rows, fetched, how="budgetft prices --refresh (google-cloud-billing CloudCatalogClient)")
     path = write_cached_catalog(text)
-    from budgetft.money.catalog_store import default_catalog
 
     default_catalog.cache_clear()  # this process's next lookup reads the new file
     return Refreshed(path, len(rows), machines, fetched.isoformat(), len(skus))

@@ -3,8 +3,6 @@ replaces ours only if it extends it), and the VM's true time charged if the uplo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,9 +10,10 @@ from pathlib import Path
 from budgetft.cloud.plan import LAUNCH_DIR
 from budgetft.cloud.provider import STOPPED_STATES, VM
 from budgetft.cloud.storage import Bucket
+from budgetft.files import write_text
 from budgetft.money.catalog import Instance
 from budgetft.money.usd import cost, round_up
-from budgetft.money.ledger import Charge, Ledger, read_charges
+from budgetft.money.ledger import Charge, Ledger, parse_charges, read_charges
 from budgetft.rundir import FROZEN_STATES_DIR, LEDGER_FILE
 
 LEDGER = LEDGER_FILE  # the ledger comes home by its own rule (below)
@@ -45,25 +44,17 @@ def adopt_ledger(run_dir: Path, remote_text: str) -> str | None:
     seeded from ours); keep ours if it extends the VM's. Otherwise keep ours, save the VM's beside
     it, and say so."""
     local_path = run_dir / LEDGER
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".ledger.vm.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(remote_text)
-        fh.flush()
-        os.fsync(fh.fileno())
     local = read_charges(local_path) if local_path.exists() else []
     try:
-        remote = read_charges(tmp)
+        remote = parse_charges(remote_text)
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
         return f"the VM's ledger could not be read ({exc}); kept the local one"
     if all(_same(a, b) for a, b in zip(local, remote)):
         if len(remote) >= len(local):
-            os.replace(tmp, local_path)
-        else:  # ours has charges made here since (e.g. VM time reconciled after the last upload)
-            Path(tmp).unlink(missing_ok=True)
+            write_text(local_path, remote_text)
+        # else ours has charges made here since (e.g. VM time reconciled after the last upload)
         return None
-    kept = run_dir / "ledger.vm.jsonl"
-    os.replace(tmp, kept)
+    kept = write_text(run_dir / "ledger.vm.jsonl", remote_text)
     return f"the VM's ledger does not extend the local one; kept the local ledger and saved the VM's as {kept.name}"
 
 

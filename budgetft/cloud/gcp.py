@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from budgetft.cloud.errors import (
-    first_line,
     ApiDisabled,
     CloudError,
     NoCredentials,
@@ -24,8 +23,11 @@ from budgetft.cloud.errors import (
     PermissionDenied,
     QuotaExceeded,
     ZoneUnavailable,
+    first_line,
 )
 from budgetft.cloud.provider import RUN_LABEL, VM, Provider, RegionInfo
+
+# Imported inside functions: google: the [gcp] extra, installed only where needed.
 
 # BUDGETFT_GCP_ENDPOINT points every Compute call elsewhere (a fake API in tests, a private
 # endpoint); with it set and no credentials given, calls are made anonymously.

@@ -13,6 +13,7 @@ Stages (a dry run stops after `plan`):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -24,13 +25,26 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape  # messages may hold brackets, e.g. budgetft[gcp]
 
+from budgetft.cloud.choose import ChoiceError
 from budgetft.cloud.clients import require_clients
-from budgetft.cloud.errors import CloudError, ZoneUnavailable
-from budgetft.cloud.estimate import money
-from budgetft.cloud.quota import check_quota
+from budgetft.cloud.collect import download_run, reconcile, vm_usd
+from budgetft.cloud.errors import CloudError, NoProject, ZoneUnavailable
+from budgetft.cloud.estimate import boot_seconds, estimate, money
+from budgetft.cloud.gcp import ENDPOINT_ENV, GcpProvider, default_credentials
+from budgetft.cloud.package import build_wheel
 from budgetft.cloud.plan import CloudOptions, LaunchError, LaunchPlan, make_plan, show_dry_run, summary_lines
 from budgetft.cloud.provider import Provider
-from budgetft.rundir import FROZEN_STATES_DIR, RunDir, write_json
+from budgetft.cloud.quota import check_quota
+from budgetft.cloud.request import label_value, zones_for
+from budgetft.cloud.storage import Bucket
+from budgetft.cloud.watch import Watcher
+from budgetft.files import write_json
+from budgetft.money.errors import CatalogError
+from budgetft.money.ledger import Ledger, read_charges
+from budgetft.report import render
+from budgetft.resume import ResumeError
+from budgetft.rundir import FROZEN_STATES_DIR, RunDir
+from budgetft.spec import JobError
 
 # What a start-up script exit code means (see infra/gcp/startup.sh.tmpl).
 VM_EXIT_CODES = {
@@ -55,11 +69,6 @@ def run_in_cloud(
 ) -> int:
     """Run the job on a cloud VM; returns the process exit code (0 finished, 1 the VM's run
     failed or was cut short, 2 refused before anything was created, 130 interrupted)."""
-    from budgetft.cloud.choose import ChoiceError
-    from budgetft.money.errors import CatalogError
-    from budgetft.resume import ResumeError
-    from budgetft.spec import JobError
-
     if cloud != "gcp":
         console.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
         return 2
@@ -78,11 +87,6 @@ def run_in_cloud(
 def make_provider(project: str | None) -> tuple[Provider, str]:
     """The Compute provider and the project, from the environment. Credentials are looked up here
     (before anything is created) unless BUDGETFT_GCP_ENDPOINT points at a fake or private API."""
-    import os
-
-    from budgetft.cloud.errors import NoProject
-    from budgetft.cloud.gcp import ENDPOINT_ENV, GcpProvider, default_credentials
-
     require_clients("this command")
     credentials = None
     if not os.environ.get(ENDPOINT_ENV):
@@ -94,8 +98,6 @@ def make_provider(project: str | None) -> tuple[Provider, str]:
 
 
 def make_bucket(url: str, project: str, provider: Provider):
-    from budgetft.cloud.storage import Bucket
-
     credentials = getattr(provider, "_credentials", None)
     return Bucket(url, project=project, credentials=credentials)
 
@@ -146,7 +148,6 @@ class Launch:
             plan.bucket_url = f"gs://{project}-budgetft"
         info = self.provider.region(plan.region)  # credentials and API show up here
         check_quota(info.quotas, plan.instance, plan.region)
-        from budgetft.cloud.request import zones_for
 
         if not plan.zone_given:
             plan.zones = zones_for(plan.region, None, info.zones)
@@ -161,9 +162,6 @@ class Launch:
         """Before a resumed run gets a new VM: no VM of the run may still be up (two would spend
         one budget twice), and whatever the last one uploaded comes home first, so the new VM
         starts from the newest records (a launcher that died never downloaded them)."""
-        from budgetft.cloud.collect import download_run
-        from budgetft.cloud.request import label_value
-
         plan = self.plan
         alive = self.provider.list(label_value(plan.run_id))
         if alive:
@@ -173,24 +171,17 @@ class Launch:
         if warning:
             raise LaunchError(f"{plan.run_dir}: {warning}; resolve the two ledgers before resuming")
         if files:
-            from budgetft.money.ledger import read_charges
-
             charges = read_charges(RunDir(plan.run_dir).ledger)
             plan.spent = charges[-1].total if charges else plan.spent
             self.say(f"caught up {len(files)} file(s) from {plan.run_url}/run; spent ${money(plan.spent)} of ${money(plan.cap)}")
             if plan.spent >= plan.cap:
                 raise LaunchError(f"{plan.run_dir}: the cap of ${money(plan.cap)} is spent; nothing is left for a new VM")
-            from budgetft.cloud.estimate import estimate
-
             plan.estimate = estimate(plan.cap - plan.spent, plan.instance)
             if not plan.estimate.enough:
                 raise LaunchError(plan.estimate.refusal(plan.instance))
 
     def seed(self) -> None:
         """The local run dir with the overheads charged, then its copy in the bucket for the VM."""
-        from budgetft.cloud.package import build_wheel
-        from budgetft.money.ledger import Ledger
-
         plan = self.plan
         self.created_dir = not plan.run_dir.exists()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,10 +239,6 @@ class Launch:
         )
 
     def watch_and_collect(self) -> int:
-        from budgetft.cloud.collect import download_run, reconcile, vm_usd
-        from budgetft.cloud.estimate import boot_seconds
-        from budgetft.cloud.watch import Watcher
-
         plan = self.plan
         watcher = Watcher(
             self.provider, self.bucket, plan.prefix, self.zone, plan.name,
@@ -274,8 +261,6 @@ class Launch:
         return self.report(outcome, files)
 
     def report(self, outcome, files: list[Path]) -> int:
-        from budgetft.money.ledger import read_charges
-
         plan = self.plan
         charges = read_charges(RunDir(plan.run_dir).ledger)
         spent = charges[-1].total if charges else Decimal(0)
@@ -380,8 +365,6 @@ class Launch:
 
 def print_report(run_dir: Path, console: Console) -> None:
     try:
-        from budgetft.report import render
-
         sys.stdout.write(render(run_dir, "md") + "\n")
     except Exception as exc:  # the results are home either way
         console.print(f"[yellow]report:[/] could not render ({exc}); see {run_dir} and run `budgetft report {run_dir}`")

@@ -14,16 +14,20 @@ from pathlib import Path
 from budgetft.cloud import request as req
 from budgetft.cloud.choose import Choice, choose, model_params
 from budgetft.cloud.errors import CloudError
-from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, estimate, money
+from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, duration_text, estimate, money
+from budgetft.cloud.gcp import project_from_environment
 from budgetft.cloud.package import InstallSource, install_source
 from budgetft.cloud.startup import VM_WORK, StartupParams, render
 from budgetft.cloud.storage import parse_url, run_prefix
+from budgetft.files import read_json
 from budgetft.money.catalog import DEFAULT_REGION, Instance
 from budgetft.money.catalog_store import default_catalog
 from budgetft.money.usd import round_up, usd
 from budgetft.resume import new_run_dir, resume_point
-from budgetft.rundir import RunDir, read_json
+from budgetft.rundir import RunDir
 from budgetft.spec import JobSpec, dump_job, load_job
+
+# Imported inside functions: google: the [gcp] extra, installed only where needed.
 
 BUCKET_ENV = "BUDGETFT_BUCKET"
 LAUNCH_DIR = "cloud"  # <run_dir>/cloud/launch-<n>.json, startup-<n>.log: one per VM of the run
@@ -132,8 +136,6 @@ def make_plan(
     out: Path | None = None,
     resume: Path | None = None,
 ) -> LaunchPlan:
-    from budgetft.cloud.gcp import project_from_environment
-
     gpu, machine, zone, region = options.gpu, options.machine, options.zone, options.region
     spot, project, bucket = options.spot, options.project, options.bucket
 
@@ -248,8 +250,6 @@ def vm_job(spec: JobSpec, run_dir: Path, resumed: bool) -> tuple[str, list[tuple
 
 def summary_lines(plan: LaunchPlan) -> list[tuple[str, str]]:
     """(label, text) rows that a dry run and a launch print up front."""
-    from budgetft.cloud.estimate import duration_text
-
     inst, est = plan.instance, plan.estimate
     parts = [f"machine ${inst.machine_usd_per_hour:.4f}"]
     if inst.gpus_usd_per_hour > 0:

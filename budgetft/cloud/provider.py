@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from budgetft.cloud.errors import CloudError
+
 # Labels every budgetft VM carries: `budgetft-run` = the run id, so VMs are found by run.
 RUN_LABEL = "budgetft-run"
 SESSION_LABEL = "budgetft-session"  # 1 for the first VM of a run, 2 for its first --resume, ...
@@ -103,6 +105,4 @@ class Provider(ABC):
         if op is not None:
             self.wait(zone, op, timeout_s)
         if self.get(zone, name) is not None:
-            from budgetft.cloud.errors import CloudError
-
             raise CloudError(f"{name} in {zone} still exists after its deletion finished; delete it with `budgetft down`")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from budgetft.cloud.errors import QuotaExceeded
+from budgetft.cloud.gcp import GPU_QUOTA_METRICS
 
 
 def check_quota(quotas: dict[str, tuple[float, float]], instance, region: str) -> None:
     """Refuse before creating anything when the region's GPU quota cannot fit this instance."""
-    from budgetft.cloud.gcp import GPU_QUOTA_METRICS
-
     metric = GPU_QUOTA_METRICS.get(instance.gpu or "")
     if metric is None:
         return

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from budgetft.cloud.provider import SESSION_LABEL, VM
+from budgetft.money.catalog_store import default_catalog
+from budgetft.money.errors import CatalogError
 
 
 def vms_document(vms: list[VM], project: str, now: datetime | None = None) -> dict:
@@ -38,9 +40,6 @@ def vm_json(vm: VM, now: datetime) -> dict:
 
 def vm_price(vm: VM):
     """The catalogue instance priced like the VM, or None when the catalogue has no such shape."""
-    from budgetft.money.errors import CatalogError
-    from budgetft.money.catalog_store import default_catalog
-
     try:
         return default_catalog().instance(vm.machine_type, vm.gpu, region=vm.region, spot=vm.spot, disk_gb=vm.disk_gb or 50)
     except (CatalogError, ValueError):

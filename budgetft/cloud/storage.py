@@ -13,13 +13,15 @@ itself) so tests use gcp-storage-emulator on loopback.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from budgetft.cloud.errors import BucketError, NoCredentials, first_line
+from budgetft.files import atomic_write
+
+# Imported inside functions: google: the [gcp] extra, installed only where needed.
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 ROOT = "budgetft"  # every object budgetft writes lives under this prefix
@@ -142,15 +144,11 @@ class Bucket:
         return written
 
     def download_file(self, name: str, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
+        def fetch(fh) -> None:
             with self._errors():
-                self._handle().blob(name).download_to_filename(tmp)
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+                self._handle().blob(name).download_to_file(fh)
+
+        atomic_write(target, fetch, durable=False)  # a torn download never stands as the file
 
 
 class _mapped_errors:

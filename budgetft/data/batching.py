@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # Rows are sorted by length within windows of this many batches, then the batches shuffled.
 GROUP_WINDOW = 64
 

@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from budgetft.data.encode import Encoded, cached_encode, encode_prompts
-from budgetft.spec import PromptSpec
+from budgetft.data import DataError
+from budgetft.data.encode import Encoded, _tokenize, cached_encode, encode_prompts, render
+from budgetft.spec import PromptSpec, pattern_name, template_fields
 
 
 def pattern_prompt(prompt: PromptSpec, index: int) -> PromptSpec:
@@ -57,16 +58,12 @@ def check_fits(prompt: PromptSpec, tokenizer: Any, budget: int) -> None:
     """Refuse, before anything is spent, a prompt pattern whose own words (every field empty) take
     more than the `budget` prompt tokens that fit in prompt.max_length: no row could be shortened
     to fit it. Encoding finds this too, but only when a trial first asks for the pattern, mid-run."""
-    from budgetft.data import DataError
-    from budgetft.data.encode import _tokenize, render
-    from budgetft.spec import _pattern_name, template_fields
-
     for i, template in enumerate(prompt.templates):
-        empty = {f: "" for f in template_fields(template, _pattern_name(i))}
+        empty = {f: "" for f in template_fields(template, pattern_name(i))}
         tokens = len(_tokenize(tokenizer, [render(template, empty)])[0])
         if tokens > budget:
             raise DataError(
-                f"{_pattern_name(i)} has {tokens} tokens of its own (every field empty), over the {budget} prompt tokens "
+                f"{pattern_name(i)} has {tokens} tokens of its own (every field empty), over the {budget} prompt tokens "
                 f"that fit in prompt.max_length={prompt.max_length} with the longest label word; shorten the pattern or raise prompt.max_length"
             )
 

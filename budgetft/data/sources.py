@@ -13,6 +13,9 @@ from budgetft.data.embedded import EMBEDDED_DATA
 from budgetft.hub import hub_reachable
 from budgetft.spec import DataSpec
 
+# Imported inside functions: datasets, pyarrow: importing this module must stay cheap (start-up
+# time).
+
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 

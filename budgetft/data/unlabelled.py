@@ -18,6 +18,7 @@ from typing import Any
 from budgetft.data import DataError
 from budgetft.data.encode import Encoded, cached_encode
 from budgetft.data.patterns import attach
+from budgetft.data.sources import load_unlabelled
 from budgetft.spec import DataSpec, PromptSpec
 
 
@@ -69,8 +70,6 @@ class UnlabelledRows:
 
     def rows(self) -> list[dict]:
         if self.loaded is None:
-            from budgetft.data.sources import load_unlabelled
-
             self.loaded, self.dropped = keep_apart(load_unlabelled(self.data), self.eval_rows, self.prompt)
         return self.loaded
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from budgetft.methods.arch import freeze_all, make_head_trainable, transformer_blocks
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # A block's attention output projection and feed-forward output projection, for the
 # architectures we know: Llama/Mistral/Qwen, BERT/MiniLM/RoBERTa, OPT, GPT-2, GPT-NeoX.
 ATTENTION_OUT = ("self_attn.o_proj", "attention.output.dense", "self_attn.out_proj", "attn.c_proj", "attention.dense")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from budgetft.models.architecture import ENCODER, architecture_of
+
+# Imported inside functions: peft, torch: importing this module must stay cheap (start-up time).
+
 
 def task_type(model: Any) -> Any:
     """peft's task type for this model: SEQ_CLS for an encoder with a classification head (peft
     then also trains the freshly initialised head), CAUSAL_LM for a decoder."""
     from peft import TaskType
-
-    from budgetft.models.architecture import ENCODER, architecture_of
 
     return TaskType.SEQ_CLS if architecture_of(model) == ENCODER else TaskType.CAUSAL_LM
 
@@ -53,14 +55,3 @@ def init_prompt_from_text(peft_model: Any, context: Any, num_virtual_tokens: int
     encoder = peft_model.prompt_encoder[peft_model.active_adapter]
     with torch.no_grad():
         encoder.embedding.weight.copy_(embeddings[torch.tensor(ids)].detach().clone())
-
-
-def virtual_token_offset(model: Any) -> int:
-    """How many soft-prompt positions peft prepends to the logits (0 for prefix tuning, whose
-    virtual tokens live in the key/value cache, and for every non-prompt method)."""
-    config = getattr(model, "active_peft_config", None)
-    if config is None or not getattr(config, "is_prompt_learning", False):
-        return 0
-    if str(config.peft_type).endswith("PREFIX_TUNING"):
-        return 0
-    return int(config.num_virtual_tokens)

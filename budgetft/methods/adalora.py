@@ -13,6 +13,8 @@ regulariser on P and Q, which it adds to the model's own loss, is not applied.
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 TINIT_SHARE, TFINAL_SHARE = 0.10, 0.20
 
 

@@ -36,6 +36,8 @@ from typing import Any
 from budgetft.methods._bottleneck import insert_adapters
 from budgetft.methods.base import Method
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def _mixture_class():
     import torch

@@ -7,6 +7,8 @@ from typing import Any
 
 from budgetft.models.architecture import ENCODER, architecture_of, base_of
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # Attribute names transformers uses for a sequence-classification head (BERT: classifier,
 # Llama/OPT-for-classification: score). peft's SEQ_CLS task trains the same two.
 HEAD_NAMES = ("classifier", "score")

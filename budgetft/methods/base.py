@@ -9,6 +9,7 @@ from typing import Any, Callable
 # log-probabilities (budgetft.scoring.verbalizer). "encoder": a bidirectional encoder with a
 # sequence-classification head (e.g. BertForSequenceClassification), scored by the head's logits.
 from budgetft.methods.context import ApplyContext  # noqa: F401 - what apply() receives
+from budgetft.methods.counting import count_params
 from budgetft.models.architecture import ARCHITECTURES, DECODER, ENCODER
 
 # Hyperparameters every method accepts on top of its own: the optimiser's learning rate.
@@ -31,7 +32,7 @@ class Phase:
     pattern: int = 0
     # A name for an adapter of this phase's own, added beside the earlier phases' adapters
     # instead of training on from them; the phases' adapters are then the members of an ensemble
-    # (budgetft.methods.ensemble), scored by the mean of their class scores. None: the phase
+    # (budgetft.scoring.ensemble), scored by the mean of their class scores. None: the phase
     # trains the model as the earlier phases left it.
     adapter: str | None = None
     # Self-training (iPET): the generation of the ensemble this phase's adapter belongs to. When
@@ -114,6 +115,4 @@ class Method:
         """(trainable, total) parameters once the method is applied with its defaults (plus
         overrides). Given a model, a deep copy is used; given a transformers config, the model
         is built on the meta device, which holds no weights and takes milliseconds."""
-        from budgetft.methods.counting import count_params
-
         return count_params(self, model_or_config, overrides)

@@ -10,6 +10,8 @@ trained whole, as in the paper's GLUE experiments.
 from budgetft.methods.arch import freeze_all, make_head_trainable
 from budgetft.methods.base import Method
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,8 +33,6 @@ class ApplyContext:
 def template_words(template: str) -> str:
     """The template's fixed text, e.g. "Question: ? Answer:" — a task instruction for
     initialising soft prompts."""
-    import string
-
     return " ".join(literal.strip() for literal, *_ in string.Formatter().parse(template) if literal.strip())
 
 

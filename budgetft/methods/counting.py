@@ -10,10 +10,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from budgetft.methods.context import ApplyContext
+from budgetft.models.architecture import ENCODER, architecture_from_config
+from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
+
+# Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
+# time).
+
 # A method that trains only some entries of some tensors (fish_mask's fixed sparse mask) keeps
 # those tensors trainable and records on the model which they are and how many of their entries
 # train in all: {"names": [parameter names], "entries": k}. Counting counts those k entries,
-# not the tensors; the trial gives those tensors no weight decay (budgetft.trial._param_groups).
+# not the tensors; the trial gives those tensors no weight decay (budgetft.train.steps.param_groups).
 PARTIAL = "budgetft_partially_trained"
 
 
@@ -22,8 +29,6 @@ def build_meta_model(model_config: Any, architecture: str = "auto", num_labels: 
     classification head of `num_labels` outputs (default: the config's own)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from budgetft.models.architecture import ENCODER, architecture_from_config
 
     if architecture_from_config(model_config, architecture) == ENCODER:
         if num_labels is not None:
@@ -50,8 +55,6 @@ def count_model(model: Any) -> tuple[int, int]:
     weight is counted once; the verbalizer's class bias (one value per class, budgetft.scoring.
     class_bias) belongs to the trial, not to the method, and is not counted. Tensors a method
     trains only in part (PARTIAL) count as the entries that train."""
-    from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
-
     partial, entries = partially_trained(model)
     seen: set[int] = set()
     trainable = total = 0
@@ -68,8 +71,6 @@ def count_params(method: Any, model_or_config: Any, overrides: dict[str, Any] | 
     """(trainable, total) after applying `method`. Totals include what the method adds
     (adapters, prompt encoders, BitFit's new biases)."""
     import torch
-
-    from budgetft.methods.context import ApplyContext
 
     # Methods whose initialisation needs real weights (PiSSA's SVD, OLoRA's QR) skip it on
     # the meta device; the shapes, and so the counts, are the same.

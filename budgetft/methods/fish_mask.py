@@ -6,7 +6,7 @@ few training batches, of the squared gradient of the batch's loss (the trial's o
 true labels); the top `density` share of the model's entries, ranked together across all tensors,
 is the mask. Only those entries train: a hook zeroes every other entry's gradient, so AdamW's
 moments stay zero there and its update is exactly zero; its decoupled weight decay, which would
-shrink every entry, is turned off for these tensors (counting.PARTIAL, trial._param_groups). The
+shrink every entry, is turned off for these tensors (counting.PARTIAL, budgetft.train.steps.param_groups). The
 mask never changes. An encoder's fresh classification head is not ranked: it trains whole, as
 under every method.
 
@@ -31,11 +31,14 @@ exact and needs no Fisher; the file is the model's size, not the mask's.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from budgetft.methods.arch import freeze_all, head_modules, make_head_trainable
 from budgetft.methods.base import Method
 from budgetft.methods.counting import PARTIAL
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 # The mask's buffer on the module that owns each ranked tensor (not saved: loading is exact
 # from the saved tensors, and exported models carry no masks).
@@ -55,8 +58,6 @@ def check_config(config: dict) -> tuple[float, int]:
 
 def _is_number(value: Any) -> bool:
     """A real number (numpy's too, as search spaces draw them), not a bool or a string."""
-    import numbers
-
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -123,7 +124,7 @@ def _masked_gradient(owner: Any, buffer: str):
 
 def _no_mask(grad):
     raise RuntimeError("fish_mask: this model was applied without training batches (to count parameters or to load "
-                       "saved weights), so it has no Fisher mask to train with; train it in a trial (budgetft.trial.run_trial), "
+                       "saved weights), so it has no Fisher mask to train with; train it in a trial (budgetft.train.trial.run_trial), "
                        "which gives the method its batches")
 
 

@@ -5,6 +5,8 @@ model's parameters."""
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def norm_module_names(model) -> list[str]:
     """The attribute names of the model's norm layers (Llama: input_layernorm,

@@ -5,6 +5,8 @@ parameters."""
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     from peft import LoHaConfig

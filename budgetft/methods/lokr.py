@@ -4,6 +4,8 @@ large effective rank from very few parameters."""
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     from peft import LoKrConfig

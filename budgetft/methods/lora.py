@@ -7,6 +7,8 @@ olora) so a job can compare them by name; `lora` itself accepts the switches too
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft, torch: importing this module must stay cheap (start-up time).
+
 # init: peft's init_lora_weights. "default": A Kaiming-uniform, B zero, so the model is
 # unchanged at step 0. "pissa": A, B from the top-r singular vectors of W, and W keeps the
 # residual (Meng et al., 2024); full SVD, deterministic, so re-applying it when loading a saved

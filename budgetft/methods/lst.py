@@ -16,7 +16,7 @@ Ours (no library ships it). Connection dropout as in the study behind issue 15 (
 9-LST + dropout: 94.84% on SST-2 against 93.12% for plain LST).
 
 The frozen blocks' outputs depend only on a row's tokens: with the trial's reuse_frozen_layers
-they are computed once per row and served on later visits (budgetft.methods.frozen_prefix,
+they are computed once per row and served on later visits (budgetft.train.frozen_prefix,
 LadderStates), every block's for LST, the blocks below the top k for k-LST.
 """
 
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from budgetft.methods.arch import freeze_all, make_head_trainable, transformer_blocks
 from budgetft.methods.base import Method
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 SIDE = "lst_side"  # the side network's attribute on the model (and its parameters' name prefix)
 

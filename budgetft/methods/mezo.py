@@ -18,6 +18,8 @@ dropout is switched off for the two passes, so they differ only by the perturbat
 
 from budgetft.methods.base import Method
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     # "Trainable" marks what MeZO perturbs and updates; no gradient is ever computed.

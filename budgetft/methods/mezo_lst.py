@@ -9,7 +9,7 @@ share of the steps, on one model and one stream of batches, under one budget.
 The side network does not exist during the MeZO phase (it is added when the LST phase applies,
 its output projection at zero, so the switch changes nothing the model computes). In the LST
 phase with k = 0 the backbone is frozen, so its block outputs are served from the per-row store
-(budgetft.methods.frozen_prefix) computed in that phase: never from the run's shared folder,
+(budgetft.train.frozen_prefix) computed in that phase: never from the run's shared folder,
 whose states are the base model's, not MeZO's.
 
 Saving keeps every weight (the MeZO phase moved them all) and the side network, as a phased

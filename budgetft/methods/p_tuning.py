@@ -3,6 +3,8 @@
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     from peft import PromptEncoderConfig

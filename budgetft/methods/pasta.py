@@ -17,6 +17,8 @@ from __future__ import annotations
 from budgetft.methods.arch import freeze_all, make_head_trainable, transformer_blocks
 from budgetft.methods.base import ENCODER, Method
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 FIRST, OTHER_SPECIAL = 0, 1  # which vector a position gets; -1: none
 
 

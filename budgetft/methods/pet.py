@@ -7,7 +7,7 @@ Here a pattern is the job's prompt.template or one of its prompt.patterns, a mod
 adapter on the one base model (peft, one named adapter per pattern), and a trial trains them in
 turn, each over an equal share of the trial's steps and budget on its own pattern's encoding of
 the training rows: a phased method (budgetft.methods.phased) whose phases each train an adapter
-of their own. The ensemble (budgetft.methods.ensemble) scores a row by the mean over patterns of
+of their own. The ensemble (budgetft.scoring.ensemble) scores a row by the mean over patterns of
 each class's label-word log-probability (plus the class bias each pattern's adapter was fitted
 and trained with: budgetft.scoring.class_bias), every evaluation of the trial and the held-out
 test alike. Uniform weights: the paper's other choice, weighting each pattern by its model's
@@ -62,7 +62,7 @@ METHOD = Method(
     default_space={"r": [4, 8], "lora_alpha": 16, "learning_rate": {"loguniform": [3e-4, 3e-3]}},
     apply=apply_all(phases),
     # Several adapters and their ensemble: saved as our tensors (every adapter's), not as one
-    # peft adapter directory (budgetft.methods.persist).
+    # peft adapter directory (budgetft.train.persist).
     uses_peft=False,
     phases=phases,
     architectures=(DECODER,),

@@ -2,8 +2,8 @@
 weight, then backpropagation through the top k blocks), each over its share of the steps with
 its own optimiser and schedule, on one model and one stream of batches, under one budget.
 
-A phased method declares `phases(config)` in its `Method`; the trial loop (budgetft.trial) runs
-them. What it saves is every tensor any phase trained (an early phase may touch weights that a
+A phased method declares `phases(config)` in its `Method`; the trial loop (budgetft.train.trial)
+runs them, with budgetft.train.phases keeping what each phase trained. What it saves is every tensor any phase trained (an early phase may touch weights that a
 later one freezes), and re-applying it for loading or counting applies every phase's method in
 order with that union trainable.
 """
@@ -11,12 +11,13 @@ order with that union trainable.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Callable
 
-from budgetft.methods.base import Phase
-
-TRAINED = "_budgetft_trained_names"  # on the model: every parameter name some phase trained
-APPLIED = "_budgetft_phases_applied"  # on the model: how many of its phases have been applied
+from budgetft import methods
+from budgetft.methods.base import MethodUnsupported, Phase
+from budgetft.scoring import ensemble
+from budgetft.search_space import parse_param
 
 
 def steps_of(phases: list[Phase], total: int) -> list[int]:
@@ -36,32 +37,11 @@ def steps_of(phases: list[Phase], total: int) -> list[int]:
     return out
 
 
-def remember_trained(model: Any, applied: int) -> None:
-    """Add the parameters this phase trains to the model's record of what any phase trained,
-    and note that `applied` phases are now on the model (what its weights are saved at)."""
-    names = model.__dict__.setdefault(TRAINED, set())
-    names.update(n for n, p in model.named_parameters() if p.requires_grad)
-    model.__dict__[APPLIED] = applied
-
-
-def phases_applied(model: Any) -> int | None:
-    """How many phases a phased method's model has had applied (None: not a phased trial's)."""
-    return model.__dict__.get(APPLIED)
-
-
-def trained_names(model: Any) -> set[str] | None:
-    """Every parameter some phase trained (None: the model's method has a single phase)."""
-    return model.__dict__.get(TRAINED)
-
-
 def apply_phase(method: Any, model: Any, config: dict, context: Any, phase: Phase | None = None) -> Any:
     """Apply one phase's method. A phase with an adapter of its own (Phase.adapter) adds it beside
-    the earlier phases' adapters, and it joins the model's ensemble (budgetft.methods.ensemble)."""
+    the earlier phases' adapters, and it joins the model's ensemble (budgetft.scoring.ensemble)."""
     if phase is None or phase.adapter is None:
         return method.apply(model, config, context)
-    from dataclasses import replace
-
-    from budgetft.methods import ensemble
 
     model = method.apply(model, config, replace(context, adapter=phase.adapter))
     if phase.adapter not in (getattr(model, "peft_config", None) or {}):
@@ -79,8 +59,6 @@ def check_data(method: Any, config: dict, available: int, unlabelled: bool) -> N
     """Refuse, before anything is spent, a phased method whose phases train on more prompt
     patterns than the job has (`available`, the template included), or on rows it labels itself
     where the job has no unlabelled rows (MethodUnsupported, naming the fix)."""
-    from budgetft.methods.base import MethodUnsupported
-
     if method.phases is None:
         return
     phases = method.phases(config)
@@ -109,8 +87,6 @@ def space_bound(raw: Any, pick: Callable[..., Any] = min) -> Any:
     """The least (pick=min) or greatest (max) value a search-space entry allows, where there is one:
     a number, a list or {choice: ...} of values (its numbers only), a range ({randint: [a, b]},
     {uniform: ...}, {loguniform: ...}: a or b). None where it allows no number."""
-    from budgetft.search_space import parse_param
-
     def number(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -172,16 +148,6 @@ def scoring_passes(method: Any, config: dict) -> int:
     return max(1, sum(1 for p in phases if p.adapter is not None and p.generation == last))
 
 
-def rows_for(task: Any, phase: Phase | None) -> Any:
-    """The task whose training rows a phase trains on: the trial's, or the same rows under the
-    phase's prompt pattern (row i is the same example in each; evaluation stays on the trial's)."""
-    if phase is None or phase.pattern == 0:
-        return task
-    from dataclasses import replace
-
-    return replace(task, train=task.train.patterns.get(phase.pattern))  # check_patterns vouched for it
-
-
 def apply_all(phases: Callable[[dict], list[Phase]]) -> Callable[..., Any]:
     """An `apply` for a phased method (loading, counting): every phase's method in order, then
     every parameter any of them trained made trainable, as saved."""
@@ -198,8 +164,6 @@ def apply_phases(phases: Callable[[dict], list[Phase]], model: Any, config: dict
     (a trial whose best evaluation, or ASHA's stop, came in its MeZO phase) must rebuild only
     the phases they were saved at: a later phase adds what those weights never had (LST's side
     network)."""
-    from budgetft import methods
-
     trained: set[str] = set()
     for phase in phases(config)[:count]:
         model = apply_phase(methods.get(phase.method), model, phase.config, context, phase)
@@ -209,20 +173,3 @@ def apply_phases(phases: Callable[[dict], list[Phase]], model: Any, config: dict
     return model
 
 
-def count_trained(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameters of a phased method's model as it stands: trainable is every
-    parameter some phase trained, counted as budgetft.methods.counting.count_model counts (a
-    later phase may add what it trains, e.g. mezo_lst's side network), so a trial reports what
-    the registry's count_params reports for the method (apply_all makes that union trainable)."""
-    from budgetft.methods.counting import count_model
-
-    names = trained_names(model) or set()
-    params = list(model.named_parameters())
-    was = [p.requires_grad for _, p in params]
-    try:
-        for name, param in params:
-            param.requires_grad_(name in names)
-        return count_model(model)
-    finally:
-        for (_, param), flag in zip(params, was):
-            param.requires_grad_(flag)

@@ -9,6 +9,8 @@ p_tuning and prompt_tuning (soft prompts on the input) run on encoders.
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import DECODER, Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     from peft import PrefixTuningConfig

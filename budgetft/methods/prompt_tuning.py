@@ -13,6 +13,8 @@ small models). `init`:
 from budgetft.methods._peft import init_prompt_from_text, task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 INITS = ("task", "labels", "vocab", "random")
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from budgetft.methods.arch import freeze_all, make_head_trainable, transformer_blocks
 from budgetft.methods.base import Method
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # Attention's key and value projections in the architectures we know (Llama/Mistral/Qwen,
 # OPT/BART: k_proj/v_proj; BERT/MiniLM/RoBERTa: key/value).
 KEY_VALUE = ("k_proj", "v_proj", "key", "value")

@@ -9,6 +9,8 @@ adapter, so a reload reproduces them. Trained vectors need high learning rates (
 from budgetft.methods._peft import task_type, wrap
 from budgetft.methods.base import Method
 
+# Imported inside functions: peft: importing this module must stay cheap (start-up time).
+
 
 def apply(model, config, context):
     from peft import VeraConfig

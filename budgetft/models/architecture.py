@@ -15,6 +15,8 @@ from typing import Any
 
 from budgetft.models.errors import ModelError
 
+# Imported inside functions: transformers: importing this module must stay cheap (start-up time).
+
 DECODER, ENCODER = "decoder", "encoder"
 ARCHITECTURES = (DECODER, ENCODER)
 

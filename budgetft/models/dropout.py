@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def set_dropout(model: Any, p: float) -> int:
     """Set every dropout probability of `model` to `p`: its dropout modules' (BERT, OPT), its
     attention layers' float attributes (Llama's `attention_dropout`), and its config's (so that
-    what reads the config, e.g. budgetft.methods.frozen_prefix, sees the same). Call it on the
+    what reads the config, e.g. budgetft.train.frozen_prefix, sees the same). Call it on the
     base model before a method adds modules of its own (LoRA's dropout is the method's setting,
     not the model's). Returns how many module settings changed."""
     import torch

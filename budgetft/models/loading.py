@@ -13,13 +13,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from budgetft.hub import hub_reachable
 from budgetft.models.architecture import DECODER, ENCODER, architecture_from_config
 from budgetft.models.errors import ModelError
 from budgetft.paths import cache_root
+
+# Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
+# time).
 
 if TYPE_CHECKING:  # a type only: the spec layer sits above nothing of ours at run time
     from budgetft.spec import ModelSpec

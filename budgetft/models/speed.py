@@ -17,6 +17,12 @@ import re
 import struct
 from pathlib import Path
 
+from budgetft.hub import hub_reachable
+from budgetft.telemetry.precision import precision_for
+
+# Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
+# time).
+
 FLOPS_PER_PARAM_TOKEN_TRAIN = 6
 FLOPS_PER_PARAM_TOKEN_EVAL = 2
 # Sustained training FLOP/s when nothing was measured. CPU: on 2 EPYC cores a SmolLM2-135M LoRA
@@ -31,8 +37,6 @@ def nominal_flops(device_type: str) -> float:
     """The nominal speed of this machine's device kind, at the precision trials would use."""
     if device_type == "cpu":
         import torch
-
-        from budgetft.telemetry.precision import precision_for
 
         if precision_for(torch.device("cpu")).dtype_name == "bfloat16":
             return NOMINAL_FLOPS["cpu-bf16"]
@@ -73,7 +77,6 @@ def parameter_count(location: str, revision: str | None = None) -> tuple[float, 
     exact = safetensors_parameters(Path(location).expanduser())
     if exact:
         return float(exact), "counted from its safetensors headers"
-    from budgetft.hub import hub_reachable
 
     try:
         if not (Path(location).expanduser().is_dir() or hub_reachable()):

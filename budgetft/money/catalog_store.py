@@ -9,16 +9,15 @@ bundled file) is not shadowed by an old refresh.
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
-import functools
-
+from budgetft.files import write_text
 from budgetft.money.catalog import Catalog
 from budgetft.money.errors import CatalogError
+from budgetft.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,6 @@ CACHED_NAME = "catalog.csv"
 
 def cached_catalog_path() -> Path:
     """Where `budgetft prices --refresh` writes (the file may not exist)."""
-    from budgetft.paths import cache_root
-
     return cache_root(create=False) / "prices" / CACHED_NAME
 
 
@@ -71,18 +68,7 @@ def write_cached_catalog(text: str) -> Path:
     never sees half a file). Returns its path."""
     path = cached_catalog_path()
     Catalog.from_text(text, str(path))  # refuse to write what could not be read back
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from budgetft.money.catalog import Catalog
+from budgetft.money.catalog_store import default_catalog
 
 # A quarter: Google announces list-price changes ahead, and rarely more often than that.
 MAX_AGE_DAYS = 90
@@ -27,8 +28,6 @@ def stale_catalog_warning(catalog: Catalog | None = None, today: date | None = N
     """A sentence saying the prices are old and how to refresh them, or None when they are not.
     `catalog` defaults to the one commands use (the newest of bundled and refreshed)."""
     if catalog is None:
-        from budgetft.money.catalog_store import default_catalog
-
         catalog = default_catalog()
     age = catalog_age_days(catalog, today)
     fix = ("refresh them with `budgetft prices --refresh` (needs Google Cloud credentials), "

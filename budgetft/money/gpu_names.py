@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from budgetft.money.errors import UnknownName
+
 MATCHES = ("exact", "nearest", "token")
 
 
@@ -97,7 +99,6 @@ def nvml_match(name: str | bytes) -> NvmlMatch:
     for nvml, gpu, match, note in rows:
         if match == "token" and _words(nvml) <= words:
             return NvmlMatch(gpu, "token", text, note or "matched by model name")
-    from budgetft.money.errors import UnknownName
 
     raise UnknownName("NVML GPU name", text, list(NVML_NAMES))
 
@@ -118,6 +119,5 @@ def resolve_gpu(name: str) -> str:
     for nvml, gpu in NVML_NAMES.items():
         if _norm(nvml) == _norm(key):
             return gpu
-    from budgetft.money.errors import UnknownName
 
     raise UnknownName("GPU", name, sorted(GPU_ALIASES) + sorted(GPU_LABELS))

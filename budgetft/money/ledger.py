@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -114,8 +115,14 @@ def read_charges(path: str | Path) -> list[Charge]:
     """Read a ledger without opening it for writing (reports, inspection). A torn last line is
     skipped but left in place; `Ledger` repairs it when it next opens the file."""
     data = Path(path).read_bytes() if Path(path).exists() else b""
-    lines, _tail = _split_complete(data)
-    charges, _bad_last = _parse_lines(lines, str(path))
+    return parse_charges(data, str(path))
+
+
+def parse_charges(data: bytes | str, where: str = "ledger") -> list[Charge]:
+    """The charges of a ledger's text (a copy not yet on disk, e.g. a VM's), checked as
+    read_charges checks a file: a torn last line is skipped, a broken chain is a LedgerError."""
+    lines, _tail = _split_complete(data.encode("utf-8") if isinstance(data, str) else data)
+    charges, _bad_last = _parse_lines(lines, where)
     return charges
 
 
@@ -159,6 +166,7 @@ class Ledger:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         if created:  # make the new directory entry itself durable
             _fsync_dir(self.path.parent)
+        self._thread_lock = threading.RLock()
         self._records: list[Charge] = []
         self._by_key: dict[str, Charge] = {}
         self._offset = 0  # bytes of the file already parsed (always at a line boundary)
@@ -277,13 +285,17 @@ class Ledger:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        if self._fd < 0:
-            raise LedgerError(f"{self.path} is closed")
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        """Exclusive use of the file: against other processes (flock), and against other threads
+        of this one (flock is held per open file, so two threads sharing this Ledger would
+        both hold it at once and write the same sequence number)."""
+        with self._thread_lock:
+            if self._fd < 0:
+                raise LedgerError(f"{self.path} is closed")
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _catch_up(self) -> None:
         """Parse bytes appended since `_offset`; cut off a torn tail. Call with the lock held:

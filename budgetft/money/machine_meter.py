@@ -27,7 +27,6 @@ stops buying time and raises the stop flag; the scheduler's Stopper ends all tri
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -35,9 +34,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
+from budgetft.files import read_json, write_json
 from budgetft.money.ledger import BudgetExceeded, Ledger
 from budgetft.money.meter import Meter
-from budgetft.rundir import METER_FILE, read_json, write_json
+
+METER_FILE = "meter.json"  # in the run directory: the meter's state, which workers read to know what is paid
 
 # How long the driver's heartbeat may go unrenewed before its workers call it dead, seconds.
 # The meter thread renews it every 0.5 s. On a 2-core machine with a second process busy, a

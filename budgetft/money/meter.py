@@ -25,8 +25,8 @@ import time
 from decimal import ROUND_FLOOR, Decimal
 from typing import Callable
 
-from budgetft.money.usd import MINIMUM_BILLED_SECONDS, SECONDS_PER_HOUR, cost, usd
-from budgetft.money.ledger import Charge, Ledger
+from budgetft.money.ledger import BudgetExceeded, Charge, Ledger
+from budgetft.money.usd import MINIMUM_BILLED_SECONDS, SECONDS_PER_HOUR, USD_RESOLUTION, cost, usd
 
 
 class Meter:
@@ -92,9 +92,6 @@ class Meter:
         per-second rounding never makes one trial look free and another dear. Each share is a
         dict of charge_for's keyword arguments (category, description, trial, key). The whole
         bill is checked against the cap first: all shares are paid, or none (BudgetExceeded)."""
-        from budgetft.money.ledger import BudgetExceeded
-        from budgetft.money.usd import USD_RESOLUTION
-
         extra = usd(seconds)
         if extra < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")

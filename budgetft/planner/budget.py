@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 
 from budgetft.money.usd import SECONDS_PER_HOUR, round_up, seconds_to_usd
+from budgetft.planner import prior
+from budgetft.planner.curves import LEARNED_LIFT
+from budgetft.spec import JobError
 
 REDUCTION_FACTOR = 3
 MIN_STEPS = 10  # a trial shorter than this learns nothing worth paying for (on BoolQ: the label prior)
@@ -200,8 +203,6 @@ def plan_budget(
     if not rates:
         raise ValueError("a plan needs at least one method")
     if max_steps < MIN_STEPS:  # no budget can buy a useful trial: say so, not "too small"
-        from budgetft.spec import JobError
-
         raise JobError(f"train.max_steps is {max_steps}, below the {MIN_STEPS} steps a trial needs to learn more than the label prior; raise it, e.g. --set train.max_steps={MIN_STEPS * 10}")
     left = (cap - spent) * SECONDS_PER_HOUR / usd_per_hour  # machine seconds the money buys
     fixed = costs.baseline_seconds + costs.calibration_seconds + costs.startup_seconds
@@ -274,8 +275,6 @@ NO_CURVE = ("no learning curve for it on this model and task yet, so the plan ca
 
 def never_learns(curve) -> str | None:
     """Why an option whose curve never shows learning gets no trials; None when it does learn."""
-    from budgetft.planner.curves import LEARNED_LIFT
-
     if curve.examples_to_learn() is not None:
         return None
     return f"its learning curve never rose {LEARNED_LIFT:.0f} points above the majority within {curve.points[-1].examples:,} training examples ({curve.source})"
@@ -290,8 +289,6 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
     """(method plans, forecast, words, dropped, seconds the cheapest useful trial needs) of the
     option the learning curves value most (budgetft.planner.prior). Each option keeps its own
     model's held-out test back from `seconds` and prices evaluations at its own model's rate."""
-    from budgetft.planner import prior
-
     def all_options(slot_seconds: float) -> list:
         found = []
         for method, curve in curves.items():

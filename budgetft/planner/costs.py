@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 
 from budgetft.planner.budget import Costs
+from budgetft.scoring.class_bias import planned_seconds
+from budgetft.telemetry.cpu_share import free_cores
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
 RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
@@ -30,8 +34,6 @@ def run_costs(
     load the model; calibration (each option's timed steps plus a warm-up step and ~3 s to apply
     it, and timing its model's scoring), unless done; per trial, fitting the verbalizer's class
     bias; and the report's reserve, kept back until the end."""
-    from budgetft.scoring.class_bias import planned_seconds
-
     eval_seconds = len(task.eval) / eval_rows_per_s
     steps = calibration_steps + 1
     if baselines_done:
@@ -58,8 +60,6 @@ def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
     this says 2x). The machine is watched now, for half a second: the 1-minute load average
     still counts a job that has just ended (seen on CI right after the test suite: 2.5x for a
     machine whose only neighbour kept one core busy)."""
-    from budgetft.telemetry.cpu_share import free_cores
-
     cores = os.cpu_count() or 1
     return max(margin, cores / free_cores())
 

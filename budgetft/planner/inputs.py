@@ -7,15 +7,19 @@ to score; and the costs around training.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-
 from decimal import Decimal
 
+from budgetft import methods
+from budgetft.methods.phased import scoring_passes, steps_of
 from budgetft.planner import costs as around
-from budgetft.planner.budget import Costs, MethodRate, Plan, plan_budget
+from budgetft.planner.budget import NO_CURVE, Costs, MethodRate, Plan, never_learns, plan_budget
 from budgetft.planner.costs import CALIBRATION_STEPS, run_costs
 from budgetft.planner.curves import Curve, curves_for
 from budgetft.planner.options import Choice, choices
 from budgetft.planner.rates import offline_rates
+from budgetft.scoring import class_bias, pseudo_labels
+from budgetft.search_space import parse_space, point
+from budgetft.telemetry.device import device_name, device_type
 
 ZERO_SHOT_LOAD_S = 3.0  # loading a model for a scoring pass (the untuned one, or the winner)
 
@@ -51,8 +55,6 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
     """`tasks`: model name -> its prepared task. With `calibration` (this run's), its measured
     rates; else this machine's stored rates or estimates, each `slow` times slower (the check
     before spending assumes a busy machine)."""
-    from budgetft.telemetry.device import device_name, device_type
-
     options, curves = considered(job)
     rates: dict[str, MethodRate] = {}
     eval_rates: dict[str, float] = {}
@@ -94,9 +96,6 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
 
 
 def _default_point(job, method_name: str):
-    from budgetft import methods
-    from budgetft.search_space import parse_space, point
-
     method = methods.get(method_name)
     return method, point(parse_space(job.space_for(method.name)), method.defaults)
 
@@ -104,8 +103,6 @@ def _default_point(job, method_name: str):
 def planned_scoring_passes(job, method_name: str) -> int:
     """Forward passes per scored row of the method at its default point in the job's space: one,
     or one per member of an ensemble of adapters (PET's patterns: budgetft.methods.phased)."""
-    from budgetft.methods.phased import scoring_passes
-
     return scoring_passes(*_default_point(job, method_name))
 
 
@@ -117,9 +114,6 @@ def phases_seconds(task, method_name: str, seconds_per_row: float, steps: int | 
     scores, by every member of the generation before, sized on what the generation's first
     member's steps draw; steps None: on the whole training split, the most any trial labels).
     0 for every other method."""
-    from budgetft.methods.phased import steps_of
-    from budgetft.scoring import class_bias, pseudo_labels
-
     method, config = _default_point(task.job, method_name)
     if method.phases is None:
         return 0.0
@@ -154,8 +148,6 @@ def labelling_seconds_per_step(task, method_name: str, seconds_per_row: float) -
     Linear in the steps, so never below what a trial of any length pays (rounding aside, and a
     long trial's labelling stops growing at the training split or half the unlabelled rows).
     0 for every other method."""
-    from budgetft.scoring import pseudo_labels
-
     method, config = _default_point(task.job, method_name)
     if method.phases is None:
         return 0.0
@@ -172,8 +164,6 @@ def labelling_seconds_per_step(task, method_name: str, seconds_per_row: float) -
 def explain_unmeasured(plan: Plan, inputs: PlanInputs, job) -> None:
     """Say in plan.dropped why each of the job's options that was not measured got no trials:
     no learning curve, or one that never shows learning."""
-    from budgetft.planner.budget import NO_CURVE, never_learns
-
     for c in choices(job):
         if c.key not in inputs.rates and c.key not in plan.dropped:
             curve = (inputs.all_curves or {}).get(c.key)

@@ -13,13 +13,17 @@ plots (PNGs), compare (several runs), html_page.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from budgetft.files import atomic_write, write_text
+from budgetft.report import compare as C, plots
+from budgetft.report.hardware import UTILIZATION_PNG, draw_utilization, hardware_summary, markdown_section
+from budgetft.report.html_page import html_page
+from budgetft.report.json_report import report_json
 from budgetft.report.load import NotARunDir, RunReport, load_run
 from budgetft.report.rows import SORT_KEYS, Row, sort_rows
 from budgetft.report.summary import Summary, summarize
+from budgetft.report.tables import csv_text, markdown
 
 __all__ = ["FORMATS", "NotARunDir", "REPORT_FILES", "SORT_KEYS", "build", "render", "render_comparison", "write_reports"]
 
@@ -39,19 +43,15 @@ def write_reports(run_dir: Path | str) -> list[Path]:
     Safe on a live run (each file is replaced atomically) and never fatal for a plot: a plot
     that cannot be drawn becomes a note in the report instead.
     """
-    from budgetft.report import plots
-    from budgetft.report.tables import csv_text
-
     report, summary, trials = build(run_dir)
     root = Path(run_dir)
     written: list[Path] = []
     for name, draw in zip(PLOT_FILES, (plots.accuracy_vs_cost, plots.spend_over_time)):
         try:
-            written.append(_atomic(root / name, lambda tmp: draw(report, tmp)))
+            written.append(atomic_write(root / name, lambda fh: draw(report, fh), durable=False))
         except Exception as exc:  # a report without a picture beats no report
             report.warnings.append(f"{name} could not be drawn: {type(exc).__name__}: {exc}")
     plot_names = [p.name for p in written]
-    from budgetft.report.hardware import UTILIZATION_PNG, draw_utilization, hardware_summary
 
     try:
         drawn = draw_utilization(root, root / UTILIZATION_PNG)
@@ -67,21 +67,16 @@ def write_reports(run_dir: Path | str) -> list[Path]:
         "results.csv": csv_text(report, trials),
     }
     for name, text in texts.items():
-        written.append(_atomic(root / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8")))
+        written.append(write_text(root / name, text, durable=False))
     return written
 
 
 def _markdown_document(report, summary, trials, plots: list[str], hardware: dict, has_utilization_plot: bool) -> str:
     """report.md, the same whether the run writes it or `budgetft report` prints it."""
-    from budgetft.report.hardware import markdown_section
-    from budgetft.report.tables import markdown
-
     return markdown(report, summary, trials, plots) + "\n" + markdown_section(hardware, has_utilization_plot)
 
 
 def _json_document(report, summary, trials, hardware: dict) -> str:
-    from budgetft.report.json_report import report_json
-
     data = report_json(report, summary, trials)
     data["hardware"] = hardware
     return json.dumps(data, indent=2) + "\n"
@@ -89,10 +84,6 @@ def _json_document(report, summary, trials, hardware: dict) -> str:
 
 def render(run_dir: Path | str, format: str = "md", sort: str = "rank") -> str:
     """The report of one run as text. Markdown links the PNGs already in the run directory."""
-    from budgetft.report.tables import csv_text
-
-    from budgetft.report.hardware import UTILIZATION_PNG, hardware_summary
-
     report, summary, trials = build(run_dir, sort)
     if format == "csv":
         return csv_text(report, trials)
@@ -102,8 +93,6 @@ def render(run_dir: Path | str, format: str = "md", sort: str = "rank") -> str:
     plots = [p for p in PLOT_FILES if (report.root / p).is_file()]
     text = _markdown_document(report, summary, trials, plots, hardware, (report.root / UTILIZATION_PNG).is_file())
     if format == "html":
-        from budgetft.report.html_page import html_page
-
         return html_page(text, f"{report.job} {report.run_id}", report.root)
     if format == "md":
         return text
@@ -111,8 +100,6 @@ def render(run_dir: Path | str, format: str = "md", sort: str = "rank") -> str:
 
 
 def render_comparison(run_dirs: list[Path | str], format: str = "md") -> str:
-    from budgetft.report import compare as C
-
     comp = C.compare([load_run(d) for d in run_dirs])
     if format == "json":
         return json.dumps(C.comparison_json(comp), indent=2) + "\n"
@@ -120,22 +107,7 @@ def render_comparison(run_dirs: list[Path | str], format: str = "md") -> str:
         return C.csv_text(comp)
     text = C.markdown(comp)
     if format == "html":
-        from budgetft.report.html_page import html_page
-
         return html_page(text, "budgetft: runs compared")
     if format == "md":
         return text
     raise ValueError(f"unknown format {format!r}; valid: {', '.join(f for f in FORMATS if f != 'table')}")
-
-
-def _atomic(path: Path, write) -> Path:
-    """Write via a temporary file in the same directory, then rename: a reader never sees half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

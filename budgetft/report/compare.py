@@ -13,6 +13,11 @@ import csv
 import io
 from dataclasses import dataclass
 
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
 from budgetft.report import fmt
 from budgetft.report.load import RunReport
 from budgetft.report.rows import Row
@@ -120,11 +125,6 @@ def _cells(comp: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def rich_view(comp: Comparison):
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     header, rows = _cells(comp)
     table = Table(title="Runs side by side", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("", style="bold", no_wrap=True)

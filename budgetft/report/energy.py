@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 
 from budgetft.rundir import RunDir
+from budgetft.telemetry.carbon import co2e_grams, grid_intensity
+from budgetft.telemetry.energy import energy_use
+from budgetft.telemetry.summary import read_samples
 
 LAUNCH_DIR = "cloud"  # as budgetft/cloud/plan.py writes it: <run_dir>/cloud/launch-<n>.json
 
@@ -41,10 +44,6 @@ def _session(stem: str) -> int:
 
 def energy_summary(root: Path | str) -> dict:
     """The energy section of report.json (see SCHEMA.md)."""
-    from budgetft.telemetry.carbon import co2e_grams, grid_intensity
-    from budgetft.telemetry.energy import energy_use
-    from budgetft.telemetry.summary import read_samples
-
     run = RunDir(root)
     info = run.run()
     hardware = info.get("hardware") if isinstance(info.get("hardware"), dict) else {}

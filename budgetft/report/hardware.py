@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from budgetft.report.energy import amount
+from budgetft.files import read_json
+from budgetft.report.energy import amount, energy_summary, markdown_lines
 from budgetft.rundir import RunDir
+from budgetft.telemetry.packing import input_bound_warning
+from budgetft.telemetry.summary import plot_utilization, read_samples, trial_usage
 
 UTILIZATION_PNG = "utilization.png"
 
 
 def hardware_summary(root: Path) -> dict:
-    from budgetft.rundir import read_json
-    from budgetft.telemetry.packing import input_bound_warning
-    from budgetft.telemetry.summary import read_samples, trial_usage
-
     run = RunDir(root)
     info = run.run()
     out = {
@@ -31,7 +30,6 @@ def hardware_summary(root: Path) -> dict:
         "warning": None,
         "energy": None,
     }
-    from budgetft.report.energy import energy_summary
 
     out["energy"] = energy_summary(root)
     if run.telemetry.exists():
@@ -45,8 +43,6 @@ def hardware_summary(root: Path) -> dict:
 
 
 def draw_utilization(root: Path, png: Path) -> Path | None:
-    from budgetft.telemetry.summary import plot_utilization, read_samples
-
     run = RunDir(root)
     if not run.telemetry.exists():
         return None
@@ -74,8 +70,6 @@ def markdown_section(summary: dict, has_plot: bool) -> str:
     else:
         lines.append("- **Telemetry:** none recorded")
     if summary.get("energy"):
-        from budgetft.report.energy import markdown_lines
-
         lines[3:3] = markdown_lines(summary["energy"])
     if summary.get("packing"):
         lines.insert(3, f"- **Trials per GPU:** {summary['packing']['reason']}")

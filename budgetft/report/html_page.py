@@ -8,6 +8,8 @@ import html
 import re
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
@@ -21,8 +23,6 @@ code { background: #f0f0f0; padding: 0 3px; }
 
 
 def html_page(markdown_text: str, title: str, image_dir: Path | None = None) -> str:
-    from markdown_it import MarkdownIt
-
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
     if image_dir is not None:
         body = re.sub(r'src="([^"/]+\.png)"', lambda m: f'src="{_data_uri(image_dir / html.unescape(m.group(1)), m.group(1))}"', body)

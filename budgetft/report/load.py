@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-
-from budgetft.clock import utc_now
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from budgetft.money.usd import usd
+from budgetft.clock import utc_now
+from budgetft.files import read_json
 from budgetft.money.ledger import Charge, LedgerError, read_charges
-from budgetft.report import rows as R
-from budgetft.report import stats
-from budgetft.rundir import RunDir, read_json
+from budgetft.money.usd import usd
+from budgetft.report import rows as R, stats
+from budgetft.report.energy import energy_summary
+from budgetft.rundir import RunDir
+
+# Imported inside functions: yaml: importing this module must stay cheap (start-up time).
 
 # Categories every spend breakdown lists, even at $0; the others appear when something was
 # charged to them (boot and upload are cloud-only).
@@ -36,7 +38,7 @@ class RunReport:
     run_id: str
     job: str
     status: str  # running | finished | interrupted | failed | unknown
-    model: str
+    model: str  # the job's own model (its baselines are scored with it)
     machine: str  # e.g. "g2-standard-8 (NVIDIA L4, spot)"
     price_per_hour: Decimal | None
     budget: Decimal | None
@@ -52,6 +54,15 @@ class RunReport:
     generated: str = ""
     test: dict | None = None  # test.json: the winner on the held-out test rows (the headline)
     forecast: dict | None = None  # what the first round's plan forecast (plan.json)
+    models: list[str] = field(default_factory=list)  # every model the job let the plan choose, its own first
+
+    @property
+    def winner_model(self) -> str | None:
+        """The model of the trial the run hands over: the held-out test's winner, else the best
+        trial on the selection rows; None before any trial is scored."""
+        winner = (self.test or {}).get("winner")
+        rows = [t for t in self.trials if t.id == winner] if winner else [t for t in self.trials if t.accuracy is not None][:1]
+        return rows[0].model if rows else None
 
     @property
     def baselines(self) -> list[R.Row]:
@@ -90,6 +101,7 @@ def load_run(path: Path | str) -> RunReport:
     job_spec = _read_yaml(rd.job_yaml, warnings)
     job = str(run.get("job") or job_spec.get("name") or rd.root.name)
     model = str((job_spec.get("model") or {}).get("name") or run.get("model") or "?")
+    models = [model, *(str(m.get("name")) for m in job_spec.get("models") or [] if isinstance(m, dict) and m.get("name"))]
 
     charges = _read_ledger(rd.ledger, warnings)
     by_category: dict[str, Decimal] = {c: Decimal(0) for c in CORE_CATEGORIES}
@@ -126,6 +138,7 @@ def load_run(path: Path | str) -> RunReport:
         job=job,
         status=status,
         model=model,
+        models=models,
         machine=machine_label(run),
         price_per_hour=_usd_or_none(run.get("price_per_hour")),
         budget=_usd_or_none(run.get("budget_usd")),
@@ -241,7 +254,6 @@ def _attach_energy(rd: RunDir, trials: list[R.Row], warnings: list[str]) -> None
     report without energy figures beats no report."""
     if not rd.telemetry.exists():
         return
-    from budgetft.report.energy import energy_summary
 
     try:
         energy = energy_summary(rd.root)

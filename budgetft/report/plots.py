@@ -1,8 +1,9 @@
 """The report's two PNGs, readable without the table.
 
-- accuracy_vs_cost.png: every trial's accuracy against what it had cost at each evaluation,
-  its kept result with the 95% CI, the majority and zero-shot baselines as horizontal lines,
-  and the Pareto front of accuracy vs cost.
+- accuracy_vs_cost.png: every trial's accuracy on the selection rows against what it had cost
+  at each evaluation, its kept result with the 95% CI, the majority and zero-shot baselines as
+  horizontal lines, the Pareto front of accuracy vs cost, and the winner's result on the held-out
+  test rows (a star, filled when it beats their majority significantly) beside its own point.
 - spend_over_time.png: cumulative spend by category against the cap, over the run's minutes.
 
 Figures are drawn with matplotlib's object API (Figure + Agg canvas), never pyplot, so no
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from budgetft.report import fmt
 from budgetft.report.load import RunReport, parse_ts
+
+# Imported inside functions: matplotlib: importing this module must stay cheap (start-up time).
 
 SIZE_IN = (9.0, 5.6)  # inches; at DPI 150 this is 1350 x 840 px
 DPI = 150
@@ -62,6 +65,35 @@ def _figure():
     return fig, fig.add_subplot()
 
 
+def _held_out_winner(ax, report: RunReport, labels: list) -> list:
+    """The winner on the held-out test rows (test.json), drawn at the winner's cost: a star with
+    its 95% interval, filled when McNemar's test on those rows says it beats always answering the
+    majority class, and that majority as a short dotted line. Returns its legend entries."""
+    from matplotlib.lines import Line2D
+
+    test = report.test or {}
+    metrics = test.get("metrics") or {}
+    row = next((t for t in report.trials if t.id == test.get("winner")), None)
+    if row is None or row.cost is None or metrics.get("accuracy") is None:
+        return []
+    x, y = float(row.cost), 100 * metrics["accuracy"]
+    vs = test.get("vs_majority") or {}
+    won = vs.get("p_value") is not None and vs["p_value"] < 0.05 and (vs.get("lift_points") or 0) > 0
+    ci = metrics.get("accuracy_ci95")
+    if ci:
+        ax.errorbar(x, y, yerr=[[y - 100 * ci[0]], [100 * ci[1] - y]], color="#b8860b", capsize=4, lw=1.2, zorder=6)
+    ax.scatter(x, y, s=220, marker="*", zorder=7, linewidths=1.4, edgecolors="#b8860b", facecolors="#ffd700" if won else "white")
+    majority = (test.get("majority") or {}).get("accuracy")
+    if majority is not None:
+        ax.plot([x * 0.85, x * 1.15], [100 * majority] * 2, color="#b8860b", ls=":", lw=1.5, zorder=6)
+    labels.append((_text(f"{row.id}: held-out test"), x, y, "#b8860b"))
+    p = f"p = {vs['p_value']:.2g}" if vs.get("p_value") is not None else "no test"
+    verdict = "beats" if won else "does not significantly beat"
+    return [Line2D([], [], color="#b8860b", marker="*", ms=11, ls="", mfc="#ffd700" if won else "white",
+                   label=_text(f"winner on {test.get('rows', '?')} held-out test rows: {verdict} their majority ({p})")),
+            Line2D([], [], color="#b8860b", ls=":", lw=1.5, label="majority on the held-out test rows")]
+
+
 def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
     from matplotlib.lines import Line2D
 
@@ -84,6 +116,8 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
         ax.scatter(x, y, s=80, marker=ENDED_MARKERS.get(t.status, "o"), zorder=4, linewidths=1.6,
                    facecolors=c if t.beats_majority else "white", edgecolors=c)
         labels.append((_text(t.id), x, y, c))
+
+    test_handles = _held_out_winner(ax, report, labels)
 
     front = sorted((t for t in scored if t.on_pareto_front), key=lambda t: (t.cost, -t.accuracy))
     if front:
@@ -124,14 +158,14 @@ def accuracy_vs_cost(report: RunReport, path: Path) -> Path:
                 for s, label in (("finished", "finished"), ("stopped_early", "stopped by ASHA"),
                                  ("stopped_by_cap", "stopped by cap"), ("failed", "failed"))
                 if any(t.status == s for t in scored)]
-    handles += [Line2D([], [], color="0.3", marker="o", ls="", label="filled: beats majority (p < 0.05)"),
-                Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="hollow: not a significant win"),
+    handles += [Line2D([], [], color="0.3", marker="o", ls="", label="filled: beats majority (p < 0.05), selection rows"),
+                Line2D([], [], color="0.3", marker="o", mfc="white", ls="", label="hollow: not a significant win there"),
                 Line2D([], [], color="black", lw=1.5, marker="o", mfc="none", ms=11, label="Pareto front"),
                 Line2D([], [], color="0.3", alpha=0.35, marker=".", label="accuracy at each evaluation")]
-    handles += baseline_handles
+    handles += test_handles + baseline_handles
     if scored:
         ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # a path or an open binary file (budgetft.files.atomic_write)
     return path
 
 
@@ -173,5 +207,5 @@ def spend_over_time(report: RunReport, path: Path) -> Path:
         handles, labels = ax.get_legend_handles_labels()
         ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                   frameon=False, title="by category", title_fontsize=8)
-    fig.savefig(path)
+    fig.savefig(path, format="png")  # a path or an open binary file (budgetft.files.atomic_write)
     return path

@@ -8,6 +8,7 @@ from decimal import Decimal
 from budgetft.report import fmt, stats
 from budgetft.report.load import CORE_CATEGORIES, RunReport
 from budgetft.report.rows import Row
+from budgetft.report.test_section import beats_majority
 
 # Spend categories in the order a reader meets them in a run.
 CATEGORY_ORDER = ("boot", "upload", *CORE_CATEGORIES, "report", "teardown")
@@ -81,8 +82,6 @@ def budget_verdict(report: RunReport) -> tuple[bool | None, str]:
 def recommend(report: RunReport, best: Row | None, most_efficient: Row | None) -> str:
     """One plain-language sentence: what to pay for next time, or why not to. With a held-out
     test, its verdict decides: the selection rows chose the winner and cannot also prove it."""
-    from budgetft.report.test_section import beats_majority
-
     test = report.test
     if test and test.get("winner"):
         cls = (test.get("majority") or {}).get("majority_class")

@@ -10,10 +10,16 @@ import csv
 import io
 import json
 
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
 from budgetft.report import fmt, stats
 from budgetft.report.load import RunReport
 from budgetft.report.rows import METHOD_NOTES, Row
 from budgetft.report.summary import Summary, spend_line
+from budgetft.report.test_section import summary_items as test_items
 
 PLOTS = {"accuracy_vs_cost.png": "Accuracy against cost", "spend_over_time.png": "Spend over time"}
 
@@ -80,14 +86,16 @@ def headline(report: RunReport) -> str:
         parts.append(f"{fmt.usd(report.price_per_hour)}/h")
     if report.eval_rows:
         parts.append(f"{report.eval_rows:,} evaluation rows")
-    parts.append(f"model {report.model}")
+    models = report.models or [report.model]
+    parts.append(("models " if len(models) > 1 else "model ") + ", ".join(models))
+    winner = report.winner_model
+    if winner is not None and len(models) > 1:
+        parts.append(f"winner's model {winner}")
     return " · ".join(parts)
 
 
 def summary_items(report: RunReport, summary: Summary, markdown: bool = False) -> list[tuple[str, str]]:
     """(label, sentence) pairs for the top of the report."""
-    from budgetft.report.test_section import summary_items as test_items
-
     b = lambda s: f"`{s}`" if markdown else s  # noqa: E731 - trial ids as code in Markdown
     items: list[tuple[str, str]] = test_items(report.test, report.forecast, markdown)
     best = summary.best
@@ -185,11 +193,6 @@ def terminal_verdict(row: Row) -> str:
 
 def rich_view(report: RunReport, summary: Summary, trials: list[Row]):
     """A renderable for the terminal: summary, three tables, failures, warnings and notes."""
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     def table(title: str, columns: tuple[str, ...], left: set[str], wrap: set[str] = frozenset()) -> Table:
         t = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
         for name in columns:

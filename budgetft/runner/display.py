@@ -1,7 +1,15 @@
 """The live view of a run: spend against the cap, the stage, trials and the best accuracy
-so far against the majority baseline. Rendered by rich, refreshed twice a second."""
+so far against the majority baseline. Rendered by rich, refreshed twice a second.
+
+Without a terminal (a log file, a pipe, a cloud VM's console) nothing can be redrawn: the run
+prints a plain line at each trial event and, every PROGRESS_EVERY_S, one progress line (stage,
+each running trial's step and examples a second, the spend, the best accuracy so far), so a
+log shows a quarter-hour trial moving instead of nothing between "started" and "finished".
+"""
 
 from __future__ import annotations
+
+import threading
 
 from rich.console import Group
 from rich.live import Live
@@ -10,22 +18,67 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from budgetft.money.usd import seconds_to_usd
+from budgetft.runner.summary import results_table
+from budgetft.telemetry.summary import live_text
+
+
+PROGRESS_EVERY_S = 30.0  # between plain progress lines when there is no terminal to redraw
+
 
 class RunDisplay:
-    def __init__(self, run, live: bool = True):
+    def __init__(self, run, live: bool = True, progress_every_s: float = PROGRESS_EVERY_S):
         self.r = run
         self.console = run.console
         self.live = Live(self, console=self.console, refresh_per_second=2, transient=True) if live else None
         self.lines: list[str] = []
+        self.progress_every_s = progress_every_s
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self):
         if self.live:
             self.live.__enter__()
+        else:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="budgetft-progress", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc):
         if self.live:
             self.live.__exit__(*exc)
+        if self._ticker is not None:
+            self._stop.set()
+            self._ticker.join(timeout=5)
+            self._ticker = None
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.progress_every_s):
+            try:
+                self.console.print(self.progress_line(), highlight=False, markup=False)
+            except Exception:  # noqa: BLE001 - a progress line is never worth a failed run
+                pass
+
+    def progress_line(self) -> str:
+        """One plain line: the stage, each running trial's step (of its last) and examples a
+        second, the spend against the cap, and the best accuracy so far against the majority."""
+        r = self.r
+        parts = [f"{r.meter.stage}" if r.meter is not None else "starting"]
+        for trial_id in sorted(r.tuning.running) if r.tuning is not None else ():
+            trial = r.run.trial(trial_id)
+            if trial is None:
+                continue
+            end = (trial.end_moved or {}).get("to") or trial.max_steps
+            speed = f", {trial.examples_per_s:.1f} examples/s" if trial.examples_per_s else ""
+            parts.append(f"{trial_id}: step {trial.steps} of {end}{speed}")
+        if r.ledger is not None:
+            parts.append(f"spent ${r.ledger.spent:.4f} of ${r.ledger.cap}")
+        if r.tracker is not None and r.tracker.best:
+            acc, best_id = r.tracker.best
+            majority = r.run.baselines().get("majority")
+            parts.append(f"best {100 * acc:.1f}% ({best_id})" + (f" vs majority {100 * majority['accuracy']:.1f}%" if majority else ""))
+        return "progress: " + "; ".join(parts)
 
     def refresh(self, event: str | None = None) -> None:
         """Redraw the live view; without a terminal (a log file, a cloud VM's console), print
@@ -54,8 +107,6 @@ class RunDisplay:
         rows = [head]
         sampler = getattr(r, "sampler", None)
         if sampler is not None and sampler.latest():
-            from budgetft.telemetry.summary import live_text
-
             rows.append(Text(live_text(sampler.latest()), style="dim"))
         baselines = r.run.baselines()
         if r.tracker is not None:
@@ -79,8 +130,6 @@ class RunDisplay:
             self.console.print(f"packing: {packing['reason']}", highlight=False)
 
     def final(self, written: list) -> None:
-        from budgetft.runner.summary import results_table
-
         self.console.print(results_table(self.r.run))
         if written:
             self.console.print("report: " + ", ".join(str(p) for p in written))
@@ -91,7 +140,6 @@ def plan_table(plan, n_trials: int | None = None) -> Group:
     table = Table(title="plan", title_justify="left")
     for col in ("method", "trials", "max steps", "rungs (steps)", "expected", "worst case"):
         table.add_column(col, justify="left" if col in ("method", "rungs (steps)") else "right")
-    from budgetft.money.usd import seconds_to_usd
 
     for m in plan.methods:
         table.add_row(

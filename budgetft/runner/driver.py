@@ -23,14 +23,29 @@ from rich.console import Console
 
 from budgetft import __version__
 from budgetft.money.ledger import Ledger, read_charges
+from budgetft.money.machine_meter import MachineMeter
 from budgetft.money.usd import round_up, seconds_to_usd, usd
 from budgetft.planner import BudgetTooSmall
 from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, machine_concurrency
+from budgetft.planner.curves import learned_from
 from budgetft.planner.inputs import budget_check
 from budgetft.resume import ResumeError, new_run_dir
 from budgetft.rundir import SCHEMA_VERSION, RunDir, RunInfo, utc_now
+from budgetft.source import code_version
+from budgetft.runner.display import RunDisplay
 from budgetft.spec import JobSpec, dump_job
+from budgetft.stages.baselines import run_baselines
+from budgetft.stages.calibrate import calibrate
+from budgetft.stages.plan import plan_round, resolve_test_rows
+from budgetft.stages.report import finish
+from budgetft.stages.test import held_out_test
+from budgetft.stages.tune import TuneSession
+from budgetft.task import prepare_tasks
+from budgetft.telemetry import TelemetrySampler
 from budgetft.telemetry.carbon import region_from_env
+from budgetft.telemetry.device import device_name
+from budgetft.telemetry.summary import read_samples, samples_between
+from budgetft.tune import ray_session
 
 
 class Terminated(KeyboardInterrupt):
@@ -68,8 +83,6 @@ class Run:
     # -- the sequence
 
     def execute(self) -> RunDir:
-        from budgetft.task import prepare_tasks
-
         opts = self.opts
         with self.console.status("checking and tokenizing data…"):  # bad input is refused here
             self.tasks = prepare_tasks(self.spec)  # one per model the job names
@@ -78,7 +91,6 @@ class Run:
         charges = read_charges(run.ledger) if run.ledger.exists() else []
         spent = charges[-1].total if charges else Decimal(0)
         cap = round_up(usd(opts.budget))
-        from budgetft.stages.plan import resolve_test_rows
 
         # Held-out test rows sized by what the budget buys (eval.test_rows: auto), before spending.
         self.spec, self.tasks, self.test_rows_reason = resolve_test_rows(self.spec, self.tasks, cap - spent, opts.usd_per_hour)
@@ -95,7 +107,6 @@ class Run:
             self.report_only = True
             self.resume_note = f"what is left of the cap (${max(cap - spent, Decimal(0))}) buys no further useful trial (one needs ${exc.minimum} in all): finishing the run's report with it"
         run.root.mkdir(parents=True, exist_ok=True)
-        from budgetft.tune import ray_session
 
         ray_session.clean_up_strays()  # Ray processes that a killed driver left behind
         info = self._start_session(previous)
@@ -123,11 +134,6 @@ class Run:
         return run
 
     def _stages(self) -> None:
-        from budgetft.stages.baselines import run_baselines
-        from budgetft.stages.calibrate import calibrate
-        from budgetft.stages.plan import plan_round
-        from budgetft.stages.tune import TuneSession
-
         run, meter, note = self.run, self.meter, self.display.note
         run_baselines(self.task, run, meter, note)
         calibrate(self.tasks, self.spec, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
@@ -148,30 +154,20 @@ class Run:
 
     def _held_out_test(self) -> None:
         """The winner on the test rows, paid from the reserve the plan kept back for it."""
-        from budgetft.money.usd import seconds_to_usd
-        from budgetft.stages.test import held_out_test
-
         if self.tuning is not None:
             self.tuning.close()  # Ray's processes go before the test needs the cores
         self.meter.reserve_usd = seconds_to_usd(RESERVE_SECONDS, self.opts.usd_per_hour)
         record = held_out_test(self.tasks, self.run, self.meter, self.display.note)
         if record and record.get("winner"):
-            from budgetft.planner.curves import learned_from
-
             learned_from(self.spec, self.run)  # the next plan for this model and task knows more
 
     def _start_session(self, previous: RunInfo) -> RunInfo:
         """The ledger, the meter, run.json, the sampler and the display of this session."""
-        from budgetft.money.machine_meter import MachineMeter
-        from budgetft.runner.display import RunDisplay
-        from budgetft.telemetry import TelemetrySampler
-        from budgetft.telemetry.device import device_name
-
         opts, run = self.opts, self.run
         self.ledger = Ledger(run.root, opts.budget)
         session = previous.sessions + 1
         info = RunInfo(
-            schema=SCHEMA_VERSION, run_id=previous.run_id or run.root.name, job=self.spec.name, budgetft_version=__version__,
+            schema=SCHEMA_VERSION, run_id=previous.run_id or run.root.name, job=self.spec.name, budgetft_version=__version__, code=code_version(),
             started=previous.started or utc_now(), status="running", budget_usd=str(opts.budget), cap_usd=str(self.ledger.cap),
             price_per_hour=str(opts.usd_per_hour), price_source=opts.price_source, price_reason=opts.price_reason,
             device=device_name(), hardware={"cpus": os.cpu_count(), "platform": platform.platform()}, sessions=session,
@@ -196,8 +192,6 @@ class Run:
         return info
 
     def _report(self, info: RunInfo, status: str) -> None:
-        from budgetft.stages.report import finish
-
         if self.meter is None:
             return
         self.meter.set_stage("report")
@@ -225,8 +219,6 @@ class Run:
         return pids
 
     def _samples_during(self, start: float, end: float) -> list[dict]:
-        from budgetft.telemetry.summary import read_samples, samples_between
-
         return samples_between(read_samples(self.run.telemetry), *(datetime.fromtimestamp(t, timezone.utc) for t in (start, end)))
 
     def _watch(self, pids: dict[str, int]) -> None:

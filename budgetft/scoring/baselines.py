@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from budgetft.metrics import classification_metrics
+from budgetft.scoring.rows import evaluate
 
 
 def majority_baseline(task) -> dict:
@@ -20,8 +21,6 @@ def majority_baseline(task) -> dict:
 def zero_shot_baseline(model, task, batch_size: int = 16) -> dict:
     """The untuned model's own label-word scores (no class bias, no training), and the seconds
     it took: what an evaluation of these rows costs, for the plan."""
-    from budgetft.scoring.rows import evaluate
-
     t0 = time.perf_counter()
     metrics = evaluate(model, task, batch_size)
     metrics["seconds"] = time.perf_counter() - t0

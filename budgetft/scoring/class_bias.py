@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from budgetft.scoring.rows import score_rows
 from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE as ATTRIBUTE  # where the scores read it
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # Training rows the fit reads: one forward pass, no backward, about 8 s on a 2-core CPU for
 # SmolLM2-135M; enough for a per-class offset (standard error ~0.25 nats for two classes).
 FIT_ROWS = 64
@@ -101,8 +105,6 @@ def fit_on_training_rows(model, task, seed: int, precision=None, rows: int = FIT
     is, its forward passes under `precision` (default: its device's). An ensemble of adapters
     (PET) scores as the member that is training, on its own pattern's rows: each member's bias
     is fitted to its own prior."""
-    from budgetft.scoring.rows import score_rows
-
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(task.train), size=min(rows, len(task.train)), replace=False)
     return fit(score_rows(model, task, task.train, sample, batch_size, precision, live_member=True), task.train.labels[sample])

@@ -14,6 +14,8 @@ import numpy as np
 
 from budgetft.data.batching import pad_right
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def class_scores(model, prompts: list[np.ndarray], class_tokens: list[list[int]], pad_id: int, offset: int = 0):
     """(rows, classes) tensor of log-probabilities from the classification head."""

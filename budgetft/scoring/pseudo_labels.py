@@ -28,7 +28,7 @@ cores) whatever its steps, so no budget under ~$0.40 at $1/h could buy an iPET t
 
 The scoring is paid for as it goes, like every other piece of a trial's work: in chunks of rows
 (about an evaluation's: rows x members as one evaluation of the selection rows), each started
-only once `before_chunk` says it is paid for (budgetft.trial asks may_continue("evaluation")); a
+only once `before_chunk` says it is paid for (budgetft.train.loop asks may_continue("evaluation")); a
 refusal leaves no rows labelled and the trial stops.
 """
 
@@ -38,6 +38,9 @@ from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
+
+from budgetft.data.patterns import joined, subset
+from budgetft.scoring.rows import score_rows
 
 OVERSAMPLE = 2  # rows scored per row kept
 
@@ -109,9 +112,6 @@ def pseudo_labelled(model: Any, task: Any, factor: float, seed: int, batch_size:
     rows' classes. The rows are scored `chunk_rows` at a time (default: as many rows as the task's
     evaluation), each chunk only once before_chunk(chunk index, chunks) says yes; (None, what was
     done) when it says no."""
-    from budgetft.data.patterns import joined, subset
-    from budgetft.scoring.rows import score_rows
-
     available = task.unlabelled_count
     n = how_many(factor, len(task.train), available, examples)
     if n == 0:

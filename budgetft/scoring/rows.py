@@ -8,13 +8,28 @@ words' log-probabilities (budgetft.scoring.verbalizer), an encoder's by its clas
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from budgetft.data.batching import sorted_batches
 from budgetft.metrics import classification_metrics
-from budgetft.methods._peft import virtual_token_offset
 from budgetft.models.architecture import ENCODER, architecture_of
-from budgetft.scoring import head, verbalizer
+from budgetft.scoring import ensemble, head, verbalizer
+from budgetft.telemetry.precision import autocast, precision_for
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
+
+def virtual_token_offset(model: Any) -> int:
+    """How many soft-prompt positions peft prepends to the logits (0 for prefix tuning, whose
+    virtual tokens live in the key/value cache, and for every non-prompt method)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not getattr(config, "is_prompt_learning", False):
+        return 0
+    if str(config.peft_type).endswith("PREFIX_TUNING"):
+        return 0
+    return int(config.num_virtual_tokens)
 
 
 def scoring_of(model):
@@ -27,15 +42,13 @@ def score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size:
     """(rows, classes) class scores of `encoded`'s rows (all, or those at `rows`), longest batch
     first, with the model in eval mode, no gradients, under `precision` (default: its device's).
 
-    An ensemble of adapters (budgetft.methods.ensemble: PET's one per prompt pattern) scores
+    An ensemble of adapters (budgetft.scoring.ensemble: PET's one per prompt pattern) scores
     rows that come with every pattern's encoding (Encoded.patterns) as the mean over its members
     of each class's score, each member on its own pattern's encoding of the rows. With
     `live_member` the model scores as the member that is training, alone, on its own pattern's
     encoding (the class-bias fit of a new member: its own prior); `encoded` is then that
     pattern's encoding, or comes with every pattern's. Rows of one pattern only are refused for
     an ensemble of two or more members otherwise: they cannot be scored by the whole ensemble."""
-    from budgetft.methods import ensemble
-
     members = ensemble.members(model)
     patterns = getattr(encoded, "patterns", None)
     if members and live_member:
@@ -58,8 +71,6 @@ def score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size:
 
 def _score_rows(model, task, encoded, rows: np.ndarray | None = None, batch_size: int = 16, precision=None) -> np.ndarray:
     import torch
-
-    from budgetft.telemetry.precision import autocast, precision_for
 
     rows = np.arange(len(encoded)) if rows is None else np.asarray(rows)
     precision = precision or precision_for(next(model.parameters()).device)

@@ -14,6 +14,8 @@ import numpy as np
 
 from budgetft.data.batching import pad_right
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 # The attribute (a torch Parameter of shape [classes]) holding a per-class bias that is added to
 # the label-word scores: fitted before training (budgetft.scoring.class_bias) and trained with
 # the method.

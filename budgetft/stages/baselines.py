@@ -9,9 +9,12 @@ several models, and only the winner's zero-shot is the headline's: budgetft.stag
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
+from budgetft.models.loading import load_model
 from budgetft.rundir import RunDir
+from budgetft.scoring.baselines import majority_baseline, zero_shot_baseline
 
 
 def run_baselines(task, run: RunDir | None = None, meter=None, note: Callable[[str], None] = lambda line: None, model=None) -> dict:
@@ -20,8 +23,6 @@ def run_baselines(task, run: RunDir | None = None, meter=None, note: Callable[[s
     untuned model if the caller has it loaded (budgetft train trains it next)."""
     if run is not None and run.baselines_json.exists():
         return run.baselines()
-    from budgetft.models.loading import load_model
-    from budgetft.scoring.baselines import majority_baseline, zero_shot_baseline
 
     if meter is not None:
         meter.set_stage("baselines")
@@ -42,8 +43,6 @@ def run_baselines(task, run: RunDir | None = None, meter=None, note: Callable[[s
 def task_on(task, rows, indices: list[int]):
     """The task with `rows` (e.g. the test rows) in place of its evaluation rows, for the scoring
     functions that read task.eval."""
-    from dataclasses import replace
-
     return replace(task, eval=rows, eval_rows=list(indices))
 
 

@@ -1,21 +1,33 @@
 """Stage 2, calibrate: a few real steps of every option the plan may use, on this machine.
 
 Per option ((model, method) pair with a learning curve, or every option when none has one): its
-seconds per step, examples/s and peak memory (budgetft.tune.measure); per model, its scoring
+seconds per step, examples/s and peak memory (budgetft.train.measure); per model, its scoring
 rate; on a GPU, whether several trials sharing it train more examples per second than one
-(budgetft.tune.packing_probe). The rates are stored per machine (budgetft.planner.rates) for
+(budgetft.train.packing_probe). The rates are stored per machine (budgetft.planner.rates) for
 plans made without measuring.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from typing import Callable
 
+from budgetft.data.encode import Encoded
+from budgetft.models.loading import load_model
 from budgetft.planner.costs import CALIBRATION_STEPS
+from budgetft.planner.inputs import considered
 from budgetft.planner.rates import store_rates
 from budgetft.rundir import RunDir
+from budgetft.scoring.rows import evaluate
+from budgetft.stages.baselines import zero_shot_seconds_per_row
+from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.telemetry.device import device_name, device_type
+from budgetft.train.measure import calibrate_method
+from budgetft.train.packing_probe import calibrate_packing as decide, measure_level
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 PROBE_ROWS = 32  # rows timed for a model's scoring rate when no baseline timed a full pass
 
@@ -30,16 +42,10 @@ def calibrate(
     read back from the run directory when it has it. `tasks`: model name -> prepared task."""
     if run is not None and run.calibration_json.exists():
         return run.calibration()
-    from budgetft.planner.inputs import considered
-    from budgetft.telemetry.device import device_name
-    from budgetft.tune.measure import calibrate_method
-
-    from budgetft.telemetry.cpu_share import use_free_cores
 
     if meter is not None:
         meter.set_stage("calibration")
     threads = use_free_cores()  # measured at the threads a trial would use now (budgetft.telemetry.cpu_share)
-    from budgetft.telemetry.device import device_type
 
     # On a CPU a step's speed follows the cores it computes on: the stored rates are those of the
     # whole machine, so that a check made beside a neighbour does not count the neighbour twice.
@@ -66,17 +72,10 @@ def calibrate(
 def eval_rate(task, run: RunDir | None = None) -> float:
     """Rows a model scores per second: from a zero-shot pass over the evaluation rows when the run
     has one for this model, else timed on the first PROBE_ROWS evaluation rows."""
-    from budgetft.stages.baselines import zero_shot_seconds_per_row
-
     baselines = run.baselines() if run is not None else {}
     per_row = zero_shot_seconds_per_row(baselines) if baselines.get("zero_shot") else None
     if per_row:
         return 1.0 / per_row
-    import copy
-
-    from budgetft.data.encode import Encoded
-    from budgetft.models.loading import load_model
-    from budgetft.scoring.rows import evaluate
 
     small = copy.copy(task)
     n = min(PROBE_ROWS, len(task.eval))
@@ -89,15 +88,11 @@ def eval_rate(task, run: RunDir | None = None) -> float:
 
 
 def calibrate_packing(task, results: dict[str, dict], steps: int, samples_during, watch, note) -> dict | None:
-    """On a GPU: how many trials share it, from measured levels (budgetft.tune.packing_probe);
+    """On a GPU: how many trials share it, from measured levels (budgetft.train.packing_probe);
     None on a CPU, where trials run one at a time."""
-    from budgetft.telemetry.device import device_type
-
     if device_type() != "cuda":
         return None
     import torch
-
-    from budgetft.tune.packing_probe import calibrate_packing as decide, measure_level
 
     torch.cuda.empty_cache()  # the driver's cached blocks would count against packed levels
     gpu_mem_mb = torch.cuda.get_device_properties(0).total_memory / 2**20

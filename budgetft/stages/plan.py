@@ -11,10 +11,17 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Callable
 
+from budgetft.money.usd import seconds_to_usd
 from budgetft.planner import BudgetTooSmall, Plan, plan_budget
-from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency
+from budgetft.planner.configs import trial_configs
+from budgetft.planner.costs import CALIBRATION_STEPS, busy_slowdown, machine_concurrency
+from budgetft.planner.inputs import considered, explain_unmeasured, plan_inputs, planned_scoring_passes
+from budgetft.planner.options import choice_of
+from budgetft.planner.rates import offline_rates
+from budgetft.planner.split import held_out_rows_for
 from budgetft.rundir import PlanRecord, RunDir
-
+from budgetft.task import prepare_tasks
+from budgetft.telemetry.device import device_name, device_type
 
 
 def plan_round(
@@ -25,9 +32,6 @@ def plan_round(
     """The next round's plan and trial specs, written to plan.json; None when not one useful
     trial fits (the first round records why as "refused"). `again`: a round of this session
     already ran, so a refusal just ends the run. `tasks`: model name -> prepared task."""
-    from budgetft.money.usd import seconds_to_usd
-    from budgetft.planner.inputs import plan_inputs
-
     meter.set_stage("overhead")
     calibration = run.calibration()
     inputs = plan_inputs(tasks, job, calibration=calibration, baselines_done=True, calibration_steps=calibration_steps)
@@ -53,7 +57,6 @@ def plan_round(
     # The meter keeps the winner's held-out test back with the report's reserve: training stops
     # before it would eat into them.
     meter.reserve_usd = seconds_to_usd(plan.reserve_seconds, usd_per_hour)
-    from budgetft.planner.inputs import explain_unmeasured
 
     explain_unmeasured(plan, inputs, job)
     specs = trial_specs(job, run, plan, inputs.rates)
@@ -77,10 +80,6 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
     """One spec per planned trial: its id, model, method, configuration, steps, rungs, and the
     calibrated lengths of a step and an evaluation (what its worker asks the meter to prepay
     before its first step and evaluation, seconds)."""
-    from budgetft.planner.configs import trial_configs
-    from budgetft.planner.inputs import planned_scoring_passes
-    from budgetft.planner.options import choice_of
-
     trials = run.trials()
     existing = len(trials)
     specs: list[dict] = []
@@ -121,11 +120,6 @@ def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Deci
     and a resumed session cut the same rows."""
     if spec.eval.test_rows != "auto":
         return spec, tasks, None
-    from budgetft.planner.inputs import considered
-    from budgetft.planner.rates import offline_rates
-    from budgetft.planner.split import held_out_rows_for
-    from budgetft.task import prepare_tasks
-    from budgetft.telemetry.device import device_name, device_type
 
     options, curves = considered(spec)
     budget_seconds = float(money_left * 3600 / usd_per_hour)
@@ -141,7 +135,6 @@ def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Deci
     # own test on these rows (MethodRate.test_seconds), so a slower-scoring model pays for them.
     lead = max(options, key=forecast)
     task = tasks[lead.model]
-    from budgetft.planner.costs import busy_slowdown
 
     _, eval_rows_per_s, _ = offline_rates(task, [], device_name(), device_type())
     eval_rows_per_s /= busy_slowdown(margin=1.0)  # a neighbour busy now slows the scoring too

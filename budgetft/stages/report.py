@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from budgetft.report import write_reports
 from budgetft.rundir import RunDir, RunInfo, utc_now
 
 
@@ -21,7 +22,6 @@ def finish(run: RunDir, info: RunInfo, status: str, *, budget_stopped: bool, sto
             run.finalize_trial(trial.trial_id, budget_stopped=budget_stopped and status == "finished", interrupted=status != "finished")
     info.status, info.finished, info.stop_reason = status, utc_now(), stop_reason or None
     run.write_run(info)
-    from budgetft.report import write_reports
 
     try:
         return write_reports(run.root)

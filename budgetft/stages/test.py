@@ -9,9 +9,20 @@ headline (test.json).
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
+from budgetft.methods.context import context_for
+from budgetft.models.loading import load_model
+from budgetft.report.stats import mcnemar_exact
 from budgetft.rundir import RunDir, utc_now
+from budgetft.scoring.baselines import zero_shot_baseline
+from budgetft.scoring.rows import evaluate
+from budgetft.stages.baselines import task_on
+from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.train.persist import load_trained
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 
 def held_out_test(tasks: dict, run: RunDir, meter=None, note: Callable[[str], None] = lambda line: None) -> dict | None:
@@ -33,12 +44,10 @@ def held_out_test(tasks: dict, run: RunDir, meter=None, note: Callable[[str], No
     if meter is not None:
         meter.set_stage("evaluation")
     note(f"held-out test: {winner.trial_id} and its untuned model on {len(task.test)} test rows that no decision saw")
-    from budgetft.telemetry.cpu_share import use_free_cores
 
     use_free_cores()
     metrics = score_trial_on(task, run, winner)
     zero_shot = score_untuned_on(task)
-    from budgetft.report.stats import mcnemar_exact
 
     record = {
         "winner": winner.trial_id,
@@ -66,10 +75,6 @@ def held_out_test(tasks: dict, run: RunDir, meter=None, note: Callable[[str], No
 
 def score_untuned_on(task) -> dict:
     """The winner's model untuned (its zero-shot baseline), scored on the same test rows."""
-    from budgetft.models.loading import load_model
-    from budgetft.scoring.baselines import zero_shot_baseline
-    from budgetft.stages.baselines import task_on
-
     import torch
 
     torch.manual_seed(task.job.seed)  # an encoder's new head is drawn at random: the same head on every resume
@@ -78,14 +83,6 @@ def score_untuned_on(task) -> dict:
 
 def score_trial_on(task, run: RunDir, trial) -> dict:
     """The trial's kept weights (and class bias), scored on the task's test rows."""
-    import time
-
-    from budgetft.methods.context import context_for
-    from budgetft.methods.persist import load_trained
-    from budgetft.models.loading import load_model
-    from budgetft.scoring.rows import evaluate
-    from budgetft.stages.baselines import task_on
-
     import torch
 
     torch.manual_seed(task.job.seed)  # what a method draws at random and does not save, drawn alike

@@ -13,6 +13,10 @@ from budgetft.planner import Plan
 from budgetft.planner.costs import tuning_resources
 from budgetft.planner.rates import rates_from
 from budgetft.rundir import RunDir
+from budgetft.tune import chaos, ray_session
+from budgetft.tune.worker import train_trial
+
+# Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
 
 class TuneSession:
@@ -35,15 +39,11 @@ class TuneSession:
 
     def round(self, plan: Plan, specs: list[dict]) -> None:
         """Run one round's trials to the end (or to the cap)."""
-        from budgetft.tune import ray_session
-
-        ray_session.quiet_ray()
+        ray_session.quiet_ray()  # before ray loads: tracking imports ray at its top
         from ray import tune
         from ray.tune.schedulers import AsyncHyperBandScheduler
 
-        from budgetft.tune import chaos
         from budgetft.tune.tracking import CapStopper, TrialTracker
-        from budgetft.tune.worker import train_trial
 
         faults = os.environ.get(chaos.ENV)
         chaos.parse(faults)  # a malformed fault list is refused here, not in every worker
@@ -102,7 +102,5 @@ class TuneSession:
 
     def close(self) -> None:
         if self.connected:
-            from budgetft.tune import ray_session
-
             ray_session.stop()
             self.connected = False

@@ -14,6 +14,8 @@ import math
 import os
 import time
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 TAKEN = 0.5  # a core counts as taken when other processes keep it more than half busy
 WINDOW_S = 0.5  # how long the machine is watched, seconds
 # A neighbour seen busy is looked at again this long after, seconds: Ray's worker and helper

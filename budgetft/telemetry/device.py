@@ -7,6 +7,8 @@ import os
 import platform
 from pathlib import Path
 
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
+
 
 def device_type() -> str:
     import torch

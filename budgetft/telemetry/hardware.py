@@ -12,10 +12,15 @@ import platform
 from dataclasses import dataclass
 from decimal import Decimal
 
+import psutil
+
 from budgetft.money.catalog import DEFAULT_REGION, Catalog, Instance
 from budgetft.money.errors import CatalogError, UnknownName
 from budgetft.money.gpu_names import nvml_match
 from budgetft.money.usd import RATE_RESOLUTION, round_up, usd
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time); pynvml:
+# the [gpu] extra, installed only where needed.
 
 MIB = 2**20  # NVML and psutil report bytes; budgetft reports MiB (written "mb" in field names)
 
@@ -143,8 +148,6 @@ def detect(nvml=None, use_torch: bool = True) -> Hardware:
     NVML is missing or lacks the compute capability. Never raises: no GPU is a valid answer,
     and `note` says why none was found. `nvml`: a module standing in for pynvml (tests), or
     False to skip NVML."""
-    import psutil
-
     base = dict(cpu_model=cpu_model(), cpu_count=os.cpu_count() or 1, mem_total_mb=psutil.virtual_memory().total / MIB)
     note = ""
     if nvml is not False:

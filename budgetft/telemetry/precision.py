@@ -15,11 +15,14 @@ The master weights stay fp32 everywhere: autocast lowers only the compute of eli
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from statistics import median
 from typing import Callable
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 # bf16 on CPU must beat fp32 by this much to be used: timing a few steps is noisy.
 CPU_BF16_MIN_GAIN = 0.10
@@ -73,8 +76,6 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 def precision_for(device) -> Precision:
     """bf16 autocast on Ampere and later, fp16 with loss scaling on V100/T4; on a CPU bf16 autocast
     where it computes bf16 natively, else fp32 (BUDGETFT_PRECISION overrides the CPU's choice)."""
-    import os
-
     import torch
 
     if device.type == "cuda":

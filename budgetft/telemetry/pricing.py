@@ -4,15 +4,14 @@ no cap to enforce, so the user must say what an hour of it costs."""
 
 from __future__ import annotations
 
+from budgetft.money.catalog_store import default_catalog
 from budgetft.money.usd import PriceError, parse_money
+from budgetft.telemetry.hardware import HardwareError, PriceChoice, detect, local_price
 
 
 def run_price(price_per_hour: str | None):
     """PriceChoice for a local run: --price-per-hour if given, else the detected GPU's catalogue
     instance; PriceError (naming the fix) when neither gives a price above $0."""
-    from budgetft.money.catalog_store import default_catalog
-    from budgetft.telemetry.hardware import HardwareError, PriceChoice, detect, local_price
-
     if price_per_hour is not None:
         rate = parse_money(price_per_hour, "--price-per-hour")
         return PriceChoice(rate, "--price-per-hour", "given on the command line")

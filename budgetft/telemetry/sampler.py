@@ -35,9 +35,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from budgetft.clock import utc_now
+from budgetft.extras import hint_for
 from budgetft.telemetry import rapl
 from budgetft.telemetry.hardware import MIB, as_text, cpu_model
+
+# Imported inside functions: pynvml: the [gpu] extra, installed only where needed.
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +58,6 @@ class _Processes:
         self._procs: dict[int, object] = {}
 
     def rss_mb(self, pid: int) -> float | None:
-        import psutil
-
         proc = self._procs.get(pid)
         try:
             if proc is None:
@@ -164,8 +167,6 @@ class TelemetrySampler:
                 return
             self._nvml, self._handles, self.source = nvml, handles, "nvml"
         except Exception as exc:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            from budgetft.extras import hint_for
-
             self.source, self.note = "cpu", f"NVML unavailable ({type(exc).__name__}: {exc}{hint_for(exc)})"
             log.info("telemetry: %s; sampling the CPU", self.note)
 
@@ -183,8 +184,6 @@ class TelemetrySampler:
     # -- sampling
 
     def _loop(self) -> None:
-        import psutil
-
         # CPU busy % is measured between two readings, and psutil keeps the previous reading per
         # thread: take it here, in the sampling thread, and the first sample one interval later.
         psutil.cpu_percent(interval=None)
@@ -201,8 +200,6 @@ class TelemetrySampler:
 
     def sample_once(self) -> dict:
         """Take one sample now, write it (when started) and make it latest()."""
-        import psutil
-
         cpu_pct = psutil.cpu_percent(interval=None)
         trials = self._trial_pids()
         sample: dict = {"ts": utc_stamp(), "elapsed_s": round(time.monotonic() - self._t0, 3)}
@@ -268,8 +265,6 @@ class TelemetrySampler:
         return devices, processes
 
     def _cpu_sample(self, cpu_pct: float, trials: dict[str, int]) -> dict:
-        import psutil
-
         vm = psutil.virtual_memory()
         device = {
             "index": 0,

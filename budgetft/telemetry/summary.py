@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import mean
 
+# Imported inside functions: matplotlib: importing this module must stay cheap (start-up time).
+
 
 @dataclass(frozen=True)
 class TrialUsage:

@@ -11,7 +11,9 @@ the trial whose id starts with <trial> (e.g. t002) misbehave when it reaches ste
   memory  the step raises MemoryError (what Python raises when an allocation fails)
   kill    the worker process kills itself with SIGKILL (as the OS's out-of-memory killer does)
 
-Unset, nothing happens: `due` finds nothing in an empty tuple.
+The faults are a seam around the worker, not a part of it: `inject` wraps the worker's
+may_continue and on_step callbacks; with no faults it changes nothing, and the worker's own
+payment check never sees a fault.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 ENV = "BUDGETFT_CHAOS"
 FAULTS = ("slow", "unpaid", "raise", "memory", "kill")
@@ -69,3 +72,31 @@ def strike(fault: Fault | None) -> None:
         raise MemoryError(f"chaos: memory exhaustion simulated at step {fault.step}")
     elif fault.kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def inject(worker: Any, faults: tuple[Fault, ...]) -> None:
+    """Wrap `worker`'s may_continue and on_step (budgetft.tune.worker.Worker) so that its trial
+    meets `faults`: before a step's payment ("unpaid", "raise", "memory", "kill") and after a
+    step ("slow": the step then counts as having taken that much longer). No faults: unchanged."""
+    if not faults:
+        return
+    pay, heard = worker.may_continue, worker.on_step
+
+    def may_continue(what: str) -> bool:
+        if what == "step":
+            fault = due(faults, worker.trial_id, worker.record.steps + 1, ("unpaid", "raise", "memory", "kill"))
+            if fault is not None and fault.kind == "unpaid":
+                worker.record.stop_reason, worker.record.stopped_by_meter = "chaos: the step was found unpaid", False
+                return False
+            strike(fault)
+        return pay(what)
+
+    def on_step(log: Any) -> None:
+        fault = due(faults, worker.trial_id, log.step, ("slow",))
+        if fault is None:
+            return heard(log)
+        t0 = time.perf_counter()
+        strike(fault)  # this step takes far longer than the prepaid window
+        return heard(replace(log, seconds=log.seconds + time.perf_counter() - t0))
+
+    worker.may_continue, worker.on_step = may_continue, on_step

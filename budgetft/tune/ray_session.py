@@ -18,7 +18,11 @@ import logging
 import os
 from pathlib import Path
 
+import psutil
+
 from budgetft.paths import cache_root
+
+# Imported inside functions: ray: importing this module must stay cheap (start-up time).
 
 # Loggers that print Ray's progress and trial failures (with tracebacks) on the driver.
 RAY_LOGGERS = ("ray", "ray.tune", "ray.train", "ray.air", "ray._private", "ray.util")
@@ -72,8 +76,6 @@ def stop() -> None:
 def record_processes() -> None:
     """Write this driver's Ray processes (every descendant of ours) to the cache, so that a
     later run can end them if this driver is killed before it shuts Ray down."""
-    import psutil
-
     me = psutil.Process()
     path = _records_dir() / f"{me.pid}.json"
     known = {(p["pid"], p["created"]) for p in (_read(path) or {}).get("processes", [])}
@@ -90,8 +92,6 @@ def record_processes() -> None:
 
 def clean_up_strays() -> int:
     """End the recorded Ray processes of drivers that no longer run. Returns how many."""
-    import psutil
-
     ended = 0
     for path in sorted(_records_dir().glob("*.json")):
         data = _read(path)
@@ -120,8 +120,6 @@ def clean_up_strays() -> int:
 
 def _alive(pid: int, created: float) -> bool:
     """The process `pid` exists and is the one recorded (not a reused pid)."""
-    import psutil
-
     try:
         proc = psutil.Process(pid)
         return abs(proc.create_time() - created) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE

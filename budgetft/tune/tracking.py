@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ray import tune
 
-from budgetft.rundir import RunDir, read_json
+from budgetft.files import read_json
+from budgetft.rundir import RunDir
 from budgetft.tune.worker import read_phase
 
 

@@ -22,9 +22,28 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
-from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, read_json, utc_now, write_json
+from budgetft import methods
+from budgetft.files import read_json, write_json
+from budgetft.methods.counting import count_model
+from budgetft.methods.phased import scoring_passes
+from budgetft.money.ledger import read_charges
+from budgetft.money.machine_meter import wait_for_payment
+from budgetft.quiet import quiet_libraries
+from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
+from budgetft.scoring import ensemble
+from budgetft.scoring.class_bias import class_bias_of
+from budgetft.spec import validate_job
+from budgetft.task import prepare_task
+from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.train import frozen_prefix
+from budgetft.train.persist import save_trained
+from budgetft.train.trial import TrialSettings, run_trial
+from budgetft.tune import chaos
+
+# Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
 # When the money moves a trial's last step (Worker.horizon), the new end leaves, before the
 # meter's stop (money_ends, which already keeps the meter's lookahead): one meter slice and a
@@ -48,10 +67,6 @@ EXTEND_MIN_SHARE = 0.05
 
 def trial_cost(run: RunDir, trial_id: str) -> str:
     """Dollars the ledger has charged to one trial so far."""
-    from decimal import Decimal
-
-    from budgetft.money.ledger import read_charges
-
     if not run.ledger.exists():
         return "0"
     return str(sum((c.amount for c in read_charges(run.ledger) if c.trial == trial_id), start=Decimal(0)))
@@ -103,7 +118,6 @@ class Worker:
     eval_member_s: float = 0.0
     best: float = -1.0  # best accuracy so far: its weights are kept
     model: object = None
-    faults: tuple = ()  # budgetft.tune.chaos faults, when a chaos run asks for them
     _eval_started: float = 0.0
     _eval_members: int = 1
 
@@ -122,8 +136,6 @@ class Worker:
 
     def on_model(self, model) -> None:
         # Recorded now: a trial that Tune stops never returns from run_trial.
-        from budgetft.methods.counting import count_model
-        from budgetft.scoring.class_bias import class_bias_of
 
         first = self.model is None  # a phased method hands on its model again at each phase
         self.model = model
@@ -135,18 +147,10 @@ class Worker:
         """Before a step or an evaluation: announce its expected length, then wait until it
         is paid for. False (with the reason recorded) when the money is spent, the run was
         resumed elsewhere, or the driver has been silent far beyond any step."""
-        from budgetft.money.machine_meter import wait_for_payment
-        from budgetft.tune import chaos
-
         if what == "step":
-            fault = chaos.due(self.faults, self.trial_id, self.record.steps + 1, ("unpaid", "raise", "memory", "kill"))
-            if fault is not None and fault.kind == "unpaid":
-                self.record.stop_reason, self.record.stopped_by_meter = "chaos: the step was found unpaid", False
-                return False
-            chaos.strike(fault)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
-        else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.trial)
+        else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
             next_s = self.eval_estimate()
             phase = "evaluating"
         write_phase(self.folder, phase, next_s)
@@ -197,16 +201,11 @@ class Worker:
 
     def members_now(self) -> int:
         """How many members the model scores a row with now: its ensemble's (PET), else one."""
-        from budgetft.methods import ensemble
-
         return max(1, len(ensemble.members(self.model))) if self.model is not None else 1
 
     def final_members(self) -> int:
         """How many members the trial's model scores with in its last phase: one per pattern of
         its last generation for PET and iPET (budgetft.methods.phased.scoring_passes), else one."""
-        from budgetft import methods
-        from budgetft.methods.phased import scoring_passes
-
         try:
             method = methods.get(self.spec["method"])
             return scoring_passes(method, method.config(self.spec.get("config") or {}))
@@ -238,24 +237,14 @@ class Worker:
         write_phase(self.folder, phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
 
     def on_step(self, log) -> None:
-        from budgetft.tune import chaos
-
         if log.step == 1:  # what a trial costs before it learns anything, for future plans
             self.record.startup_s = round(time.perf_counter() - self.t_start - log.seconds, 2)
-        slowed = 0.0
-        fault = chaos.due(self.faults, self.trial_id, log.step, ("slow",))
-        if fault is not None:
-            t0 = time.perf_counter()
-            chaos.strike(fault)  # this step takes far longer than the prepaid window
-            slowed = time.perf_counter() - t0
-        self.step_s = log.seconds + slowed
+        self.step_s = log.seconds
         self.record.steps, self.record.examples = log.step, log.step * (self.record.batch_size or 0)
         self.record.examples_per_s = log.examples_per_s
 
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
-
-        from budgetft.methods import frozen_prefix
 
         metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
         self.record.evals.append(metrics)
@@ -279,15 +268,14 @@ class Worker:
 
 def train_trial(config: dict, ctx: dict) -> None:
     """config["trial"]: {trial_id, method, config, max_steps, grace, eval_steps, step_s, eval_s}."""
-    from budgetft.tune import chaos
-
     spec = config["trial"]
     run = RunDir(ctx["run_dir"])
     record = TrialRecord(
         trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
         started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
     )
-    worker = Worker(spec, ctx, run, record, faults=chaos.parse(ctx.get("chaos")))
+    worker = Worker(spec, ctx, run, record)
+    chaos.inject(worker, chaos.parse(ctx.get("chaos")))  # faults on purpose, only when a chaos run asks
     worker.folder.mkdir(parents=True, exist_ok=True)
     worker.save()
     write_phase(worker.folder, "starting")  # imports, data, model: overhead, not training
@@ -321,18 +309,12 @@ def _is_tune_stop(exc: BaseException) -> bool:
 
 
 def _train(worker: Worker) -> None:
-    from budgetft.quiet import quiet_libraries
-    from budgetft.spec import validate_job
-    from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
-
     spec, record = worker.spec, worker.record
     quiet_libraries()
-    from budgetft.telemetry.cpu_share import use_free_cores
 
     # The trial's share of the cores, fewer if a neighbour keeps some busy (a thread on a busy
     # core holds back every other: budgetft.telemetry.cpu_share).
-    use_free_cores(int(worker.ctx.get("threads") or os.cpu_count() or 1))
+    record.threads = use_free_cores(int(worker.ctx.get("threads") or os.cpu_count() or 1))
     job = validate_job(worker.ctx["job"])
     task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
@@ -379,6 +361,5 @@ def _save_weights(model, spec: dict, path: Path) -> None:
     """The trial's best weights: the adapter (peft) or the trainable tensors (ours)."""
     if model is None:
         return
-    from budgetft.methods.persist import save_trained
 
     save_trained(model, spec["method"], spec["config"], path)

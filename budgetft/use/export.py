@@ -25,8 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from budgetft.use import UseError
+from budgetft import methods
+from budgetft.files import read_json
+from budgetft.report.hardware import hardware_summary
+from budgetft.report.summary import summarize
+from budgetft.use import UseError, bridge
+from budgetft.use.full_model import plain_model
+from budgetft.use.model_card import CardFacts, model_card
+from budgetft.use.predict import load_chosen
 from budgetft.use.recipe import ADAPTER, FULL, SCORING_FILE, recipe
+from budgetft.use.scoring_task import scoring_task
+from budgetft.use.winner import MANIFEST, choose_trial
 
 SCORING_SCHEMA = "budgetft.scoring"
 SCORING_SCHEMA_VERSION = 1
@@ -66,9 +75,6 @@ class ExportResult:
 
 
 def export(request: ExportRequest, say: Callable[[str], None] = lambda text: None) -> ExportResult:
-    from budgetft.use.scoring_task import scoring_task
-    from budgetft.use.winner import choose_trial
-
     check_target(request.to)
     chosen = choose_trial(request.run_dir, request.trial_id)
     export_format, merged = format_for(chosen, request.merge)
@@ -105,8 +111,6 @@ def check_target(to: Path) -> None:
 
 def format_for(chosen: Any, merge: bool) -> tuple[str, bool]:
     """(format, merged) for the trial, or UseError saying why it cannot be exported so."""
-    from budgetft.use.winner import MANIFEST
-
     if chosen.manifest["layout"] == "tensors":
         why = NOT_EXPORTABLE.get(chosen.method)
         if why:
@@ -146,10 +150,6 @@ def _copy_adapter(chosen: Any, task: Any, to: Path) -> None:
 
 
 def _save_full(chosen: Any, task: Any, to: Path, merged: bool) -> None:
-    from budgetft.use import bridge
-    from budgetft.use.full_model import plain_model
-    from budgetft.use.predict import load_chosen
-
     model = load_chosen(chosen, task)
     if merged:
         model = model.merge_and_unload()
@@ -197,12 +197,6 @@ def base_model_name(job: Any, task: Any) -> str:
 
 
 def _card(chosen: Any, task: Any, scoring: dict, export_format: str, merged: bool, files: list[str]) -> str:
-    from budgetft import methods
-    from budgetft.report.hardware import hardware_summary
-    from budgetft.report.summary import summarize
-    from budgetft.rundir import read_json
-    from budgetft.use.model_card import CardFacts, model_card
-
     trial = read_json(chosen.run_dir / "trials" / chosen.trial_id / "trial.json", {}) or {}
     facts = CardFacts(
         chosen=chosen,

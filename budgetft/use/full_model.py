@@ -16,7 +16,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from budgetft.methods.counting import build_meta_model
 from budgetft.use import UseError
+
+# Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
+# time).
 
 # Config switches that give an architecture's linear layers biases (Llama, Mistral-like:
 # attention_bias and mlp_bias; others name theirs differently).
@@ -72,8 +76,6 @@ def plain_model(model: Any, architecture: str, class_names: list[str], drop: tup
 
 
 def _keys(config: Any, architecture: str) -> set[str]:
-    from budgetft.methods.counting import build_meta_model
-
     return set(build_meta_model(config, architecture).state_dict())
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from budgetft.data import DataError
+from budgetft.data.sources import FILE_SUFFIXES, read_rows
 from budgetft.use import UseError
 
 STDIN = "-"
@@ -46,9 +48,6 @@ def read_input(source: str | None, fields: list[str], stdin: IO[str] | None = No
 
 
 def _file_rows(path: Path, fields: list[str]) -> list[dict]:
-    from budgetft.data import DataError
-    from budgetft.data.sources import FILE_SUFFIXES, read_rows
-
     if path.is_dir():
         raise UseError(f"{path} is a directory; give one file of rows")
     if not path.is_file():

@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from budgetft import __version__
-from budgetft.report import fmt
+from budgetft.metrics import wilson_interval
+from budgetft.report import fmt, stats
+from budgetft.report.test_section import verdict_words
 
 
 @dataclass
@@ -132,8 +134,6 @@ def _held_out(f: CardFacts) -> str | None:
     test = f.chosen.report.test
     if not test or test.get("winner") != f.chosen.trial_id:
         return None
-    from budgetft.metrics import wilson_interval
-    from budgetft.report.test_section import verdict_words
 
     n = test["rows"]
 
@@ -189,8 +189,6 @@ def _results(f: CardFacts) -> str:
                      + (f"; over zero-shot: {fmt.points(row.lift_vs_zero_shot)} points" if row.lift_vs_zero_shot is not None else ""))
     test = row.vs_majority
     if test is not None:
-        from budgetft.report import stats
-
         name = "McNemar's exact test" if test.test == "mcnemar_exact" else "an exact binomial test"
         verdict = {"better": "significantly more accurate", "worse": "significantly less accurate",
                    "not_significant": "not significantly different"}.get(test.verdict, test.verdict)

@@ -21,7 +21,12 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
-from budgetft.use import UseError
+from budgetft.data.checks import class_lookup, class_of
+from budgetft.spec import label_key
+from budgetft.use import UseError, bridge
+from budgetft.use.inputs import read_input
+from budgetft.use.scoring_task import scoring_task
+from budgetft.use.winner import choose_trial
 
 SCHEMA = "budgetft.predictions"
 SCHEMA_VERSION = 1
@@ -50,10 +55,6 @@ def check_out(path: Path | None) -> None:
 def predict(request: PredictRequest, stdin: IO[str] | None = None, progress: Progress | None = None,
             say: Callable[[str], None] = lambda text: None) -> dict:
     """The predictions document (see `document`) for the request's rows."""
-    from budgetft.use.inputs import read_input
-    from budgetft.use.scoring_task import scoring_task
-    from budgetft.use.winner import choose_trial
-
     check_out(request.out)
     chosen = choose_trial(request.run_dir, request.trial_id)
     job = chosen.job()  # the trial's model's variant of the run's job
@@ -71,16 +72,12 @@ def predict(request: PredictRequest, stdin: IO[str] | None = None, progress: Pro
 
 def load_chosen(chosen: Any, task: Any) -> Any:
     """The chosen trial's model, as the run evaluated it."""
-    from budgetft.use import bridge
-
     context = bridge.apply_context(task.job, task.tokenizer)
     return bridge.load_trained_model(task.model, chosen.method, chosen.config, chosen.weights, context, task.job.seed)
 
 
 def score_all(model: Any, task: Any, encoded: Any, batch_size: int, progress: Progress | None = None) -> np.ndarray:
     """(rows, classes) class scores, longest rows first in chunks so progress can be shown."""
-    from budgetft.use import bridge
-
     order = np.argsort(-encoded.lengths, kind="stable")  # similar lengths share a batch: less padding
     scores = np.zeros((len(encoded), len(task.class_tokens)))
     chunk = max(1, batch_size * CHUNK_BATCHES)
@@ -100,9 +97,6 @@ def probabilities(scores: np.ndarray) -> np.ndarray:
 
 
 def document(chosen: Any, task: Any, found: Any, probs: np.ndarray, truncated: int) -> dict:
-    from budgetft.data.checks import class_lookup, class_of
-    from budgetft.spec import label_key
-
     label_field = task.job.data.label_field
     lookup = class_lookup(task.job.prompt.labels)
     predictions, known, correct = [], 0, 0

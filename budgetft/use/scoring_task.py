@@ -10,6 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from budgetft.data.checks import class_token_ids
+from budgetft.data.encode import Encoded, encode_prompts
+from budgetft.data.patterns import attach
+from budgetft.models.loading import detect_architecture, load_tokenizer, resolve_model
+
 
 @dataclass
 class ScoringTask:
@@ -37,9 +42,6 @@ class ScoringTask:
         (a too-long row loses words from the end of the job's truncate field). Labels are not
         needed: the returned Encoded has -1 for each. A job with more prompt patterns gets their
         encodings too, for a trial that scores by an ensemble of patterns (PET)."""
-        from budgetft.data.encode import Encoded, encode_prompts
-        from budgetft.data.patterns import attach
-
         prompts, truncated = encode_prompts(rows, self.job.prompt, self.tokenizer, self.prompt_budget)
         encoded = Encoded(prompts, np.full(len(rows), -1, dtype=np.int64), truncated)
         return attach(encoded, rows, self.job.prompt, self.tokenizer, self.prompt_budget)
@@ -48,9 +50,6 @@ class ScoringTask:
 def scoring_task(job: Any) -> ScoringTask:
     """Resolve the job's model (local directory, hub id or embedded copy), read its architecture
     from its config, and load its tokenizer. No weights are read."""
-    from budgetft.data.checks import class_token_ids
-    from budgetft.models.loading import detect_architecture, load_tokenizer, resolve_model
-
     resolved = resolve_model(job.model)
     resolved = replace(resolved, architecture=detect_architecture(resolved, job.model.architecture), num_labels=len(job.prompt.labels))
     tokenizer = load_tokenizer(resolved)

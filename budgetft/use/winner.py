@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from budgetft.report.load import NotARunDir, load_run
+from budgetft.rundir import RunDir
+from budgetft.spec import load_job
 from budgetft.use import UseError
 
 WEIGHTS_DIR = "adapter"  # trials/<id>/adapter: the trial's kept weights (runner/trainable.py)
@@ -34,8 +37,6 @@ class ChosenTrial:
 
     def job(self):
         """The job as this trial trained: its model's variant of the run's job."""
-        from budgetft.spec import load_job
-
         job = load_job(self.job_yaml)
         return job.variant(self.model) if self.model else job
 
@@ -63,8 +64,6 @@ def has_weights(run_dir: Path, trial_id: str) -> bool:
 def winner_of(report: Any, run_dir: Path) -> Any | None:
     """The trial a run hands over (its held-out test's winner when it ran one, else the same rule:
     budgetft.rundir.RunDir.winner), as the report's row; None when no trial kept weights."""
-    from budgetft.rundir import RunDir
-
     run = RunDir(run_dir)
     test = run.test() or {}
     winner_id = test.get("winner") or getattr(run.winner(), "trial_id", None)
@@ -74,8 +73,6 @@ def winner_of(report: Any, run_dir: Path) -> Any | None:
 def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTrial:
     """The run's winner, or the trial named `trial_id` (its full id, or a prefix naming one
     trial, e.g. t002). Raises UseError naming the fix."""
-    from budgetft.report.load import NotARunDir, load_run
-
     run_dir = Path(run_dir)
     try:
         report = load_run(run_dir)
@@ -104,7 +101,6 @@ def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTria
         named = False
     weights = weights_of(run_dir, row.id)
     manifest = _manifest(weights)
-    from budgetft.rundir import RunDir
 
     record = RunDir(run_dir).trial(row.id)
     model = record.model if record is not None else None

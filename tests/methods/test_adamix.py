@@ -215,7 +215,7 @@ def test_a_bad_number_of_experts_is_refused_before_the_model_changes(llama, bad)
 def test_a_bad_number_of_experts_stops_the_trial_before_step_1(tiny_model_dir, tmp_path):
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
     from tests.conftest import tiny_job_dict
 
     data = tiny_job_dict(tiny_model_dir, tmp_path)

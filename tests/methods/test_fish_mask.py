@@ -12,8 +12,9 @@ from budgetft import methods
 from budgetft.methods import DECODER, ENCODER, ApplyContext, fish_mask
 from budgetft.methods.context import context_for
 from budgetft.methods.counting import count_model
-from budgetft.methods.persist import load_trained, save_trained
-from budgetft.trial import TrialSettings, _param_groups, run_trial
+from budgetft.train.persist import load_trained, save_trained
+from budgetft.train.steps import param_groups
+from budgetft.train.trial import TrialSettings, run_trial
 from tests.methods.test_methods import _load, decoder_task, encoder_dir, encoder_task  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -78,7 +79,7 @@ def test_adamw_with_weight_decay_moves_only_the_masked_entries():
     mask, stay bit-identical; w[0] and w[2] move."""
     model = fish_mask.apply(Line(), {"density": 0.5, "fisher_batches": 2}, ApplyContext(batch_backward=_batch_backward()))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(_param_groups(model, params), lr=0.1, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(param_groups(model, params), lr=0.1, weight_decay=0.1)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0]
     step = _batch_backward()
     for _ in range(5):
@@ -138,7 +139,7 @@ def test_the_mask_is_chosen_by_the_trials_fisher(decoder_task):
     """The kept entries are the top k of the Fisher over the trial's first batches: none dropped
     scores above one kept."""
     from budgetft.telemetry.precision import pick_device, precision_for
-    from budgetft.trial import _batch_backward as trial_batches
+    from budgetft.train.steps import batch_backward as trial_batches
 
     task = decoder_task
     method = methods.get("fish_mask")

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from budgetft import methods, trial
+from budgetft import methods
+from budgetft.train import steps
 from budgetft.methods import DECODER, ApplyContext
-from budgetft.methods._peft import virtual_token_offset
-from budgetft.methods.persist import load_trained, save_trained
+from budgetft.scoring.rows import scoring_of, virtual_token_offset
+from budgetft.train.persist import load_trained, save_trained
 from budgetft.search_space import parse_space
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.methods.context import template_words as _template_words
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.methods.counting import count_model
 from budgetft.scoring.rows import evaluate
 from tests.conftest import make_rows, tiny_job_dict, write_jsonl
@@ -132,7 +133,7 @@ def _load(task, architecture):
 
 def fixed_rows_loss(model, task, n=48) -> float:
     """Mean class cross-entropy on the first n training rows, with the scoring the trial uses."""
-    from budgetft.methods import ensemble
+    from budgetft.scoring import ensemble
 
     if ensemble.members(model):  # PET's adapters: the ensemble's scores, each on its own pattern
         from budgetft.scoring.rows import score_rows
@@ -143,7 +144,7 @@ def fixed_rows_loss(model, task, n=48) -> float:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        total, rows = trial.scoring_of(model).class_cross_entropy(
+        total, rows = scoring_of(model).class_cross_entropy(
             model, task.train.prompts[:n], task.train.labels[:n].tolist(), task.class_tokens, task.pad_id, virtual_token_offset(model)
         )
     model.train(was_training)
@@ -315,7 +316,7 @@ def test_mezo_step_matches_a_hand_computed_zeroth_order_step(decoder_task):
 
     def loss_of(model):
         with torch.no_grad():
-            total, rows = trial.scoring_of(model).class_cross_entropy(
+            total, rows = scoring_of(model).class_cross_entropy(
                 model, [task.train.prompts[i] for i in idx], task.train.labels[idx].tolist(), task.class_tokens, task.pad_id
             )
         return total.item() / rows
@@ -342,7 +343,7 @@ def test_mezo_step_matches_a_hand_computed_zeroth_order_step(decoder_task):
     params = [p for p in model.parameters() if p.requires_grad]
     torch.manual_seed(11)
     loss, tokens, padded = mezo.train_step(
-        model, params, lambda: trial._accumulate(model, task, idx, 8, 0, "classes", backward=False), lr, {"epsilon": eps}
+        model, params, lambda: steps.accumulate(model, task, idx, 8, 0, "classes", backward=False), lr, {"epsilon": eps}
     )
     assert loss == pytest.approx((plus + minus) / 2, rel=1e-4)
     assert g != 0
@@ -544,7 +545,7 @@ def test_a_phased_method_switches_at_its_share_of_the_steps(decoder_task):
     assert max(lrs[:3]) <= 1e-3 + 1e-12 and lrs[3] > 1e-3
     assert result.steps == 10 and result.final["step"] == 10
     # What it saves is every weight either phase trained; reloading gives the same scores.
-    from budgetft.methods.phased import trained_names
+    from budgetft.train.phases import trained_names
 
     assert trained_names(model) >= {bottom, top}
 
@@ -646,7 +647,7 @@ def test_a_later_phase_is_served_from_stored_states_with_the_class_bias_fitted(d
 
 
 def test_calibration_measures_a_phased_method_phase_by_phase(decoder_task):
-    from budgetft.tune.measure import calibrate_method
+    from budgetft.train.measure import calibrate_method
 
     measured = calibrate_method(decoder_task, "mezo_top_k", steps=1)
     phases = measured["phases"]

@@ -11,9 +11,9 @@ import torch
 from budgetft import methods
 from budgetft.methods import DECODER, ENCODER
 from budgetft.methods.lst import SIDE
-from budgetft.methods.persist import TENSORS, load_trained, save_trained
+from budgetft.train.persist import TENSORS, load_trained, save_trained
 from budgetft.scoring.rows import evaluate
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from tests.methods import test_methods as matrix
 from tests.methods.test_methods import _load, decoder_task, encoder_dir, encoder_task  # noqa: F401 - fixtures
 

@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from budgetft import methods, trial
-from budgetft.methods import DECODER, ENCODER, MethodUnsupported, ensemble
+from budgetft import methods
+from budgetft.train import steps
+from budgetft.methods import DECODER, ENCODER, MethodUnsupported
+from budgetft.scoring import ensemble
 from budgetft.methods.context import context_for
-from budgetft.methods.persist import load_trained, save_trained
+from budgetft.train.persist import load_trained, save_trained
 from budgetft.scoring import class_bias
 from budgetft.scoring.rows import evaluate, score_rows
 from budgetft.spec import JobError, validate_job
 from budgetft.task import prepare_task
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from tests.conftest import make_rows, tiny_job_dict, write_jsonl
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,14 +149,14 @@ def test_each_patterns_adapter_trains_on_its_own_encoding(task, monkeypatch):
     rows, 4-6 pattern1 on pattern 1's, 7-9 pattern2 on pattern 2's; only that adapter (and its
     class bias) trains, each member gets its own class bias fitted on its own encoding."""
     seen = []
-    real = trial._accumulate
+    real = steps.accumulate
 
     def spy(model, rows_task, idx, *args, **kwargs):
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         seen.append((model.active_adapter, [tuple(rows_task.train.prompts[i]) for i in idx], list(idx), trainable))
         return real(model, rows_task, idx, *args, **kwargs)
 
-    monkeypatch.setattr(trial, "_accumulate", spy)
+    monkeypatch.setattr(steps, "accumulate", spy)
     settings = _settings(task, "pet", 9)
     result, model = run_trial(task, settings, model=_load(task))
 
@@ -296,13 +298,13 @@ def test_ipet_trains_its_next_generation_on_rows_its_first_generation_labelled(t
 
     monkeypatch.setattr(pseudo_labels, "pseudo_labelled", spy)
     trained_on = []
-    real_accumulate = trial._accumulate
+    real_accumulate = steps.accumulate
 
     def accumulate(model, rows_task, idx, *args, **kwargs):
         trained_on.append((model.active_adapter, len(rows_task.train), int(max(idx))))
         return real_accumulate(model, rows_task, idx, *args, **kwargs)
 
-    monkeypatch.setattr(trial, "_accumulate", accumulate)
+    monkeypatch.setattr(steps, "accumulate", accumulate)
     result, model = run_trial(task, _settings(task, "ipet", 12), model=_load(task))
     # Labelled once, by the whole first generation, with growth 5: 4x the training rows asked for.
     assert calls[0] == ([("pattern0", 0), ("pattern1", 1), ("pattern2", 2)], 4.0)
@@ -387,7 +389,7 @@ def test_an_ensemble_is_priced_and_calibrated_as_what_it_runs(task):
     """An evaluation scores each row once per member (the planner prices it so); calibration
     measures PET's identical LoRA phases once."""
     from budgetft.methods.phased import scoring_passes
-    from budgetft.tune.measure import calibrate_method
+    from budgetft.train.measure import calibrate_method
 
     assert scoring_passes(methods.get("pet"), methods.get("pet").config()) == 3
     assert scoring_passes(methods.get("ipet"), methods.get("ipet").config({"generations": 3})) == 3
@@ -403,17 +405,17 @@ def _recorded_ipet(task, monkeypatch, refuse=None):
     """An iPET trial of 12 steps (2 a phase; generation 1 from step 7), with every ask of
     may_continue, every phase it announces and every scoring call on the unlabelled rows recorded.
     refuse(kind, events so far) -> True refuses that ask."""
-    from budgetft.scoring import rows as scoring_rows
+    from budgetft.scoring import pseudo_labels as labelling
 
     events, scored = [], []
-    real = scoring_rows.score_rows
+    real = labelling.score_rows
 
     def spy(model, rows_task, encoded, rows=None, *args, **kwargs):
         if encoded is task.unlabelled:
             scored.append(len(rows))
         return real(model, rows_task, encoded, rows, *args, **kwargs)
 
-    monkeypatch.setattr(scoring_rows, "score_rows", spy)
+    monkeypatch.setattr(labelling, "score_rows", spy)
 
     def may_continue(kind):
         events.append(("ask", kind))

@@ -10,7 +10,7 @@ import pytest
 
 from budgetft.spec import load_job
 from budgetft.task import prepare_task
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.scoring.rows import evaluate
 from budgetft.scoring.baselines import majority_baseline
 

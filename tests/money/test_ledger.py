@@ -316,3 +316,25 @@ def test_the_meter_cannot_prepay_past_the_cap(tmp_path):
     with Ledger(tmp_path / "tiny", cap="0.05") as ledger:
         assert Meter(ledger, "3.6").affordable_seconds() == 0  # 50 s < the one-minute minimum
         assert Meter(ledger, "0").affordable_seconds() is None  # a free local run
+
+
+def test_two_threads_sharing_one_ledger_never_write_the_same_sequence_number(tmp_path):
+    """The machine meter charges from its thread while the driver may charge from its own: flock
+    alone is held per open file, so both held it at once and wrote seq N twice (found by a
+    test that charged beside the meter: "line 1092 breaks the chain")."""
+    import threading
+
+    ledger = Ledger(tmp_path, "1000")
+
+    def charge_many(name):
+        for i in range(300):
+            ledger.charge("0.000001", "training", f"{name} {i}")
+
+    threads = [threading.Thread(target=charge_many, args=(n,)) for n in ("meter", "driver")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    charges = read_charges(tmp_path / "ledger.jsonl")
+    assert [c.seq for c in charges] == list(range(1, 601))
+    assert charges[-1].total == Decimal("0.000600")

@@ -8,7 +8,8 @@ import time
 from decimal import Decimal
 
 from budgetft.money.ledger import Ledger
-from budgetft.rundir import RunDir, TrialRecord, write_json
+from budgetft.files import write_json
+from budgetft.rundir import RunDir, TrialRecord
 from budgetft.money.machine_meter import (
     DEAD_DRIVER_S,
     METER_FILE,

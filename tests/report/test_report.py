@@ -350,3 +350,45 @@ def test_a_shortened_trial_is_explained_in_words():
     assert "faster than calibrated" in failures(SimpleNamespace(trials=[longer]))[0]
     plain = Row("trial", "t002-full", "m", "full", {}, "finished", evaluations=1, steps=1297)
     assert failures(SimpleNamespace(trials=[plain])) == []
+
+
+def _with_held_out_test(run_dir: Path, p_value: float, lift: float) -> None:
+    (run_dir / "test.json").write_text(json.dumps({
+        "winner": "lora-000", "rows": 300, "metrics": {"accuracy": 0.70, "accuracy_ci95": [0.645, 0.75]},
+        "majority": {"accuracy": 0.62}, "vs_majority": {"p_value": p_value, "lift_points": lift},
+    }))
+
+
+@pytest.mark.parametrize("p_value, verdict", [(0.004, "beats"), (0.30, "does not significantly beat")])
+def test_the_cost_plot_draws_the_held_out_winner_with_its_own_verdict(run_dir, p_value, verdict):
+    """The winner's held-out test result is drawn beside its selection point, filled or hollow by
+    the McNemar test on the test rows (a significant held-out winner was drawn as 'not a
+    significant win' from its selection rows alone)."""
+    from budgetft.report import plots
+
+    _with_held_out_test(run_dir, p_value, 8.0)
+    report = load_run(run_dir)
+    fig, ax = plots._figure()
+    labels: list = []
+    handles = plots._held_out_winner(ax, report, labels)
+    assert f"winner on 300 held-out test rows: {verdict} their majority" in handles[0].get_label()
+    stars = [c for c in ax.collections if tuple(c.get_offsets()[0]) == (float(report.trials[0].cost), pytest.approx(70.0))]
+    assert stars and labels[0][0].endswith("held-out test")
+    write_reports(run_dir)  # and the whole plot still draws
+    assert (run_dir / "accuracy_vs_cost.png").stat().st_size > 10_000
+
+
+def test_the_header_names_every_model_and_the_winners(run_dir):
+    import yaml
+
+    job = yaml.safe_load((run_dir / "job.yaml").read_text())
+    job["models"] = [{"name": "sentence-transformers/all-MiniLM-L6-v2"}]
+    (run_dir / "job.yaml").write_text(yaml.safe_dump(job))
+    _with_held_out_test(run_dir, 0.004, 8.0)
+    trial = json.loads((run_dir / "trials" / "lora-000" / "trial.json").read_text())
+    trial["model"] = "sentence-transformers/all-MiniLM-L6-v2"
+    (run_dir / "trials" / "lora-000" / "trial.json").write_text(json.dumps(trial))
+    md = render(run_dir, "md")
+    head = md.splitlines()[2]
+    assert f"models {job['model']['name']}, sentence-transformers/all-MiniLM-L6-v2" in head
+    assert "winner's model sentence-transformers/all-MiniLM-L6-v2" in head

@@ -11,12 +11,12 @@ import torch
 from budgetft import methods
 from budgetft.scoring import class_bias
 from budgetft.methods import ApplyContext
-from budgetft.methods.persist import MANIFEST, load_trained, save_trained
+from budgetft.train.persist import MANIFEST, load_trained, save_trained
 from budgetft.models.loading import load_model
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.methods.context import template_words as _template_words
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.scoring.rows import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -61,7 +61,7 @@ def test_training_loss_is_the_gold_label_words_nll(model_and_tok):
 def test_soft_prompt_offset_is_respected(model_and_tok):
     """With prompt tuning, peft prepends virtual positions to the logits; scores must skip them."""
     from budgetft.methods import ApplyContext, get
-    from budgetft.methods._peft import virtual_token_offset
+    from budgetft.scoring.rows import virtual_token_offset
 
     model, tok = model_and_tok
     peft_model = get("prompt_tuning").apply(model, {"num_virtual_tokens": 4, "learning_rate": 0.1}, ApplyContext(tok, "answer yes"))

@@ -18,7 +18,8 @@ import yaml
 from typer.testing import CliRunner
 
 from budgetft.report import write_reports
-from budgetft.rundir import RunDir, write_json
+from budgetft.files import write_json
+from budgetft.rundir import RunDir
 from budgetft.telemetry.sampler import TelemetrySampler
 
 runner = CliRunner()
@@ -64,7 +65,7 @@ def test_cpu_trial_report_shows_energy_and_accuracy_per_kwh(tiny_job_data, tmp_p
     from budgetft.models.loading import load_model
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
     from budgetft.scoring.rows import evaluate
     from budgetft.scoring.baselines import majority_baseline
 

@@ -5,8 +5,9 @@ an evaluation late in a PET trial scores more members than the one before it."""
 import time
 from types import SimpleNamespace
 
-from budgetft.methods import ensemble
-from budgetft.rundir import RunDir, TrialRecord, write_json
+from budgetft.scoring import ensemble
+from budgetft.files import write_json
+from budgetft.rundir import RunDir, TrialRecord
 from budgetft.tune import worker as W
 
 

@@ -4,7 +4,8 @@ a machine faster than calibrated is told to go further; each move is recorded.""
 
 import time
 
-from budgetft.rundir import RunDir, TrialRecord, write_json
+from budgetft.files import write_json
+from budgetft.rundir import RunDir, TrialRecord
 from budgetft.tune import worker as W
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from budgetft.planner.costs import tuning_resources
-from budgetft.tune.packing_probe import alone_level, calibrate_packing, measure_level, window_figures
+from budgetft.train.packing_probe import alone_level, calibrate_packing, measure_level, window_figures
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
 GPU_MB = 23_034.0  # an L4
@@ -112,7 +112,7 @@ def test_a_failing_worker_ends_its_siblings_at_once():
     import sys
     import time
 
-    from budgetft.tune.packing_probe import _wait_all
+    from budgetft.train.packing_probe import _wait_all
 
     waiting = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], stderr=subprocess.PIPE, text=True)
     failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit('cannot load the model')"], stderr=subprocess.PIPE, text=True)

@@ -8,11 +8,11 @@ unweighted ensemble.
 The member that trains now is the model as it stands: its adapter active and alone trainable,
 its class bias in the verbalizer's place (budgetft.scoring.class_bias). When the next member
 joins, the previous member's class bias is put away with it, and the trial fits the new member's
-on its own pattern's rows before its first step (budgetft.trial), as every trial fits its first.
+on its own pattern's rows before its first step (budgetft.train.trial), as every trial fits its first.
 A member scores with its own bias: each was fitted to, and trained with, its own pattern's prior.
 
 What a saved ensemble needs besides its adapters' tensors (which members, on which patterns,
-with which class biases) goes in its saved manifest (budgetft.methods.persist: `describe`,
+with which class biases) goes in its saved manifest (budgetft.train.persist: `describe`,
 `restore`).
 """
 
@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from budgetft.scoring.verbalizer import BIAS_ATTRIBUTE
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 MEMBERS = "_budgetft_members"  # in the model's __dict__: [(adapter, pattern)], in training order
 BIASES = "_budgetft_member_biases"  # in the model's __dict__: adapter -> its class bias, once put away
@@ -129,7 +131,7 @@ def describe(model: Any) -> list[dict] | None:
 
 def restore(model: Any, described: list[dict]) -> None:
     """The saved members' class biases, on a model its method was re-applied to (as many phases
-    as the weights were saved at: budgetft.methods.persist), whose members must be the saved
+    as the weights were saved at: budgetft.train.persist), whose members must be the saved
     ones. The live member's bias is the manifest's class_bias, which persist attaches as for
     any method."""
     import torch

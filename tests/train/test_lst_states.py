@@ -1,4 +1,4 @@
-"""LST's frozen backbone computed once per row (budgetft.methods.frozen_prefix.LadderStates): an
+"""LST's frozen backbone computed once per row (budgetft.train.frozen_prefix.LadderStates): an
 LST trial trains and scores the same with and without its stored block outputs; a row's second
 visit runs no backbone block; trials share the outputs through a folder; a backbone that drops
 out is not served; past the memory bound rows are computed again, with the same results."""
@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from budgetft import methods
-from budgetft.methods import DECODER, ENCODER, frozen_prefix
+from budgetft.methods import DECODER, ENCODER
+from budgetft.train import frozen_prefix, row_states
 from budgetft.methods.context import context_for
 from budgetft.scoring.rows import evaluate, scoring_of
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from tests.methods.test_methods import _load, decoder_task, encoder_dir, encoder_task  # noqa: F401 - fixtures
-from tests.methods.test_frozen_prefix import drop_out_in_the_bottom_block
+from tests.train.test_frozen_prefix import drop_out_in_the_bottom_block
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -148,21 +149,21 @@ def test_rows_past_the_memory_bound_are_computed_again_with_the_same_results(dec
     _scores(model, decoder_task)
     row_bytes = probe.memory_bytes / 12  # the 12 rows' outputs, all kept under the default bound
     probe.detach()
-    monkeypatch.setattr(frozen_prefix, "MEMORY_BYTES", int(4 * row_bytes))  # room for about 4 rows
+    monkeypatch.setattr(row_states, "MEMORY_BYTES", int(4 * row_bytes))  # room for about 4 rows
     store = frozen_prefix.attach(model, "tiny")
     first = _scores(model, decoder_task)
     kept = len(store.memory)
-    assert 0 < kept < 12 and store.memory_bytes <= frozen_prefix.MEMORY_BYTES
+    assert 0 < kept < 12 and store.memory_bytes <= row_states.MEMORY_BYTES
     second = _scores(model, decoder_task)
     assert store.served == kept and store.computed == 12 + (12 - kept)  # the rest computed on each visit
-    assert len(store.memory) == kept and store.memory_bytes <= frozen_prefix.MEMORY_BYTES
+    assert len(store.memory) == kept and store.memory_bytes <= row_states.MEMORY_BYTES
     torch.testing.assert_close(first, whole)
     torch.testing.assert_close(second, whole)
 
 
 def test_an_lst_trial_past_the_memory_bound_trains_the_same(decoder_task, monkeypatch):
     plain, _ = _trial(decoder_task, DECODER, reuse=False)
-    monkeypatch.setattr(frozen_prefix, "MEMORY_BYTES", 64 * 1024)  # a few dozen of the tiny model's rows
+    monkeypatch.setattr(row_states, "MEMORY_BYTES", 64 * 1024)  # a few dozen of the tiny model's rows
     bounded, _ = _trial(decoder_task, DECODER)
     info = bounded.frozen_prefix
     assert info["rows_reused"] > 0 and info["rows_computed"] > 96 + 16  # some rows computed on every visit

@@ -20,15 +20,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from budgetft.scoring import class_bias
+from budgetft import methods
+from budgetft.methods.base import ApplyContext
+from budgetft.methods.phased import apply_phases
+from budgetft.scoring import class_bias, ensemble
+from budgetft.train.phases import phases_applied, trained_names
+
+# Imported inside functions: peft, safetensors, torch: importing this module must stay cheap
+# (start-up time).
 
 MANIFEST = "budgetft_method.json"
 TENSORS = "trainable.safetensors"
 
 
 def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None:
-    from budgetft import methods
-
     method = methods.get(method_name)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -39,8 +44,6 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
         layout = "peft"
     else:
         from safetensors.torch import save_file
-
-        from budgetft.methods.phased import trained_names
 
         # named_parameters() lists a tied weight once, so no tensor is stored twice. A phased
         # method saves what any of its phases trained (MeZO moved weights last_k then froze).
@@ -55,7 +58,6 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
         save_file(tensors, str(path / TENSORS))
         layout = "tensors"
     manifest = {"method": method.name, "config": _jsonable(config), "layout": layout}
-    from budgetft.methods.phased import phases_applied
 
     applied = phases_applied(model)
     if method.phases is not None and applied is not None:
@@ -63,7 +65,6 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
     bias = class_bias.class_bias_of(model)
     if bias is not None:
         manifest["class_bias"] = bias
-    from budgetft.methods import ensemble
 
     members = ensemble.describe(model)
     if members is not None:
@@ -73,9 +74,6 @@ def save_trained(model: Any, method_name: str, config: dict, path: Path) -> None
 
 def load_trained(base_model: Any, method_name: str, config: dict, path: Path, context: Any = None) -> Any:
     """The base model with the method re-applied and its saved weights loaded, in eval mode."""
-    from budgetft import methods
-    from budgetft.methods.base import ApplyContext
-
     method = methods.get(method_name)
     path = Path(path)
     manifest_file = path / MANIFEST
@@ -85,8 +83,6 @@ def load_trained(base_model: Any, method_name: str, config: dict, path: Path, co
     if manifest["method"] != method.name:
         raise ValueError(f"{path} holds a {manifest['method']!r} adapter, not {method.name!r}")
     if method.phases is not None and manifest.get("phases") is not None:
-        from budgetft.methods.phased import apply_phases
-
         model = apply_phases(method.phases, base_model, config, context or ApplyContext(), int(manifest["phases"]))
     else:
         model = method.apply(base_model, config, context or ApplyContext())
@@ -97,8 +93,6 @@ def load_trained(base_model: Any, method_name: str, config: dict, path: Path, co
     if manifest.get("class_bias") is not None:
         class_bias.attach(model, manifest["class_bias"])
     if manifest.get("members") is not None:
-        from budgetft.methods import ensemble
-
         ensemble.restore(model, manifest["members"])
     model.eval()
     return model

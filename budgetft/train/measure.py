@@ -8,13 +8,16 @@ first step is excluded (allocations, lazy initialisation), so each method runs `
 from __future__ import annotations
 
 import json
+import resource
 import time
 
 from budgetft import methods
 from budgetft.planner.rates import mean_step_tokens
 from budgetft.search_space import parse_space, point
 from budgetft.telemetry.precision import pick_device
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 
 def peak_memory_mb(device) -> float:
@@ -22,7 +25,6 @@ def peak_memory_mb(device) -> float:
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 

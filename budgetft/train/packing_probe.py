@@ -8,7 +8,7 @@ examples/s is the level's throughput; the NVML samples taken while they ran give
 memory (all k processes, CUDA contexts included) and mean utilization. choose_packing decides
 from those figures only.
 
-Workers are plain subprocesses (`python -m budgetft.tune.packing_probe ...`), not Ray
+Workers are plain subprocesses (`python -m budgetft.train.packing_probe ...`), not Ray
 tasks: Ray has not started yet at calibration, and a process per trial is what tuning will run.
 """
 
@@ -22,6 +22,13 @@ import time
 from pathlib import Path
 from statistics import mean
 from typing import Callable
+
+from budgetft.spec import JobSpec
+from budgetft.task import prepare_task
+from budgetft.telemetry.packing import MIN_GAIN, choose_packing, packing_candidates
+from budgetft.train.measure import calibrate_method
+
+# Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 BARRIER_TIMEOUT_S = 600.0  # a worker that never gets ready (e.g. out of memory) fails its level
 LEVEL_TIMEOUT_S = 900.0
@@ -58,8 +65,6 @@ def calibrate_packing(
     "window" of unix times): the most memory-hungry method is measured alone (from its
     telemetry) and then k at once for each k worth trying, stopping at the first level that
     does not beat the one below by choose_packing's minimum gain. `measure(method, k)` runs a level (measure_level)."""
-    from budgetft.telemetry.packing import MIN_GAIN, choose_packing, packing_candidates
-
     # The method that needs the most memory bounds how many trials fit on one GPU.
     name = max(results, key=lambda n: results[n].get("peak_memory_mb") or 0.0)
     levels = [alone_level(results[name], samples_during(*results[name]["window"]))]
@@ -85,7 +90,7 @@ def measure_level(
         (folder / "job.json").write_text(json.dumps(job))
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "budgetft.tune.packing_probe", str(folder), method, str(steps), str(i), str(k)],
+                [sys.executable, "-m", "budgetft.train.packing_probe", str(folder), method, str(steps), str(i), str(k)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             )
             for i in range(k)
@@ -131,10 +136,6 @@ def _wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[str]:
 
 def _worker(folder: Path, method: str, steps: int, index: int, k: int) -> None:
     """One packed worker: prepare, report ready, wait for the other k-1, calibrate, write."""
-    from budgetft.tune.measure import calibrate_method
-    from budgetft.spec import JobSpec
-    from budgetft.task import prepare_task
-
     task = prepare_task(JobSpec.model_validate(json.loads((folder / "job.json").read_text())))
     import torch  # noqa: F401  (CUDA initialises before the barrier, not inside the timed steps)
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from budgetft import methods
 
+# Imported inside functions: budgetft's domain code and transformers: `budgetft --help` loads none
+# of it (start-up time).
+
 
 @dataclass
 class MethodFacts:
@@ -72,8 +75,8 @@ def describe(spec, config=None, rates: dict | None = None) -> tuple[list[MethodF
     parameter count, its architecture)."""
     import warnings
 
-    from budgetft.models.architecture import architecture_of
     from budgetft.methods.counting import build_meta_model, count_model
+    from budgetft.models.architecture import architecture_of
 
     config = config if config is not None else model_config(spec)
     base = build_meta_model(config, spec.model.architecture, num_labels=len(spec.prompt.labels))

@@ -1,4 +1,4 @@
-"""Frozen blocks computed once (budgetft.methods.frozen_prefix): a model served from stored
+"""Frozen blocks computed once (budgetft.train.frozen_prefix): a model served from stored
 states scores and trains exactly as the whole model does, reuses what it stored (in memory and
 through a shared folder), attaches only where the trained parts sit above frozen blocks, and
 leaves no trace once detached."""
@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from budgetft import methods
-from budgetft.methods import DECODER, ENCODER, frozen_prefix
+from budgetft.methods import DECODER, ENCODER
+from budgetft.train import frozen_prefix, row_states
 from budgetft.methods.context import context_for
 from budgetft.scoring.rows import evaluate
-from budgetft.trial import TrialSettings, run_trial
+from budgetft.train.trial import TrialSettings, run_trial
 from tests.methods.test_methods import _load, decoder_task, encoder_dir, encoder_task  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,7 +113,7 @@ def test_a_store_writes_no_more_than_its_disk_bound(decoder_task, tmp_path, monk
     probe = frozen_prefix.attach(_last_k(decoder_task, DECODER), "probe")
     whole = _scores(probe.model, decoder_task)
     row_bytes = max(state.numel() * state.element_size() for state in probe.memory.values())
-    monkeypatch.setattr(frozen_prefix, "DISK_BYTES", 5 * row_bytes)
+    monkeypatch.setattr(row_states, "DISK_BYTES", 5 * row_bytes)
     first = frozen_prefix.attach(_last_k(decoder_task, DECODER), "tiny", tmp_path)
     torch.testing.assert_close(_scores(first.model, decoder_task), whole)
     written = list((tmp_path / first.tag).glob("*.pt"))

@@ -6,7 +6,8 @@ from budgetft.methods import ApplyContext, get
 from budgetft.models.loading import load_model
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
-from budgetft.trial import TrialSettings, _accumulate, run_trial
+from budgetft.train.steps import accumulate
+from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.scoring.rows import evaluate
 from budgetft.scoring.baselines import majority_baseline
 
@@ -27,7 +28,7 @@ def test_gradient_accumulation_matches_full_batch(task, loss_kind):
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.normal_(0, 0.02)
-        loss, *_ = _accumulate(model, task, idx, micro, 0, loss_kind)
+        loss, *_ = accumulate(model, task, idx, micro, 0, loss_kind)
         grads.append((loss, [p.grad.clone() for p in model.parameters() if p.requires_grad]))
     (loss_a, ga), (loss_b, gb) = grads
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
@@ -76,7 +77,7 @@ def test_the_trials_seed_draws_an_encoders_fresh_head(tiny_model_dir, tmp_path):
 
     from budgetft.spec import validate_job
     from budgetft.task import prepare_task
-    from budgetft.trial import TrialSettings, run_trial
+    from budgetft.train.trial import TrialSettings, run_trial
     from tests.conftest import tiny_job_dict
 
     folder = tmp_path / "bert"
@@ -137,11 +138,11 @@ def test_a_lengthened_trial_skips_its_planned_evaluation_and_evaluates_at_its_ne
 
 
 def test_the_pace_is_recent_seconds_per_token_at_the_datas_mean_step():
-    from budgetft.trial import _pace
+    from budgetft.train.schedule import pace
 
     # 3 s for 3,000 tokens lately: 1 ms a token; the data's mean step is 1,200 tokens
-    assert _pace([(1.0, 1000), (2.0, 2000)], 1200.0) == pytest.approx(1.2)
-    assert _pace([(1.0, 0), (3.0, 0)], 1200.0) == pytest.approx(2.0)  # tokens unknown: the plain mean
+    assert pace([(1.0, 1000), (2.0, 2000)], 1200.0) == pytest.approx(1.2)
+    assert pace([(1.0, 0), (3.0, 0)], 1200.0) == pytest.approx(2.0)  # tokens unknown: the plain mean
 
 
 def test_an_unmoved_horizon_leaves_the_plan(task):
