@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +17,7 @@ from budgetft.data import DataError
 from budgetft.data.checks import class_lookup, class_of
 from budgetft.paths import cache_root
 from budgetft.spec import PromptSpec, template_fields
+from budgetft.files import atomic_write
 
 CACHE_VERSION = 1
 
@@ -142,9 +141,7 @@ def cached_encode(
     path.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.concatenate([[0], np.cumsum(encoded.lengths)]).astype(np.int64)
     flat = np.concatenate(encoded.prompts) if encoded.prompts else np.zeros(0, np.int32)
-    # A temporary name of this process's own: trials that start together (packed, or one per
-    # GPU) tokenize the same rows at once, and a shared name let one move the other's file away.
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz")
-    np.savez(tmp, tokens=flat, offsets=offsets, labels=encoded.labels, truncated=encoded.truncated)
-    tmp.replace(path)  # atomic: a reader never sees half a file; the last writer wins, same bytes
+    # Trials that start together (packed, or one per GPU) tokenize the same rows at once: each
+    # writes a temporary file of its own and the last rename wins, with the same bytes.
+    atomic_write(path, lambda fh: np.savez(fh, tokens=flat, offsets=offsets, labels=encoded.labels, truncated=encoded.truncated), durable=False)
     return encoded, False

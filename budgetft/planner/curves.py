@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import statistics
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from budgetft.paths import cache_root
+from budgetft.files import write_json
 
 LEARNED_LIFT = 2.0  # points over the majority: the least lift that counts as learning the task
 KEPT_RUNS = 8  # per (model, data, method): the runs kept on this machine
@@ -243,9 +243,7 @@ def remember(model: str, data: str, method: str, points: list[tuple[int, float]]
     runs = store.setdefault(key(model, data, method), [])
     runs.append({"points": [[int(e), round(float(v), 2)] for e, v in points], "rows": int(rows)})
     del runs[:-KEPT_RUNS]
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": STORE_VERSION, "curves": store}, indent=1))
-    tmp.replace(path)
+    write_json(path, {"version": STORE_VERSION, "curves": store})
 
 
 def learned_from(job, run) -> None:

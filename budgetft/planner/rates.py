@@ -10,13 +10,13 @@ estimated from the model's size and a nominal speed (budgetft.models.speed), lab
 from __future__ import annotations
 
 import json
-import os
 import platform
 from pathlib import Path
 
 from budgetft.models.speed import eval_rows_per_second, parameter_count, train_seconds_per_step
 from budgetft.paths import cache_root
 from budgetft.planner.budget import MethodRate
+from budgetft.files import write_json
 
 def rates_from(calibration: dict[str, dict], source: str = "calibrated") -> dict[str, MethodRate]:
     return {
@@ -94,9 +94,7 @@ def store_rates(job, device_name: str, calibration: dict[str, dict], eval_rows_p
         _remember(entry, rate_key(job, name), {**measured, "share": round(share, 4)})
     if eval_rows_per_s:
         _remember(entry, eval_key(job), {"rows_per_s": eval_rows_per_s / share, "share": round(share, 4)})
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_json(path, data)
 
 
 def stored_rates(job, device_name: str, method_names: list[str]) -> tuple[dict[str, MethodRate], float | None]:

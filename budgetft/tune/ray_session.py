@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from budgetft.paths import cache_root
+from budgetft.files import write_json
 
 # Imported inside functions: ray: importing this module must stay cheap (start-up time).
 
@@ -85,9 +86,7 @@ def record_processes() -> None:
         except psutil.Error:
             continue
     data = {"driver": {"pid": me.pid, "created": me.create_time()}, "processes": [{"pid": p, "created": c} for p, c in sorted(known)]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_json(path, data)
 
 
 def clean_up_strays() -> int:
