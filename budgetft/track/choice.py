@@ -125,7 +125,7 @@ def _check_mlflow(choice: TrackChoice) -> None:
     except Exception as exc:  # noqa: BLE001 - any failure here means the tracker cannot be used
         fix = ("start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`) or check the address"
                if scheme in ("http", "https") else "check the URI")
-        raise TrackingError(f"--track {choice}: MLflow at {uri} cannot be used: {_first_line(exc)}; {fix}, "
+        raise TrackingError(f"--track {choice}: MLflow at {uri} cannot be used: {_why(exc)}; {fix}, "
                             "or track to a local store: --track mlflow=sqlite:///mlflow.db") from None
     finally:
         if timeout is None:
@@ -174,6 +174,16 @@ def _as_uri(target: str) -> str:
     if "://" in target or target.startswith(("databricks", "sqlite:")):
         return target
     return Path(target).expanduser().resolve().as_uri()
+
+
+def _why(exc: BaseException) -> str:
+    """A failed request in a few words: no server, no answer in time, or the error's first line."""
+    text = str(exc)
+    if any(k in text for k in ("NewConnectionError", "Connection refused", "Name or service not known", "No route to host")):
+        return "nothing answers there (the connection was refused or the host is unknown)"
+    if "timed out" in text.lower() or "ReadTimeout" in text:
+        return f"it did not answer within {CHECK_TIMEOUT_S} s"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

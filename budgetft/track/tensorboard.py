@@ -99,9 +99,16 @@ class TrialCurves:
                 self.writer.add_scalar(RUN_SPEND, spent, last.step, walltime=last.wall)
 
     def _close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.writer is None:
+            return
+        writer, self.writer = self.writer, None
+        try:
+            writer.close()
+        except ValueError as exc:
+            # A trial that Tune stops ends its worker process as this runs, and tensorboardX's own
+            # exit hook may close the file first; it flushes before it closes, so nothing is lost.
+            if "closed file" not in str(exc):
+                raise
 
 
 class TensorBoardBackend(Backend):
