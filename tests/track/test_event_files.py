@@ -67,3 +67,29 @@ def test_the_reader_takes_whole_records_only_and_goes_on_from_its_offset(tmp_pat
     assert first + rest == everything and offset == len(whole)
     reader = EventsReader(path.parent)
     assert reader.read_new() == everything and reader.read_new() == []
+
+
+def test_a_stalled_disk_never_holds_up_a_step(tmp_path, monkeypatch):
+    """Writes that block (a disk that hangs) leave every step free to go on; the curves wait
+    for them only at close, and at most as long as they are told."""
+    import threading
+
+    blocked = threading.Event()
+    real_write = TrialCurves._write
+
+    def stalled(self, points):
+        blocked.wait()
+        real_write(self, points)
+
+    monkeypatch.setattr(TrialCurves, "_write", stalled)
+    folder = tmp_path / "trials" / "t001-lora"
+    folder.mkdir(parents=True)
+    curves = TrialCurves.for_trial(tmp_path, "t001-lora", folder, tmp_path / "ledger.jsonl", {})
+    for step in range(1, 201):
+        curves.step(Log(step, 0.5, 10.0, 1e-3))  # each returns at once: the write waits, not the step
+    assert not blocked.is_set()
+    blocked.set()
+    curves.close(wait_s=60)
+    assert read_json(folder / CURVES_NOTES)["tensorboard"]["dropped"] == 0
+    points, _ = scalars_from(next(trial_events_dir(tmp_path, "t001-lora").glob("events.out.tfevents.*")))
+    assert [p.step for p in points if p.name == "train/loss"] == list(range(1, 201))
