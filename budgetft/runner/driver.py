@@ -211,7 +211,10 @@ class Run:
             self.sampler.stop()
         written = finish(self.run, info, status, budget_stopped=self.meter.stopped.is_set(), stop_reason=self.meter.reason, warn=self.console.print)
         if self.tracking is not None:  # the summary, report files and export, in what the money still pays for
-            lost = self.tracking.finish(status, self._paid_seconds_left())
+            try:
+                lost = self.tracking.finish(status, self._paid_seconds_left())
+            except KeyboardInterrupt:  # a second Ctrl-C: the trackers get no more time, the meter still closes
+                lost = "cut short by Ctrl-C; what was not sent is dropped"
             if lost:
                 self.console.print(f"[yellow]tracking:[/] {escape(lost)}", highlight=False)
         if status == "finished":  # derived, possibly gigabytes; a run that may resume keeps them

@@ -74,7 +74,8 @@ def parse_track(values: list[str], command: str = "run") -> list[TrackChoice]:
 
 def check_trackers(choices: list[TrackChoice]) -> None:
     """Refuse, with the fix, a tracker that cannot work now: its package missing, its server
-    unreachable, W&B without credentials. Nothing is written to any tracker here."""
+    unreachable, W&B without credentials. Nothing is logged here (MLflow's file store makes its
+    folder when first opened)."""
     for choice in choices:
         if choice.kind == "mlflow":
             _check_mlflow(choice)

@@ -117,11 +117,12 @@ class Outbox:
         done = self.wait_idle(wait_s)
         with self._cv:
             self._closing = True
-            left = len(self._items)
+            left = [c.what for c in self._items]
             self._items.clear()
             self._cv.notify_all()
         if left:
-            self._drop(left, f"{left} queued calls", f"the run's wait for tracking ({wait_s:.0f} s) ended first")
+            shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+            self._drop(len(left), f"{len(left)} queued call{'s' if len(left) > 1 else ''} ({shown})", "the run stopped waiting for tracking")
         return done and not left
 
     # -- the thread

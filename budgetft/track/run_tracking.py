@@ -50,6 +50,7 @@ class RunTracking:
         self.follower = TrialFollower(run, self.trackers, self.previous.get("follower"), tags=facts.tags)
         self.notes: list[str] = [] if backends and backends[0].name == "tensorboard" else ["tensorboardX is not installed: no TensorBoard event files"]
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one pass over the trials at a time (the thread's, or the last one)
         self._thread: threading.Thread | None = None
 
     def start(self) -> "RunTracking":
@@ -65,8 +66,9 @@ class RunTracking:
 
     def _poll(self, final: bool = False) -> None:
         try:
-            self.follower.poll(final)
-            self._save()
+            with self._lock:
+                self.follower.poll(final)
+                self._save()
         except Exception as exc:  # noqa: BLE001 - tracking must never fail the run
             if len(self.notes) < 20:
                 self.notes.append(f"reading the trials for the trackers failed: {type(exc).__name__}: {exc}")

@@ -71,9 +71,12 @@ class Trackers:
         return all(o.wait_idle(deadline - time.monotonic()) for o in self.outboxes)
 
     def close(self, seconds: float) -> bool:
-        """Wait up to `seconds` in all for the queued calls; drop (and note) the rest."""
+        """Wait up to `seconds` for the queued calls, every backend at once (a stalled one takes
+        no time from the others); drop (and note) what is left."""
         deadline = time.monotonic() + max(0.0, seconds)
-        return all([o.close(max(0.0, deadline - time.monotonic())) for o in self.outboxes])
+        while not all(o.idle() for o in self.outboxes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return all([o.close(0.0) for o in self.outboxes])
 
     def notes(self) -> dict[str, dict]:
         return {o.name: o.notes_json() for o in self.outboxes}

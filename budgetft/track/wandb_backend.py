@@ -65,8 +65,14 @@ class WandbBackend(Backend):
         self.runs[trial.trial_id] = run
         self.trial_ids[trial.trial_id] = run.id
 
+    def _trial_run(self, trial_id: str):
+        """The trial's open W&B run; one a previous session opened (a resumed run) is resumed."""
+        if trial_id not in self.runs and trial_id in self.trial_ids and self.parent is not None:
+            self.runs[trial_id] = self._init(name=trial_id, job_type="trial", id=self.trial_ids[trial_id], resume="allow")
+        return self.runs.get(trial_id)
+
     def log(self, points: list[Point], trial_id: str | None) -> None:
-        run = self.parent if trial_id is None else self.runs.get(trial_id)
+        run = self.parent if trial_id is None else self._trial_run(trial_id)
         if run is None:
             return
         by_step: dict[int, dict[str, float]] = {}
@@ -76,6 +82,7 @@ class WandbBackend(Backend):
             run.log(by_step[step], step=step)
 
     def trial_ended(self, trial_id: str, status: str, final: dict[str, float], tags: dict[str, str]) -> None:
+        self._trial_run(trial_id)
         run = self.runs.pop(trial_id, None)
         if run is None:
             return

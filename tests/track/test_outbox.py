@@ -84,7 +84,7 @@ def test_calls_still_queued_when_the_wait_ends_are_dropped_and_noted():
     box.put(lambda: None, what="one")
     box.put(lambda: None, what="two")
     assert not box.close(0)
-    assert box.notes.dropped == 2 and "2 queued calls dropped: the run's wait for tracking (0 s) ended first" in box.notes.messages[0]
+    assert box.notes.dropped == 2 and "2 queued calls (one, two) dropped: the run stopped waiting for tracking" in box.notes.messages[0]
     assert not box.put(lambda: None, what="late")  # closed: nothing more is taken
     release.set()
 
