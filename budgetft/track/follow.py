@@ -5,7 +5,7 @@ Every POLL_S the follower reads the run directory: a new trial's trial.json open
 worker, budgetft.track.tensorboard) go to its curves, and a trial whose status is settled and
 whose worker closed its event files closes its record with its final numbers. A worker that
 died without closing them is taken as closed GRACE_S after its trial was settled. The run's own
-spend curve (spend/run_usd against seconds since the session started) comes from the ledger.
+spend curve (spend/run_usd against seconds since the run started) comes from the ledger.
 
 Its state (which trials are open or closed, how far each event file was read) is plain JSON, so
 a resumed run goes on where the last session stopped instead of sending the same points twice.
@@ -29,13 +29,14 @@ GRACE_S = 30.0  # a settled trial whose worker never closed its event files is c
 
 
 class TrialFollower:
-    def __init__(self, run: RunDir, trackers: Trackers, state: dict | None = None, tags: dict[str, str] | None = None, clock=time.time):
+    def __init__(self, run: RunDir, trackers: Trackers, state: dict | None = None, tags: dict[str, str] | None = None, clock=time.time,
+                 started: float | None = None):
         self.run, self.trackers, self.clock = run, trackers, clock
         self.tags = dict(tags or {})  # the run's (cap, price, hardware): each trial carries them too
         self.trials: dict[str, dict] = {tid: dict(s) for tid, s in (state or {}).items()}
         self.readers: dict[str, EventsReader] = {}
         self.settled_at: dict[str, float] = {}
-        self.started = clock()
+        self.started = clock() if started is None else started  # the run's start: a resumed session's spend goes on from there
         self.last_spend: float | None = None
 
     def state(self) -> dict:

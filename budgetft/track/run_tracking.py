@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +48,7 @@ class RunTracking:
         backends = [TensorBoardBackend(summary_events_dir(run.root))] if _importable("tensorboardX") else []
         backends += remote_backends(choices, facts.job, run.root, self.previous.get("backends"))
         self.trackers = Trackers(backends)
-        self.follower = TrialFollower(run, self.trackers, self.previous.get("follower"), tags=facts.tags)
+        self.follower = TrialFollower(run, self.trackers, self.previous.get("follower"), tags=facts.tags, started=_started(run))
         self.notes: list[str] = [] if backends and backends[0].name == "tensorboard" else ["tensorboardX is not installed: no TensorBoard event files"]
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one pass over the trials at a time (the thread's, or the last one)
@@ -186,6 +187,14 @@ def _worker_losses(run: RunDir) -> list[str]:
         if notes.get("failed") or notes.get("timed_out") or notes.get("dropped"):
             lost.append(f"{folder.name}'s event file: {notes.get('failed', 0)} failed, {notes.get('timed_out', 0)} timed out, {notes.get('dropped', 0)} dropped")
     return lost
+
+
+def _started(run: RunDir) -> float | None:
+    """When the run started (run.json, unix seconds), for its spend curve's steps."""
+    try:
+        return datetime.fromisoformat(str(run.run().started).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _importable(module: str) -> bool:
