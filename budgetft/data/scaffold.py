@@ -7,7 +7,8 @@ From the file's profile (budgetft.data.profile) it proposes:
   otherwise), each checked with the model's tokenizer: it must be known to it, and no two
   classes may share tokens;
 - a template over the text fields, the longest first (it is the one shortened when a row does
-  not fit), each on its own line, ending in a cue for the answer ("Answer:", "Sentiment:", ...);
+  not fit), each on its own line, ending in a cue for the answer ("Answer:" for yes/no, the label
+  field's name, "Sentiment:", ...);
 - a prompt length that fits 95% of the rows whole;
 - splits: a split column (train / validation / test) is honoured, rows without a label are kept
   apart (for methods that label rows themselves, iPET), and both become JSONL files beside the
@@ -140,10 +141,10 @@ def template_for(profile: DataProfile, texts: list[str], label: str, classes: li
         if name.lower() == "question" and _share(profile, name, lambda v: str(v).rstrip().endswith("?")) < 0.3:
             slot += "?"  # BoolQ's questions carry no question mark
         lines.append(f"{_title(name)}: {slot}")
-    if label.lower() not in GENERIC_LABELS:
-        cue = f"{_title(label)}:"
-    elif _boolean(classes):
+    if _boolean(classes):  # a yes/no question, whatever the field is called ("is_correct")
         cue = "Answer:"
+    elif label.lower() not in GENERIC_LABELS:
+        cue = f"{_title(label)}:"
     else:
         cue = "Sentiment:" if sentiment else "Category:"
     return "\n".join([*lines, cue]), texts[0]
