@@ -10,6 +10,7 @@ import typer
 
 from budgetft.cli.cloud import down, status
 from budgetft.cli.export import export
+from budgetft.cli.init import init
 from budgetft.cli.plan import plan
 from budgetft.cli.predict import predict
 from budgetft.cli.prices import prices
@@ -28,6 +29,7 @@ app = typer.Typer(
 
 app.command()(run)
 app.command()(plan)
+app.command()(init)
 app.command()(train)
 app.command()(prices)
 app.command()(report)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, set_local_region, stderr_console, warn_stale_prices
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, TRACK_OPT, cli_errors, set_local_region, stderr_console, track_choices, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
 # Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
@@ -23,6 +23,7 @@ def run(
     set_: list[str] = SET_OPT,
     methods: Optional[str] = METHODS_OPT,
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
+    track: list[str] = TRACK_OPT,
     cloud: Optional[str] = typer.Option(None, "--cloud", help="Rent a cloud VM for the run: gcp."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
     machine: Optional[str] = typer.Option(None, "--machine", help="Cloud machine type, e.g. n1-standard-8."),
@@ -62,6 +63,10 @@ def run(
 
         with cli_errors(err):
             set_ = methods_override(job, list(set_), methods)
+    if cloud is not None and any(not t.strip().lower().startswith("tensorboard") for t in track):
+        err.print("[bold red]error:[/] --track mlflow/wandb applies to local runs: a cloud VM does not carry the trackers' credentials "
+                  "(its run directory, TensorBoard files included, comes back with the results)")
+        raise typer.Exit(2)
     if cloud is not None:
         if cloud != "gcp":
             err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
@@ -76,10 +81,10 @@ def run(
     if dry_run:
         err.print("[bold red]error:[/] --dry-run applies to cloud runs (--cloud gcp); use `budgetft plan` to see a local plan without spending")
         raise typer.Exit(2)
-    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, err)
+    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, list(track), err)
 
 
-def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
+def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, track, err) -> None:
     from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
     from budgetft.resume import ResumeError, check_new_run_dir, resume_point
@@ -100,9 +105,11 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
         except (PriceError, ResumeError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
+        trackers = track_choices(track, "run", err)  # a tracker that cannot work is refused before spending
         quiet_libraries()
         err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
-        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err)
+        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address,
+                                      live=err.is_terminal, track=trackers), err)
         try:
             run = runner.execute()
         except (BudgetTooSmall, ResumeError) as exc:
