@@ -20,7 +20,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from budgetft.cloud.errors import CloudError, NoCredentials, NoProject, NotFound, first_line
+from budgetft.cloud.errors import CloudError, NetworkMissing, NoCredentials, NoProject, NotFound, first_line
 from budgetft.cloud.gcp_errors import classify, is_transient, problem_from_http, problem_from_operation
 from budgetft.cloud.gcp_json import event_from_json, image_from_json, last_part, vm_from_json
 from budgetft.cloud.provider import RUN_LABEL, VM, ImageInfo, Provider, RegionInfo, VmEvent
@@ -187,14 +187,14 @@ class GcpProvider(Provider):
         """{'auto_subnets': bool} for a VPC network, or None when the project has none of that name."""
         try:
             net = self._call(None, self._client("networks").get, project=self.project, network=name)
-        except NotFound:
+        except (NotFound, NetworkMissing):
             return None
         return {"auto_subnets": bool(net.auto_create_subnetworks), "subnets": [s for s in net.subnetworks]}
 
     def subnetwork(self, region: str, name: str) -> dict | None:
         try:
             sub = self._call(None, self._client("subnetworks").get, project=self.project, region=region, subnetwork=name)
-        except NotFound:
+        except (NotFound, NetworkMissing):
             return None
         return {"private_google_access": bool(sub.private_ip_google_access), "network": last_part(sub.network)}
 

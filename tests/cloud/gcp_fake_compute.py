@@ -91,6 +91,7 @@ class FakeCompute:
         self.instances: dict[tuple[str, str], dict] = {}
         self.operations: dict[str, dict] = {}
         self.by_request_id: dict[str, str] = {}
+        self.insert_request_ids: list[str | None] = []  # every insert's requestId, retries included
         self.requests: list[tuple[str, str, dict | None]] = []
         self.lock = threading.RLock()
         self.faults = Faults()
@@ -153,15 +154,11 @@ class FakeCompute:
                 self.instances.pop((zone, name), None)
 
     def expire(self, zone: str, name: str) -> None:
-        """Its maxRunDuration ran out: Compute Engine deletes it once it has run that long."""
+        """Its maxRunDuration ran out: Compute Engine deletes it (a system event)."""
         with self.lock:
-            inst = self.instances.get((zone, name))
-            if inst is None:
-                return
-            seconds = int(inst["scheduling"]["maxRunDuration"]["seconds"])
-            inst["lastStartTimestamp"] = stamp(now() - timedelta(seconds=seconds + 5))
-            self._system_event(zone, name, "delete", user="system")
-            self.instances.pop((zone, name), None)
+            if (zone, name) in self.instances:
+                self._system_event(zone, name, "delete", user="system")
+                self.instances.pop((zone, name), None)
 
     def add_instance(self, zone: str, name: str, labels: dict, *, machine="n1-standard-8", gpu="nvidia-tesla-v100", spot=False, age_s=600.0, status="RUNNING") -> dict:
         created = now() - timedelta(seconds=age_s)
@@ -230,6 +227,8 @@ class FakeCompute:
     # -- routing
 
     def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+        if method == "POST" and path.endswith("/instances"):
+            self.insert_request_ids.append(query.get("requestId"))
         throttled = self.faults.take_throttle(method, path)
         if throttled:
             status, reason = throttled

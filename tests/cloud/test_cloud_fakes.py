@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,27 @@ def fast_cloud(monkeypatch):
     monkeypatch.setattr(package, "build_wheel", fake_wheel)
     monkeypatch.setattr(launcher, "build_wheel", fake_wheel)
     return waits
+
+
+def launch(out, console, **kw) -> int:
+    """`budgetft run --cloud gcp` as the CLI calls it: a $1.00 V100 run unless told otherwise."""
+    from budgetft.cloud.launcher import run_in_cloud
+    from budgetft.cloud.plan import CloudOptions
+
+    args = dict(gpu="v100", machine=None, zone=None, region=None, spot=False, project=None, bucket=None, dry_run=False)
+    args.update(kw)
+    budget, overrides, resume = args.pop("budget", Decimal("1.00")), args.pop("overrides", []), args.pop("resume", None)
+    return run_in_cloud(None, overrides, budget, CloudOptions(**args), out=out, resume=resume, console=console)
+
+
+def console():
+    """A wide console writing into a buffer: (console, buffer)."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    return Console(file=buf, width=400, highlight=False), buf
 
 
 def bucket_client(endpoint: str, vm: bool = False):
@@ -342,14 +364,21 @@ class QuickVM:
         settings = dict(re.findall(r"^([A-Z_0-9]+)=(.*)$", script, flags=re.M))
         prefix = settings["RUN_URL"].split("/", 3)[3]
         session = settings["SESSION"]
+        lifetime = int(body["scheduling"]["maxRunDuration"]["seconds"])
+        # A silent VM started two hours ago; one about to be deleted by its maxRunDuration has
+        # run all but the last seconds of it.
+        ran = timedelta(hours=2) if self.end == "silent" else timedelta(0)
         with fake.lock:
             inst = fake.instances[(zone, name)]
             inst["status"] = "RUNNING"
-            inst["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - (timedelta(hours=2) if self.end == "silent" else timedelta(0)))
+            inst["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - ran)
         if self.end == "silent":
             return
         bucket = bucket_client(self.endpoint, vm=True)
         bucket.blob(f"{prefix}/vm/phase").upload_from_string("running")
+        if self.end == "expire":  # reported, then seen running for all but its last seconds
+            with fake.lock:
+                fake.instances[(zone, name)]["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - timedelta(seconds=lifetime - 2))
         with tempfile.TemporaryDirectory() as tmp:
             bucket.blob(f"{prefix}/run/ledger.jsonl").download_to_filename(f"{tmp}/ledger.jsonl")
             with Ledger(tmp, settings["CAP_USD"].strip("'")) as ledger:

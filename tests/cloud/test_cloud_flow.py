@@ -5,14 +5,11 @@ fault, one by one: test_cloud_failover.py."""
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 from decimal import Decimal
 
 import pytest
-from rich.console import Console
-import hashlib
-
 from test_cloud_fakes import (  # noqa: F401  (fixtures)
     BUCKET,
     VM,
@@ -24,23 +21,10 @@ from test_cloud_fakes import (  # noqa: F401  (fixtures)
     gcs,
     gcs_rights,
     gcs_server,
+    launch,
     read_ledger,
 )
-
-from budgetft.cloud.launcher import run_in_cloud
-from budgetft.cloud.plan import CloudOptions
-
-
-def launch(out, console, **kw):
-    args = dict(gpu="v100", machine=None, zone=None, region=None, spot=False, project=None, bucket=None, dry_run=False)
-    args.update(kw)
-    budget, overrides, resume = args.pop("budget", Decimal("1.00")), args.pop("overrides", []), args.pop("resume", None)
-    return run_in_cloud(None, overrides, budget, CloudOptions(**args), out=out, resume=resume, console=console)
-
-
-def console() -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, width=400, highlight=False), buf
+from test_cloud_fakes import console as make_console
 
 
 def bucket_names(endpoint: str) -> list[str]:
@@ -50,7 +34,7 @@ def bucket_names(endpoint: str) -> list[str]:
 def test_launch_poll_collect_and_delete_with_the_real_startup_script(tmp_path, fake_compute, gcs, fast_cloud):
     vm = SandboxVM(tmp_path / "vm", gcs)
     fake_compute.on_insert = vm.boot
-    con, out = console()
+    con, out = make_console()
     run_dir = tmp_path / "run1"
     code = launch(run_dir, con)
     text = out.getvalue()
@@ -94,7 +78,7 @@ def test_launch_poll_collect_and_delete_with_the_real_startup_script(tmp_path, f
 def test_zone_fallback_then_success(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.faults.stockouts.update({"us-central1-a": {}, "us-central1-b": {}})
     fake_compute.on_insert = QuickVM(gcs)
-    con, out = console()
+    con, out = make_console()
     code = launch(tmp_path / "run2", con)
     text = out.getvalue()
     assert code == 0, text
@@ -107,7 +91,7 @@ def test_zone_fallback_then_success(tmp_path, fake_compute, gcs, fast_cloud):
 def test_every_zone_of_the_region_asked_for_exhausted_fails_cleanly(tmp_path, fake_compute, gcs, fast_cloud):
     for zone in ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"):
         fake_compute.faults.stockouts[zone] = {}
-    con, out = console()
+    con, out = make_console()
     code = launch(tmp_path / "run3", con, region="us-central1")
     text = out.getvalue()
     assert code == 2
@@ -119,7 +103,7 @@ def test_every_zone_of_the_region_asked_for_exhausted_fails_cleanly(tmp_path, fa
 
 def test_an_exhausted_zone_given_with_zone_says_how_to_widen_the_search(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.faults.stockouts["us-central1-b"] = {}
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "r", con, zone="us-central1-b") == 2
     assert "drop --zone/--region so every catalogue region is tried" in out.getvalue()
     assert len(fake_compute.inserts()) == 1
@@ -127,7 +111,7 @@ def test_an_exhausted_zone_given_with_zone_says_how_to_widen_the_search(tmp_path
 
 def test_no_project_wide_gpu_quota_fails_before_creating_anything(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.project_quotas["GPUS_ALL_REGIONS"] = (0.0, 0.0)
-    con, out = console()
+    con, out = make_console()
     code = launch(tmp_path / "run4", con)
     text = out.getvalue()
     assert code == 2
@@ -138,7 +122,7 @@ def test_no_project_wide_gpu_quota_fails_before_creating_anything(tmp_path, fake
 
 def test_spot_preemption_is_read_from_the_zone_then_resume_finishes(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.on_insert = QuickVM(gcs, end="preempt", accuracy=0.64)
-    con, out = console()
+    con, out = make_console()
     run_dir = tmp_path / "run6"
     code = launch(run_dir, con, spot=True)
     text = out.getvalue()
@@ -152,7 +136,7 @@ def test_spot_preemption_is_read_from_the_zone_then_resume_finishes(tmp_path, fa
 
     # --resume: a new VM (session 2) with what is left of the same cap.
     fake_compute.on_insert = QuickVM(gcs, end="finish", accuracy=0.71)
-    con, out = console()
+    con, out = make_console()
     code = launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None)
     text = out.getvalue()
     assert code == 0, text
@@ -172,7 +156,7 @@ def test_spot_preemption_is_read_from_the_zone_then_resume_finishes(tmp_path, fa
 
 def test_a_silent_vm_is_deleted_and_its_true_time_charged_up_to_the_cap(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.on_insert = QuickVM(gcs, end="silent")
-    con, out = console()
+    con, out = make_console()
     run_dir = tmp_path / "run7"
     code = launch(run_dir, con)
     text = out.getvalue()
@@ -192,7 +176,7 @@ def test_ctrl_c_while_watching_deletes_the_vm(tmp_path, fake_compute, gcs, fast_
 
     fake_compute.on_insert = None  # a VM that just runs
     monkeypatch.setattr(watch.time, "sleep", interrupt)
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run8", con) == 130
     assert fake_compute.instances == {} and len(fake_compute.deletes()) == 1
     assert "interrupted" in out.getvalue()
@@ -200,7 +184,7 @@ def test_ctrl_c_while_watching_deletes_the_vm(tmp_path, fake_compute, gcs, fast_
 
 def test_api_disabled_names_the_command_that_enables_it(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.api_disabled = True
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run9", con) == 2
     assert "gcloud services enable compute.googleapis.com --project test-project" in out.getvalue()
     assert not (tmp_path / "run9").exists()
@@ -214,14 +198,14 @@ def test_no_credentials_names_the_login_command(tmp_path, monkeypatch, gcs):
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run10", con) == 2
     assert "gcloud auth application-default login" in out.getvalue()
     assert not (tmp_path / "run10").exists()
 
 
 def test_missing_bucket_fails_before_anything_is_created(tmp_path, fake_compute, gcs, fast_cloud):
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run11", con, bucket="gs://no-such-bucket") == 2
     text = out.getvalue()
     assert "gs://no-such-bucket does not exist" in text and "gcloud storage buckets create gs://no-such-bucket" in text
@@ -233,7 +217,7 @@ def test_a_vm_account_with_only_roles_storage_object_user_is_refused_before_anyt
     and was deleted as silent after paid minutes; the preflight now refuses it, with the fix."""
     gcs_rights.roles[VM] = {"roles/storage.objectUser"}
     fake_compute.on_insert = QuickVM(gcs)  # were it created, it would end at once
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "r", con) == 2
     text = out.getvalue()
     assert "vm bucket rights" in text and "lacks storage.buckets.get" in text and "--role=projects/test-project/roles/budgetftBucket" in text
@@ -263,7 +247,7 @@ def test_unwritable_bucket_fails_before_anything_is_created(tmp_path, fake_compu
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_address[1]}")
     try:
-        con, out = console()
+        con, out = make_console()
         assert launch(tmp_path / "run12", con, bucket="gs://locked") == 2
         assert "gs://locked refuses your credentials" in out.getvalue() and "roles/budgetftBucketUser" in out.getvalue()
         assert fake_compute.inserts() == []
@@ -273,7 +257,7 @@ def test_unwritable_bucket_fails_before_anything_is_created(tmp_path, fake_compu
 
 
 def test_budget_too_small_for_the_vm_overheads_is_refused(tmp_path):
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "r", con, budget=Decimal("0.25"), dry_run=True) == 2
     assert "Raise --budget to at least $" in out.getvalue()
 
@@ -281,17 +265,17 @@ def test_budget_too_small_for_the_vm_overheads_is_refused(tmp_path):
 def test_resume_refuses_while_a_vm_of_the_run_is_still_up_and_catches_up_first(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.on_insert = QuickVM(gcs, end="preempt")
     run_dir = tmp_path / "run14"
-    con, out = console()
+    con, out = make_console()
     assert launch(run_dir, con, spot=True) == 1
     # The launcher "died" before bringing the last upload home: the bucket has a newer trial.
     bucket = bucket_client(gcs)
     bucket.blob("budgetft/run14/run/trials/t009-lora/trial.json").upload_from_string('{"trial_id": "t009-lora"}')
     fake_compute.add_instance("us-central1-b", "budgetft-run14-s9", {"budgetft-run": "run14"})
-    con, out = console()
+    con, out = make_console()
     assert launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None) == 2
     assert "still has a VM: budgetft-run14-s9" in out.getvalue() and len(fake_compute.inserts()) == 1
     fake_compute.vanish("us-central1-b", "budgetft-run14-s9")
     fake_compute.on_insert = QuickVM(gcs, end="finish")
-    con, out = console()
+    con, out = make_console()
     assert launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None) == 0, out.getvalue()
     assert "caught up" in out.getvalue() and (run_dir / "trials" / "t009-lora" / "trial.json").is_file()
