@@ -246,7 +246,7 @@ def _service_account(req: DoctorRequest, found: Findings, iam: IamRest) -> None:
     try:
         if not iam.can_act_as(sa):
             found.add("vm service account", "fail", f"you may not attach {sa} to a VM (iam.serviceAccounts.actAs)",
-                      f"gcloud iam service-accounts add-iam-policy-binding {sa} --member=user:YOU@EXAMPLE.COM --role=roles/iam.serviceAccountUser")
+                      f"gcloud iam service-accounts add-iam-policy-binding {sa} --member=user:YOU@EXAMPLE.COM --role={rights.custom_role(found.project, rights.ACT_AS_ROLE)} ({README}, step 5)")
         else:
             found.add("vm service account", "ok", f"{sa}; you may attach it")
         found.apis["iam.googleapis.com"] = "enabled"

@@ -162,8 +162,8 @@ def classify(p: Problem, zone: str | None, project: str, region: str | None = No
         needed = re.search(r"'([a-z]+\.[a-zA-Z]+\.[a-zA-Z]+)'", text)
         what = f" ({needed.group(1)})" if needed else ""
         return PermissionDenied(
-            f"permission denied{what}: {first_line(text, 240)}. Fix: grant your account the budgetftLauncher role and "
-            "iam.serviceAccounts.actAs on the VM's service account (infra/gcp/README.md, step 5); `budgetft doctor` lists what is missing"
+            f"permission denied{what}: {first_line(text, 240)}. Fix: grant your account the budgetftLauncher role on the project and "
+            "budgetftVmUser on the VM's service account (infra/gcp/README.md, step 5); `budgetft doctor --cloud gcp` lists what is missing"
         )
     if p.status == 409 or "alreadyExists" in codes:
         return CloudError(f"{first_line(text, 240)}. Fix: a VM of this name is still there; delete it with `budgetft down RUN_ID`")

@@ -7,8 +7,8 @@ Who needs what:
                                      VM's right to delete itself before a run)
   your account, on the bucket        budgetftBucketUser: the run's objects, the bucket's location,
                                      and its IAM policy (to check the VM's rights before a run)
-  your account, on the VM's service  roles/iam.serviceAccountUser on that one account: to attach it
-    account                          to a VM (iam.serviceAccounts.actAs)
+  your account, on the VM's service  budgetftVmUser, on that one account: to attach it to a VM
+    account                          (iam.serviceAccounts.actAs)
   the VM's service account, on the   budgetftBucket: its run's objects; storage.buckets.get, which
     bucket                           `gcloud storage rsync` calls first (roles/storage.objectUser
                                      lacks it, so a VM with only that role uploads nothing)
@@ -16,7 +16,7 @@ Who needs what:
     project                          instance names starting budgetft-, so a VM that is done
                                      deletes itself (and its disk) even with the launcher offline
   the VM's service account, on one   roles/secretmanager.secretAccessor, only with --hf-token-secret
-    secret (optional)
+    secret (optional)                (and you, roles/secretmanager.viewer on it: to check that)
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ VM_BUCKET_ROLE = "budgetftBucket"
 USER_BUCKET_ROLE = "budgetftBucketUser"
 LAUNCHER_ROLE = "budgetftLauncher"
 SELF_DELETE_ROLE = "budgetftVmSelfDelete"
+ACT_AS_ROLE = "budgetftVmUser"
 
 VM_BUCKET_PERMISSIONS = (
     "storage.buckets.get",
@@ -57,8 +58,8 @@ LAUNCHER_PERMISSIONS = (
     "resourcemanager.projects.getIamPolicy",  # doctor: the VM may delete itself
 )
 SELF_DELETE_PERMISSIONS = ("compute.instances.delete",)
-SELF_DELETE_CONDITION = 'resource.name.extract("/instances/{name}").startsWith("budgetft-")'
-ACT_AS = "iam.serviceAccounts.actAs"
+SELF_DELETE_CONDITION = 'resource.type == "compute.googleapis.com/Instance" && resource.name.extract("/instances/{name}").startsWith("budgetft-")'
+ACT_AS_PERMISSIONS = ("iam.serviceAccounts.actAs",)
 
 # Storage permissions of Google's predefined roles that can stand in for budgetftBucket (IAM's
 # roles reference). A role not listed here (another custom role) cannot be checked offline.
@@ -89,6 +90,7 @@ def storage_permissions(roles: set[str], project: str) -> tuple[set[str], set[st
         custom_role(project, USER_BUCKET_ROLE): set(USER_BUCKET_PERMISSIONS),
         custom_role(project, SELF_DELETE_ROLE): set(),  # compute only
         custom_role(project, LAUNCHER_ROLE): set(),
+        custom_role(project, ACT_AS_ROLE): set(),
     }
     granted, unknown = set(), set()
     for role in roles:

@@ -107,6 +107,8 @@ class FakeCompute:
         self.nat_regions: set[str] = set()
         self.service_accounts = {SA}
         self.user_permissions: set[str] | str = LAUNCHER_PERMISSIONS_GRANTED  # "all" or a set
+        self.enforce = False  # refuse a call whose permission user_permissions lacks, as IAM does
+        self.exercised: set[str] = set()  # every permission a call needed
         self.may_act_as = True
         self.project_bindings = [{"role": f"projects/{project}/roles/budgetftVmSelfDelete", "members": [f"serviceAccount:{SA}"]}]
         self.secrets: dict[str, set[str]] = {}  # secret name -> members holding secretAccessor
@@ -235,6 +237,11 @@ class FakeCompute:
             text = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'compute.googleapis.com'"
                     if reason == "rateLimitExceeded" else "The service is currently unavailable.")
             return status, error(status, text, reason)
+        needed = required_permissions(method, path, body, self.project)
+        self.exercised |= needed
+        if self.enforce and self.user_permissions != "all" and needed - set(self.user_permissions):
+            missing = sorted(needed - set(self.user_permissions))[0]
+            return 403, error(403, f"Required '{missing}' permission for 'projects/{self.project}'", "forbidden")
         if path.startswith("/v1/"):
             return self._iam_route(method, path, body or {})
         with self.lock:
@@ -500,6 +507,46 @@ class FakeCompute:
                 return 200, {"bindings": [{"role": "roles/secretmanager.secretAccessor", "members": sorted(readers)}]}
             return 200, {"name": f"projects/{self.project}/secrets/{m.group(1)}"}
         return 404, {"error": {"code": 404, "message": f"no fake for {method} {path}", "status": "NOT_FOUND"}}
+
+
+ROUTE_PERMISSIONS = [
+    ("GET", r"/compute/v1/projects/[^/]+", {"compute.projects.get"}),
+    ("GET", r".*/regions/[^/]+", {"compute.regions.get"}),
+    ("GET", r".*/aggregated/acceleratorTypes", {"compute.acceleratorTypes.list"}),
+    ("GET", r".*/aggregated/machineTypes", {"compute.machineTypes.list"}),
+    ("GET", r".*/aggregated/instances", {"compute.instances.list"}),
+    ("GET", r".*/global/networks/[^/]+", {"compute.networks.get"}),
+    ("GET", r".*/regions/[^/]+/subnetworks/[^/]+", {"compute.subnetworks.get"}),
+    ("GET", r".*/regions/[^/]+/routers", {"compute.routers.list"}),
+    ("GET", r".*/zones/[^/]+/instances/[^/]+", {"compute.instances.get"}),
+    ("DELETE", r".*/zones/[^/]+/instances/[^/]+", {"compute.instances.delete"}),
+    ("GET", r".*/zones/[^/]+/operations", {"compute.zoneOperations.list"}),
+    (".*", r".*/zones/[^/]+/operations/[^/]+(/wait)?", {"compute.zoneOperations.get"}),
+    ("POST", r"/v1/projects/[^/:]+:getIamPolicy", {"resourcemanager.projects.getIamPolicy"}),
+]
+
+
+def required_permissions(method: str, path: str, body: dict | None, project: str) -> set[str]:
+    """The IAM permissions Compute Engine (or Resource Manager) checks for this call, as the
+    caller's; public images and testIamPermissions need none."""
+    if f"/projects/{DLVM}/" in path or path.endswith(":testIamPermissions") or "/secrets/" in path:
+        return set()
+    if method == "POST" and re.fullmatch(r".*/zones/[^/]+/instances", path):
+        body = body or {}
+        needed = {"compute.instances.create", "compute.disks.create", "compute.subnetworks.use"}
+        if any(n.get("accessConfigs") for n in body.get("networkInterfaces", [])):
+            needed.add("compute.subnetworks.useExternalIp")
+        if (body.get("metadata") or {}).get("items"):
+            needed.add("compute.instances.setMetadata")
+        if body.get("labels"):
+            needed.add("compute.instances.setLabels")
+        if body.get("serviceAccounts"):
+            needed.add("compute.instances.setServiceAccount")
+        return needed
+    for verb, pattern, perms in ROUTE_PERMISSIONS:
+        if re.fullmatch(verb, method) and re.fullmatch(pattern, path):
+            return set(perms)
+    return set()
 
 
 def _quota_problem(metric: str, limit: float, region: str | None) -> dict:

@@ -51,6 +51,7 @@ class RightsProxy:
     def reset(self) -> None:
         self.roles = {USER: {rights.custom_role(PROJECT, rights.USER_BUCKET_ROLE)}, VM: {rights.custom_role(PROJECT, rights.VM_BUCKET_ROLE)}}
         self.denied = []
+        self.exercised: dict[str, set[str]] = {USER: set(), VM: set()}  # every permission a call needed, by caller
 
     def permissions(self, member: str) -> set[str]:
         return set().union(*(ROLE_PERMISSIONS.get(r, set()) for r in self.roles.get(member, set())))
@@ -88,6 +89,7 @@ class RightsProxy:
                     self._reply(200, json.dumps(answer).encode())
                     return
                 for permission in proxy.required(method, path, query, raw):
+                    proxy.exercised.setdefault(member, set()).add(permission)
                     if permission not in proxy.permissions(member):
                         proxy.denied.append((member, permission, path))
                         who = member.split(":", 1)[1]
@@ -136,6 +138,7 @@ class RightsProxy:
             held = self.permissions(member)
             return {"kind": "storage#testIamPermissionsResponse", "permissions": [p for p in multi.get("permissions", []) if p in held]}
         if re.fullmatch(r"/storage/v1/b/[^/]+/iam", path) and method == "GET" and "storage.buckets.getIamPolicy" in self.permissions(member):
+            self.exercised.setdefault(member, set()).add("storage.buckets.getIamPolicy")
             by_role: dict[str, list[str]] = {}
             for who, roles in self.roles.items():
                 for role in roles:

@@ -172,7 +172,7 @@ ROWS = [
         ["no usable boot image", "OBSOLETE", "BUDGETFT_GCP_IMAGE"], {}, check_nothing_left),
     Row("the VM's service account does not exist", lambda f, c: f.service_accounts.clear(), 2, [], ["does not exist", "gcloud iam service-accounts create budgetft-vm"],
         {}, check_nothing_left),
-    Row("you may not attach the VM's account", attr("may_act_as", False), 2, [], ["iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser"], {}, check_nothing_left),
+    Row("you may not attach the VM's account", attr("may_act_as", False), 2, [], ["iam.serviceAccounts.actAs", "roles/budgetftVmUser"], {}, check_nothing_left),
     Row("you lack a launcher permission", attr("user_permissions", {"compute.instances.get"}), 2, [], ["missing 19: compute.projects.get", "budgetftLauncher"],
         {}, check_nothing_left),
 ]
