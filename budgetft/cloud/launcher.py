@@ -36,7 +36,7 @@ from budgetft.cloud.doctor import run_doctor
 from budgetft.cloud.doctor_findings import DoctorRequest
 from budgetft.cloud.ending import end_reason, ended_text
 from budgetft.cloud.errors import CloudError, NoProject
-from budgetft.cloud.estimate import boot_seconds, money
+from budgetft.cloud.estimate import boot_seconds, estimate, money
 from budgetft.cloud.failover import Blocked, resized, start_vm
 from budgetft.cloud.gcp import ENDPOINT_ENV, GcpProvider, default_credentials
 from budgetft.cloud.package import build_wheel, sha256_of
@@ -178,7 +178,10 @@ class Launch:
         prev = read_json(last, {}) if last.is_file() else {}
         if prev.get("status") in UNCOLLECTED and prev.get("zone"):
             finished = self.bucket.read_text(f"{plan.prefix}/vm/exit_code") is not None
-            events = self.provider.events(prev["zone"], prev["name"])
+            try:
+                events = self.provider.events(prev["zone"], prev["name"])
+            except CloudError:
+                events = []  # then its last minute is charged instead
             charged, how = settle_missing_tail(plan.run_dir, plan.cap, plan.session - 1, int(prev.get("seeded", 0)), Decimal(prev["usd_per_hour"]), events, finished)
             write_json(last, {**prev, "status": "settled on resume", "settled_usd": str(charged)})
             self.say(f"settled  {how}; ${money(charged)} charged")
@@ -188,6 +191,9 @@ class Launch:
             self.say(f"caught up {len(files)} file(s) from {plan.run_url}/run; spent ${money(plan.spent)} of ${money(plan.cap)}")
         if plan.spent >= plan.cap:
             raise LaunchError(f"{plan.run_dir}: the cap of ${money(plan.cap)} is spent; nothing is left for a new VM")
+        plan.estimate = estimate(plan.cap - plan.spent, plan.instance, plan.side_for(plan.instance, self.findings.bucket_location))
+        if not plan.estimate.enough:
+            raise LaunchError(plan.estimate.refusal(plan.instance))
 
     def seed(self) -> None:
         """The local run dir, the wheel, and the run dir's copy in the bucket for the VM. The
