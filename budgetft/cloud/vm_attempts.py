@@ -22,7 +22,7 @@ from typing import Callable
 
 from budgetft.cloud import request as req
 from budgetft.cloud.collect import failed_start_usd
-from budgetft.cloud.errors import REGION, NetworkMissing
+from budgetft.cloud.errors import REGION, NetworkMissing, NotFound
 from budgetft.cloud.estimate import Line, VmEstimate, estimate, money
 from budgetft.cloud.failover import Placement, PlacementUnusable, Unaffordable
 from budgetft.cloud.gcp import GcpProvider
@@ -57,7 +57,10 @@ class VmAttempts:
     # -- failover.Attempts
 
     def zones(self, p: Placement) -> list[str]:
-        info = self.regions.get(p.region) or self.provider.region(p.region)
+        try:
+            info = self.regions.get(p.region) or self.provider.region(p.region)
+        except NotFound:
+            raise PlacementUnusable(f"{p.region}: not a region this project can use") from None
         self.regions[p.region] = info
         est = self.estimate_for(p)
         if not est.enough:
@@ -78,7 +81,11 @@ class VmAttempts:
         return zones
 
     def request(self, p: Placement, zone: str) -> dict:
-        _, est = self.current if self.current and self.current[0] == p else (p, self.estimate_for(p))
+        # Estimated again: a failed start in the zone before left less money, so a shorter life.
+        est = self.estimate_for(p)
+        if not est.enough:
+            raise Unaffordable(f"{p.describe()}: after the failed starts, {est.refusal(p.instance)}")
+        self.current = (p, est)
         self.upload_ledger()
         script = self.plan.startup_script(price=est.usd_per_hour, wheel_sha256=self.wheel_sha256)
         return self.plan.request(zone, script, instance=p.instance, est=est, image=self.image_source)

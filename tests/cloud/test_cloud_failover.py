@@ -60,6 +60,9 @@ def check_failed_start_charged(fake, run_dir, text, ctx):
     assert keys.index("vm1.failed1") < keys.index("s1:1")
     deletes = [p for p in fake.deletes() if p.endswith("/zones/us-central1-a/instances/" + record["name"])]
     assert deletes and record["failed_starts"] == 1 and record["zone"] == "us-central1-b"
+    # The money the failed start took is not in the next VM's life: its maxRunDuration is shorter.
+    lives = [int(body["scheduling"]["maxRunDuration"]["seconds"]) for _, body in fake.inserts()]
+    assert lives[1] < lives[0]
 
 
 def check_one_request_id(fake, run_dir, text, ctx):
