@@ -24,14 +24,16 @@ from budgetft.money.usd import RATE_RESOLUTION, round_up
 
 TAKEN = "2026-12-07"  # when the figures below were taken from their pages
 
-# External IPv4 address in use, per hour: $0.005 on a standard VM, $0.0025 on a Spot VM
-# (cloud.google.com/vpc/network-pricing#ipaddress; Google's price since 2024-02-01).
+# An external IPv4 address in use, per hour: $0.005 (cloud.google.com/vpc/network-pricing#ipaddress,
+# Google's price since 2024-02-01; the same $0.005 for a NAT gateway's address on
+# cloud.google.com/nat/pricing). Google lists less for Spot VMs; the higher figure serves both.
 IPV4_PAGE = "cloud.google.com/vpc/network-pricing#ipaddress"
-IPV4_USD_PER_HOUR = {False: Decimal("0.005"), True: Decimal("0.0025")}
-# Cloud NAT: $0.0014 per VM-hour for a gateway's first 32 VMs, and $0.045 per GB it processes,
-# both directions (cloud.google.com/nat/pricing).
+IPV4_USD_PER_HOUR = Decimal("0.005")
+# Cloud NAT: $0.0014 per VM-hour for a gateway's first 32 VMs, $0.005 an hour for each external
+# address the gateway uses (all of one charged to this VM), and $0.045 per GiB it processes, both
+# directions (cloud.google.com/nat/pricing). Volumes here are GB, a little less than GiB.
 NAT_PAGE = "cloud.google.com/nat/pricing"
-NAT_USD_PER_VM_HOUR = Decimal("0.0014")
+NAT_USD_PER_VM_HOUR = Decimal("0.0014") + IPV4_USD_PER_HOUR
 NAT_USD_PER_GB = Decimal("0.045")
 # Cloud Storage operations, Standard class: Class A (inserts, lists) $0.005 per 1,000 in a region
 # and $0.01 in a multi-region, Class B (gets) $0.0004 per 1,000 (cloud.google.com/storage/pricing).
@@ -130,9 +132,9 @@ def side_costs(instance, *, external_ip: bool = True, bucket_location: str | Non
     `bucket_location` (None: assumed in the VM's region)."""
     hourly, one_offs = [], []
     if external_ip:
-        hourly.append(Term("external IPv4 address", IPV4_USD_PER_HOUR[instance.spot], f"{IPV4_PAGE}, taken {TAKEN}"))
+        hourly.append(Term("external IPv4 address", IPV4_USD_PER_HOUR, f"{IPV4_PAGE}, taken {TAKEN}"))
     else:
-        hourly.append(Term("Cloud NAT gateway", NAT_USD_PER_VM_HOUR, f"{NAT_PAGE}, taken {TAKEN}"))
+        hourly.append(Term("Cloud NAT gateway and its address", NAT_USD_PER_VM_HOUR, f"{NAT_PAGE}, taken {TAKEN}"))
         through_nat = PACKAGES_GB + DATA_GB + model_gb(model_params)
         one_offs.append(Term(f"Cloud NAT processing of ~{through_nat} GB of downloads", round_up(through_nat * NAT_USD_PER_GB), f"{NAT_PAGE}, taken {TAKEN}"))
     hourly.append(Term("Cloud Storage operations", gcs_operations_usd_per_hour(), f"{GCS_PAGE}, taken {TAKEN}"))

@@ -56,7 +56,7 @@ def test_estimate_charges_overheads_and_leaves_the_rest_to_the_run():
 def test_the_side_costs_enter_the_rate_rounded_up_and_their_one_offs_the_overheads():
     side = side_costs(v100(), model_params=135e6)
     assert [t.what for t in side.hourly] == ["external IPv4 address", "Cloud Storage operations"]
-    assert side.hourly[0].usd == IPV4_USD_PER_HOUR[False] == Decimal("0.005") and "network-pricing" in side.hourly[0].source and "2026" in side.hourly[0].source
+    assert side.hourly[0].usd == IPV4_USD_PER_HOUR == Decimal("0.005") and "network-pricing" in side.hourly[0].source and "2026" in side.hourly[0].source
     assert gcs_operations_usd_per_hour() == Decimal("0.0090")  # 840 Class A and 1,500 Class B operations an hour at most
     est = estimate(Decimal("1.00"), v100(), side)
     assert est.usd_per_hour == v100().usd_per_hour + Decimal("0.014")  # the VM's meter charges the whole rate
@@ -65,7 +65,8 @@ def test_the_side_costs_enter_the_rate_rounded_up_and_their_one_offs_the_overhea
     # The one-off is paid out of the money the lifetime is made of: (1.00 - 0.02392) * 3600 / 2.880847316 = 1219.7 s.
     assert est.max_run_seconds == 1219 - RESERVE_SECONDS and est.total_usd == Decimal("1.00")
     private = side_costs(v100(spot=True), external_ip=False, bucket_location="europe-west4", model_params=135e6)
-    assert [t.what for t in private.hourly][0] == "Cloud NAT gateway" and private.hourly[-1].what.startswith("uploads to the bucket in europe-west4")
+    assert private.hourly[0].what == "Cloud NAT gateway and its address" and private.hourly[0].usd == Decimal("0.0064")
+    assert private.hourly[-1].what.startswith("uploads to the bucket in europe-west4")
     assert "NAT processing" in private.one_offs[0].what and private.one_offs[0].usd == Decimal("0.091800")  # 2.04 GB at $0.045
     assert transfer_usd_per_gb("us-central1", "us-central1") == 0 and transfer_usd_per_gb("US", "us-east1") == 0
     assert transfer_usd_per_gb("us-east1", "us-central1") == Decimal("0.02") and transfer_usd_per_gb("europe-west4", "us-central1") == Decimal("0.15")
