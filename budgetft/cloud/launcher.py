@@ -264,7 +264,7 @@ class Launch:
         plan = self.plan
         charges = read_charges(RunDir(plan.run_dir).ledger)
         spent = charges[-1].total if charges else Decimal(0)
-        how = "deleted by budgetft" if self.deleted_by_us else "deleted itself when done" if outcome.kind == "finished" else "deleted by Compute Engine"
+        how = "deleted by budgetft" if self.deleted_by_us else "deleted itself when done" if outcome.exit_code is not None else "deleted by Compute Engine"
         self.say(f"results  {len(files)} file(s) downloaded into {plan.run_dir}; spent ${money(spent)} of ${money(plan.cap)}")
         self.say(f"VM       {plan.name} {how}; confirmed gone")
         if outcome.kind == "finished":
