@@ -2,7 +2,8 @@
 
 The core install runs every local command. The extras add what only some machines need:
 
-    gcp   Google's Compute Engine and Cloud Storage clients: `run --cloud gcp`, `status`, `down`
+    gcp   Google's Compute Engine and Cloud Storage clients: `run --cloud gcp`, `doctor --cloud
+          gcp`, `status`, `down`
     gpu   NVML bindings (nvidia-ml-py, module pynvml): GPU telemetry; without them a run samples
           the CPU and finds its GPU through torch, so nothing breaks
     track MLflow, W&B and TensorBoard's reader: `--track mlflow|wandb` (budgetft.track.choice

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from budgetft.cli.cloud import down, status
+from budgetft.cli.doctor import doctor
 from budgetft.cli.export import export
 from budgetft.cli.init import init
 from budgetft.cli.plan import plan
@@ -35,6 +36,7 @@ app.command()(prices)
 app.command()(report)
 app.command()(status)
 app.command()(down)
+app.command()(doctor)
 app.command()(methods)
 app.command()(predict)
 app.command()(export)

@@ -33,6 +33,9 @@ def run(
     project: Optional[str] = typer.Option(None, "--project", help="Google Cloud project (default: from the environment)."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="gs:// bucket the VM uploads results to."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Cloud: print the instance request, start-up script and cost estimate; create nothing."),
+    no_external_ip: bool = typer.Option(False, "--no-external-ip", help="Cloud: no public address on the VM (for an organisation policy against them); it reaches Cloud Storage by Private Google Access and the internet by Cloud NAT."),
+    fallback_on_demand: bool = typer.Option(False, "--fallback-on-demand", help="Cloud, with --spot: when no Spot VM can start anywhere budgetft may look, try standard (on-demand) VMs, cheapest first."),
+    hf_token_secret: Optional[str] = typer.Option(None, "--hf-token-secret", help="Cloud: Secret Manager secret (NAME or projects/P/secrets/NAME) holding a Hugging Face token for gated models; the VM reads it at run time, never from metadata."),
 ) -> None:
     """Spend at most --budget dollars finding the best fine-tune for the job, with proof."""
     from budgetft.money.usd import PriceError, parse_money
@@ -50,8 +53,9 @@ def run(
     if cloud is None:
         set_local_region(region, err)  # --region on a local run: where its energy comes from (CO2)
         # Cloud-only options without --cloud would be silently ignored: say so instead.
-        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--project": project, "--bucket": bucket}
-        given = [name for name, value in cloud_only.items() if value is not None] + (["--spot"] if spot else [])
+        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--project": project, "--bucket": bucket, "--hf-token-secret": hf_token_secret}
+        flags = {"--spot": spot, "--no-external-ip": no_external_ip, "--fallback-on-demand": fallback_on_demand}
+        given = [name for name, value in cloud_only.items() if value is not None] + [name for name, on in flags.items() if on]
         if given:
             err.print(f"[bold red]error:[/] {', '.join(given)} only apply to cloud runs; add --cloud gcp, or drop {'them' if len(given) > 1 else 'it'} to run on this machine")
             raise typer.Exit(2)
@@ -75,7 +79,8 @@ def run(
         from budgetft.cloud.plan import CloudOptions
 
         with cli_errors(err):
-            options = CloudOptions(gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run)
+            options = CloudOptions(gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run,
+                                   external_ip=not no_external_ip, fallback_on_demand=fallback_on_demand, hf_token_secret=hf_token_secret)
             code = run_in_cloud(job, list(set_), cap, options, cloud=cloud, out=out, resume=resume, console=err)
         raise typer.Exit(code)
     if dry_run:
