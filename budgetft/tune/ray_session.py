@@ -6,8 +6,9 @@
 - Ray's own log lines and notices stay out of the user's terminal; trial errors are recorded by
   budgetft in words (budgetft.tune.tracking).
 - ray.init installs its own handler for SIGTERM (a bare `sys.exit`) and its core worker a C++
-  crash handler for it; the driver's handlers (budgetft.runner.signals: stop the trials, write
-  the report) are put back as they were, so SIGTERM stops a run as Ctrl-C does.
+  crash handler for it, and ray.shutdown leaves SIGTERM at the system default (the process dies
+  at once): around both, the driver's handlers (budgetft.runner.signals: stop the trials, write
+  the report) are put back as they were, so SIGTERM stops a run as Ctrl-C does in every stage.
 - A driver killed with kill -9 cannot shut Ray down, and some of Ray's processes (its dashboard
   and runtime-env agents, which rename themselves) outlive it. Each run records the processes of
   its Ray instance in the cache (`ray-sessions/<driver pid>.json`, pid and start time); the next
@@ -80,10 +81,11 @@ KEPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @contextmanager
 def _our_signal_handlers() -> Iterator[None]:
-    """Put the process's handlers for KEPT_SIGNALS back after the block (ray.init): Ray's
-    SIGTERM handler exits from wherever the main thread is, inside Ray's own code during
-    tune.fit, which ended runs with exit 134 and no report (issue 27). signal.signal also
-    replaces the C++ crash handler Ray's core worker installs for SIGTERM."""
+    """Put the process's handlers for KEPT_SIGNALS back after the block (ray.init, ray.shutdown):
+    Ray's SIGTERM handler exits from wherever the main thread is, inside Ray's own code during
+    tune.fit, which ended runs with exit 134 and no report (issue 27); after ray.shutdown the
+    signal's C-level action is the default while Python still names our handler. signal.signal
+    sets both again (and replaces the C++ crash handler Ray's core worker installs)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -100,7 +102,8 @@ def stop() -> None:
     """Shut down the Ray instance we started (or disconnect from a cluster we attached to)."""
     import ray
 
-    ray.shutdown()
+    with _our_signal_handlers():  # its core worker's shutdown leaves SIGTERM at the default (exit, no report)
+        ray.shutdown()
     (_records_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 
