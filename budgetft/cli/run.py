@@ -81,7 +81,7 @@ def run(
 
 def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
     from budgetft.cli.common import EXIT_DISK_FULL, user_errors
-    from budgetft.disk import DiskFull, is_disk_full
+    from budgetft.disk import is_disk_full
     from budgetft.money.ledger import LedgerError
     from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
@@ -125,11 +125,14 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
                 run = runner.execute()
             except refusals as exc:  # bad data, a budget too small, a busy directory: before any spend
                 err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)
+                if runner.meter is not None:  # found only once the run had begun: its records are kept
+                    err.print(f"the run stopped; what it recorded is kept in {runner.run.root}")
+                    raise typer.Exit(1) from None
                 raise typer.Exit(2) from None
-            except DiskFull as exc:  # before the run: nothing was spent
-                err.print(f"[bold red]error:[/] {exc}; nothing was spent: free some space, or choose another --out")
-                raise typer.Exit(EXIT_DISK_FULL) from None
             except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the records kept
+                if is_disk_full(exc):  # before the run's session: a full disk mid-run is the driver's to stop on
+                    err.print(f"[bold red]error:[/] {exc}; nothing was spent: free some space, or choose another --out")
+                    raise typer.Exit(EXIT_DISK_FULL) from None
                 where = runner.run
                 kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.error_log})" if where is not None and where.root.exists() else ""
                 err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
@@ -138,13 +141,13 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
                 err.print(f"[bold red]error:[/] {runner.disk_full}. The run stopped; every record so far is kept in {run.root} "
                           f"(ledger, trials, weights). Free some space, then continue it with: budgetft run --resume {run.root}")
                 raise typer.Exit(EXIT_DISK_FULL)
-            if run.run().status == "interrupted":
-                err.print(f"continue it with: budgetft run --resume {run.root}")
+            if runner.exit_code or run.run().status == "interrupted":
+                if run.run().status == "finished":  # the signal came as the finished run's report was written
+                    err.print(f"stopped by {runner.stopped_by} after the run had finished: its report is complete")
+                else:
+                    err.print(f"continue it with: budgetft run --resume {run.root}")
                 # The shell's code for the signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129), after the report is written.
                 raise typer.Exit(runner.exit_code or 130)
-            if runner.exit_code:  # the signal came as the finished run's report was written
-                err.print(f"stopped by {runner.stopped_by} after the run had finished: its report is complete")
-                raise typer.Exit(runner.exit_code)
             refused = run.plan().refused
             if refused and not run.trials():
                 err.print(f"[bold red]error:[/] no trial was run: {refused}")

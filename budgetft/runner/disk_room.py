@@ -5,10 +5,10 @@ What a run writes (bytes):
   - each trial's kept weights: its trainable parameters at 4 bytes (fp32, the widest dtype a
     trial saves) plus its manifest and adapter config (WEIGHTS_OVERHEAD);
   - each trial's records: trial.json and Ray Tune's result files (TRIAL_RECORDS);
-  - the ledger and telemetry lines, about RECORDS_PER_S a second of the run's time (a
-    telemetry sample a second of ~250 bytes, ledger lines of ~300 bytes every 2-5 s per trial);
-  - the report (REPORT_ROOM: report.md/html/json, results.csv and the plots, ~0.3 MiB on the
-    tiny model's run, kept with a wide margin because plots grow with trials).
+  - the ledger and telemetry lines, about RECORDS_PER_S a second of the run's time (measured:
+    ~300 bytes a second, a telemetry sample a second and ledger lines every 2-5 s per trial);
+  - the report (REPORT_ROOM: report.md/json, results.csv and three plots of ~50 KiB: 0.2 MiB on
+    the tiny model's two-session run, kept with a twenty-fold margin: plots grow with trials).
 A trial's trainable parameters come from this run's calibration or from one stored for the
 machine; before either exists, from the model's size: all of it for methods that train every
 weight, a tenth of it for the others (LoRA-family adapters measured at 0.5-4% of SmolLM2-135M
@@ -31,7 +31,7 @@ from budgetft.disk import DiskFull, free_bytes, size_text
 WEIGHTS_OVERHEAD = 64 * 1024
 TRIAL_RECORDS = 64 * 1024
 RECORDS_PER_S = 400
-REPORT_ROOM = 8 * 1024 * 1024
+REPORT_ROOM = 4 * 1024 * 1024
 CHECK_EVERY_S = 2.0
 BYTES_PER_PARAM = 4
 WHOLE_MODEL_METHODS = ("full", "mezo")  # train every weight of the base model
