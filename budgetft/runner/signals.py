@@ -71,6 +71,8 @@ class StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return self  # a test runner's worker thread: signals stay where they are
         for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # ignored on purpose (`nohup` ignores SIGHUP; `cmd &` in a script, SIGINT): it stays so
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

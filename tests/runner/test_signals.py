@@ -52,6 +52,20 @@ def test_a_signal_raises_in_our_code_and_only_asks_inside_deferred():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_signal_ignored_on_purpose_stays_ignored():
+    """`nohup budgetft run ...` ignores SIGHUP so that the run outlives the terminal."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        signals = StopSignals().install()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert signals.received is None
+        signals.restore()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def _signal_in(monkeypatch, name: str, signum: int):
     """Replace the driver's stage `name` by one that receives `signum` and then does its work."""
     real = getattr(driver, name)
