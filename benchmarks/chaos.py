@@ -166,24 +166,13 @@ def wait_until(predicate, timeout: float, poll_s: float = 0.2) -> bool:
 
 
 def last_stage(run_dir: Path) -> str:
-    """The stage the driver's meter paid for last, from the ledger's last line ("2 s of
-    baselines"; a trial's share names the trial: tuning)."""
-    lines = ledger_lines(run_dir)
+    """The stage the driver's meter is paying for (meter.json's "stage"; the held-out test is
+    its "evaluation" stage)."""
     try:
-        charge = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        return ""
-    if charge.get("trial"):
-        return "tuning"
-    words = str(charge.get("description", "")).split(" s of ")
-    return {"evaluation": "test"}.get(words[-1], words[-1]) if len(words) == 2 else ""
-
-
-def run_status(run_dir: Path) -> str:
-    try:
-        return json.loads((run_dir / "run.json").read_text()).get("status", "")
+        stage = json.loads((run_dir / "meter.json").read_text()).get("stage", "")
     except (OSError, ValueError):
         return ""
+    return {"evaluation": "test"}.get(stage, stage)
 
 
 def training(run_dir: Path) -> bool:
@@ -203,13 +192,6 @@ def reached(fault: str, run_dir: Path) -> bool:
     stage = fault.split("-", 1)[1] if fault.startswith(("sigterm-", "sighup-")) else "tuning"
     if stage == "tuning":
         return training(run_dir)
-    # Baselines and calibration may fit in the meter's first prepaid seconds: their records say where the run is.
-    if stage == "baselines":
-        return (run_dir / "run.json").exists() and not (run_dir / "baselines.json").exists()
-    if stage == "calibration":
-        return (run_dir / "baselines.json").exists() and not (run_dir / "calibration.json").exists()
-    if stage == "report":  # run.json is final, the report not written yet: the report is being written
-        return run_status(run_dir) not in ("", "running") and not (run_dir / "report.md").exists()
     return last_stage(run_dir) == stage
 
 
@@ -255,7 +237,9 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
         run_env["BUDGETFT_CHAOS"] = f"{kind}:{trial}:{step}"
         outcome.moment = f"{trial} step {step}"
     cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", str(CAP), "--price-per-hour", PRICE, "--out", str(out)]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=run_env, start_new_session=True)
+    # SIGHUP at its default in the driver, as in a terminal: this script may itself run under nohup.
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=run_env, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     before: list[bytes] = []
     if fault in ("driver-kill-9", "sigint", "worker-kill-9"):
         seen = wait_until(lambda: training(out), 240)

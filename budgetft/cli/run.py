@@ -82,10 +82,10 @@ def run(
 def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
     from budgetft.cli.common import EXIT_DISK_FULL, user_errors
     from budgetft.disk import is_disk_full
-    from budgetft.money.ledger import LedgerError
+    from budgetft.money.ledger import LedgerError, read_charges
     from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
-    from budgetft.resume import ResumeError, check_new_run_dir, resume_point
+    from budgetft.resume import ResumeError, check_new_run_dir, new_run_dir, resume_point
     from budgetft.runlock import RunDirBusy, RunDirUnwritable, RunLock
     from budgetft.runner.driver import Run, RunOptions
     from budgetft.spec import load_job
@@ -108,6 +108,9 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
                     lock = RunLock(out).acquire()
                     check_new_run_dir(out)
                 spec = load_job(job, overrides)
+                if resume is None and out is None:  # runs/<job>-<time>, made and locked before the data is read
+                    out = new_run_dir(spec.name, None)
+                    lock = RunLock(out).acquire()
                 price = run_price(price_per_hour)
             except refusals as exc:
                 err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)
@@ -138,8 +141,11 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
                 err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
                 raise typer.Exit(1) from None
             if runner.disk_full is not None:
-                err.print(f"[bold red]error:[/] {runner.disk_full}. The run stopped; every record so far is kept in {run.root} "
-                          f"(ledger, trials, weights). Free some space, then continue it with: budgetft run --resume {run.root}")
+                if not (run.ledger.exists() and read_charges(run.ledger)):  # the session could not begin
+                    err.print(f"[bold red]error:[/] {runner.disk_full}; nothing was spent: free some space, or choose another --out")
+                else:
+                    err.print(f"[bold red]error:[/] {runner.disk_full}. The run stopped; every record so far is kept in {run.root} "
+                              f"(ledger, trials, weights). Free some space, then continue it with: budgetft run --resume {run.root}")
                 raise typer.Exit(EXIT_DISK_FULL)
             if runner.exit_code or run.run().status == "interrupted":
                 if run.run().status == "finished":  # the signal came as the finished run's report was written

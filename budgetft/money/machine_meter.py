@@ -8,7 +8,7 @@ kill -9 loses no spend: the ledger always covers the time used.
 
 Workers (Ray trial processes) cannot see this thread, so it publishes `meter.json`:
     {"paid_until": <unix time>, "heartbeat": <unix time>, "stop": <bool>, "reason": str, "session": int,
-     "interrupted": <bool: the stop is a signal's or a full disk's, not the cap's>,
+     "interrupted": <bool: the stop is a signal's or a full disk's, not the cap's>, "stage": str,
      "money_ends": <unix time: when, at this rate, the money left above the reserve runs out>}
 The payment protocol, as a worker sees it before each step or evaluation (`wait_for_payment`):
   - the meter says stop (the cap is reached)                            -> stop, "by the cap";
@@ -240,7 +240,7 @@ class MachineMeter:
         capped = self.stopped.is_set()
         state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": capped or bool(self.interrupted),
                  "reason": self.reason if capped else self.interrupted, "interrupted": bool(self.interrupted) and not capped,
-                 "session": self.session, "money_ends": self.money_ends(paid_until)}
+                 "session": self.session, "money_ends": self.money_ends(paid_until), "stage": self.stage}
         write_json(self.run_dir / METER_FILE, state)
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from budgetft import __version__
 from budgetft.disk import DISK_FULL_WORDS, DiskFull, is_disk_full
+from budgetft.files import write_text
 from budgetft.money.ledger import Ledger, read_charges
 from budgetft.money.machine_meter import MachineMeter
 from budgetft.money.machine_start import current_start, start_paid_seconds
@@ -137,7 +138,9 @@ class Run:
         status, info = "finished", None
         self.signals.install()
         try:
-            info = self._start_session(previous, charges)
+            with self.signals.deferred():  # a session starts whole: job.yaml, run.json, the meter (a resume needs them)
+                info = self._start_session(previous, charges)
+            self.signals.raise_if_stopped()
             with self.display:
                 if self.report_only:
                     self.display.note(self.resume_note)
@@ -285,12 +288,12 @@ class Run:
             region=region_from_env() or previous.get("region"),  # local --region, for the report's CO2
             test_rows_reason=self.test_rows_reason or previous.get("test_rows_reason"), machine_starts=starts,
         )
+        if not run.job_yaml.exists():  # the resolved job, before run.json: workers and resumes cut the same rows
+            write_text(run.job_yaml, dump_job(self.spec))
         run.write_run(info)
         for trial in run.trials():  # the previous session died under these
             if trial.status == "running":
                 run.finalize_trial(trial.trial_id, budget_stopped=False, interrupted=True)
-        if not run.job_yaml.exists():  # the resolved job: workers and resumes cut the same rows
-            run.job_yaml.write_text(dump_job(self.spec))
         # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
         # widens the lookahead to cover a whole training step.
         reserve = seconds_to_usd(RESERVE_SECONDS, opts.usd_per_hour)

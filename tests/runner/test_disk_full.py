@@ -61,7 +61,8 @@ def test_a_disk_full_from_the_start_is_one_line(tiny_job_file, tmp_path, monkeyp
     monkeypatch.setenv("BUDGETFT_DISK_FULL", str(out))
     result = run_cli("run", tiny_job_file, "--budget", "2", "--price-per-hour", "36", "--out", out)
     assert result.exit_code == 74, result.output
-    assert "the disk is full (writing run.json)" in result.output and "Traceback" not in result.output
+    assert "the disk is full (writing job.yaml)" in result.output and "nothing was spent" in result.output
+    assert "--resume" not in result.output and "Traceback" not in result.output
     assert not (out / "ledger.jsonl").exists() or read_charges(out / "ledger.jsonl") == []
 
 
