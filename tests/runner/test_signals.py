@@ -138,3 +138,26 @@ def test_a_signal_during_the_report_waits_for_it(tiny_job_file, tmp_path, monkey
     assert result.exit_code == 143, result.output
     assert (out / "report.md").exists() and (out / "report.json").exists()
     assert "after the run had finished" in result.output
+
+
+def test_a_signal_as_the_session_starts_leaves_a_run_that_resumes(tiny_job_file, tmp_path, monkeypatch):
+    """SIGTERM between run.json and the meter's start once left run.json without job.yaml: the
+    resume could not find its job. A session now starts whole, then stops."""
+    from budgetft.money.machine_meter import MachineMeter
+    from budgetft.stages.tune import TuneSession
+
+    real_start = MachineMeter.start
+
+    def start(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(MachineMeter, "start", start)
+    out = tmp_path / "run"
+    result = run_cli("run", tiny_job_file, "--budget", "2", "--price-per-hour", "36", "--out", out)
+    assert result.exit_code == 143, result.output
+    assert (out / "job.yaml").exists() and RunDir(out).run()["status"] == "interrupted" and (out / "report.md").exists()
+    monkeypatch.setattr(MachineMeter, "start", real_start)
+    monkeypatch.setattr(TuneSession, "round", lambda self, plan, specs: None)
+    resumed = run_cli("run", "--resume", out)
+    assert resumed.exit_code == 0, resumed.output
