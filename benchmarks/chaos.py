@@ -192,6 +192,8 @@ def reached(fault: str, run_dir: Path) -> bool:
     stage = fault.split("-", 1)[1] if fault.startswith(("sigterm-", "sighup-")) else "tuning"
     if stage == "tuning":
         return training(run_dir)
+    if stage == "baselines":  # with test rows only the majority is scored here (milliseconds): the session's start up to it
+        return (run_dir / "run.json").exists() and not (run_dir / "baselines.json").exists()
     return last_stage(run_dir) == stage
 
 
