@@ -4,26 +4,33 @@ Every file budgetft replaces while something may read it (a report on a live run
 another trial sharing a cache, a VM's copy of the ledger) is written by `atomic_write`: into a
 temporary file in the same directory, flushed, fsynced when it must survive a crash, then renamed
 over the target. A reader sees the old file or the new one, never half of either; a writer that
-fails or is killed leaves only its temporary file, which is removed where it can be.
+fails or is killed leaves only its temporary file, which is removed where it can be. A full disk
+(or quota) is raised as budgetft.disk.DiskFull, naming the file and the free space.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
+
+from budgetft.disk import as_disk_full, fault_seam
 
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], durable: bool = True) -> Path:
     """Replace `path` by what `write(binary file)` writes. durable: fsync the file before the
     rename (a record that must survive a power cut); a cache that can be computed again skips it.
-    Raises what `write` or the disk raises (OSError "No space left on device" included), with
-    the target untouched."""
+    Raises what `write` or the disk raises (a full disk as DiskFull), with the target untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fault_seam(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise as_disk_full(exc, path.parent, path.name) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -31,9 +38,34 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], Any], durable: b
             if durable:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise as_disk_full(exc, path.parent, path.name) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_dir(path: Path | str, write: Callable[[Path], Any], what: str = "") -> Path:
+    """Replace the directory `path` by what `write(folder)` writes into a new folder beside it:
+    the old directory stays whole until the new one is (a trial's kept weights, overwritten at
+    each better evaluation, survive a full disk or a kill mid-write). A full disk is raised as
+    DiskFull (so is a library's own "No space left on device" error), the old directory kept."""
+    path = Path(path)
+    fresh, old = path.with_name(f".{path.name}.new"), path.with_name(f".{path.name}.old")
+    shutil.rmtree(fresh, ignore_errors=True)
+    try:
+        fault_seam(fresh)
+        write(fresh)
+    except Exception as exc:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise as_disk_full(exc, path.parent, what or path.name) from None
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)  # the only moment without `path`: two renames, no copying
+    os.replace(fresh, path)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -6,8 +6,11 @@ output plus eval_loss, including the per-row `correct` vector for significance t
   run.json           {schema, run_id, job, started, finished|null, status, budget_usd, cap_usd,
                       price_per_hour, price_source, device, hardware, region|null}
                      status: running | finished | interrupted | failed
+                     machine_starts: {start id: [sessions]} (the billing minimum is per start)
                      region: the grid region a local run was given with --region, for the
                      report's CO2 (cloud runs' region is in cloud/launch-<n>.json)
+  driver.lock        flock'ed by the live driver for its whole life, with its PID (budgetft.runlock):
+                     a second driver on the run is refused, naming it
   job.yaml           the resolved job spec
   plan.json          the latest round's plan (trials per method, max steps, rungs, reserve, ...),
                      with "round", "rounds" (every round's plan and its trial ids: money that
@@ -118,6 +121,9 @@ class RunInfo(Record):
     data: str = ""
     stop_reason: str | None = None
     region: str | None = None  # grid region of a local run (--region), for the report's CO2
+    # The machine starts the run's sessions ran on (budgetft.money.machine_start): start id ->
+    # its sessions; the one-minute billing minimum is charged once per start.
+    machine_starts: dict[str, list[int]] = {}
 
 
 class PlanRecord(Record):
@@ -193,6 +199,16 @@ class TrialRecord(Record):
         else:
             self.status = "stopped_early"  # ASHA cut it at a rung
         self.ended = self.ended or utc_now()
+
+def _before_first_evaluation(trial: TrialRecord, spec: dict | None) -> str:
+    """'t001-lora stopped by the cap at step 10, before its first evaluation at step 13'."""
+    first = min((int(s) for s in (spec or {}).get("eval_steps") or []), default=None)
+    words = {"stopped_by_cap": "was stopped by the cap", "interrupted": "was interrupted", "stopped_early": "was stopped by ASHA",
+             "finished": "ended", "running": "was still running"}
+    how = f"failed ({trial.error})" if trial.error else words.get(trial.status, trial.status.replace("_", " "))
+    at = f" at step {trial.steps}" if trial.steps else " before its first step"
+    return f"{trial.trial_id} {how}{at}" + (f", before its first evaluation at step {first}" if first else "")
+
 
 class RunDir:
     """A run directory: every path in it, and its records read and written as types."""
@@ -279,14 +295,27 @@ class RunDir:
 
     def winner(self) -> TrialRecord | None:
         """The trial a run hands over, by one rule: among trials that kept weights, the most
-        accurate on the selection rows at its kept evaluation (ties: the earlier trial); a
-        trial that was never evaluated there (a one-trial plan keeps its last step) wins only
-        when no kept trial was evaluated. None when no trial kept weights."""
-        kept = [t for t in self.trials() if self.has_weights(t.trial_id)]
-        evaluated = [t for t in kept if t.evals]
-        if evaluated:
-            return max(evaluated, key=lambda t: max(e.get("accuracy", -1.0) for e in t.evals))
-        return kept[0] if kept else None
+        accurate on the selection rows at its kept evaluation (ties: the earlier trial). A trial
+        never evaluated there is never the winner, whatever it kept: nothing measured it (the
+        report says why there is none: no_winner_reason). None when no such trial exists."""
+        evaluated = [t for t in self.trials() if t.evals and self.has_weights(t.trial_id)]
+        if not evaluated:
+            return None
+        return max(evaluated, key=lambda t: max(e.get("accuracy", -1.0) for e in t.evals))
+
+    def no_winner_reason(self) -> str | None:
+        """Why the run has no winner, in words (None when it has one)."""
+        if self.winner() is not None:
+            return None
+        trials = self.trials()
+        if not trials:
+            return "no trial ran"
+        if any(t.evals for t in trials):
+            return "no evaluated trial kept its weights"
+        planned = {spec.get("trial_id"): spec for spec in self.plan().trials}
+        stops = "; ".join(_before_first_evaluation(t, planned.get(t.trial_id)) for t in trials[:3])
+        more = f"; and {len(trials) - 3} more" if len(trials) > 3 else ""
+        return f"no trial was evaluated on the selection rows, so none can be handed over: {stops}{more}"
 
     def plan(self) -> PlanRecord:
         return PlanRecord(**(read_json(self.plan_json, {}) or {}))

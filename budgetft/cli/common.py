@@ -26,6 +26,12 @@ METHODS_OPT = typer.Option(None, "--methods", "-m", help="Only these of the job'
 # Domain errors whose message already says what is wrong and how to fix it.
 USER_ERRORS: tuple[type[BaseException], ...] = ()
 
+# Exit codes (docs/cli.md): 0 done, 1 a failure of ours, 2 a refusal before any spend (bad job,
+# data, budget, run directory), 74 the disk is full (EX_IOERR of sysexits.h; every record kept,
+# resumable once there is room), 128 + the signal's number for a run stopped by one (130 Ctrl-C,
+# 143 SIGTERM, 129 SIGHUP; resumable).
+EXIT_DISK_FULL = 74
+
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from budgetft.data import DataError

@@ -90,49 +90,100 @@ def run(
 
 
 def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, track, err) -> None:
+    from budgetft.cli.common import EXIT_DISK_FULL, user_errors
+    from budgetft.disk import is_disk_full
+    from budgetft.money.ledger import LedgerError, read_charges
     from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
-    from budgetft.resume import ResumeError, check_new_run_dir, resume_point
+    from budgetft.resume import ResumeError, check_new_run_dir, new_run_dir, resume_point
+    from budgetft.runlock import RunDirBusy, RunDirUnwritable, RunLock
     from budgetft.runner.driver import Run, RunOptions
     from budgetft.spec import load_job
     from budgetft.telemetry.pricing import run_price
 
-    with cli_errors(err):
-        try:
-            if resume is not None:  # decided as for a cloud run: same cap, same job, true spend
-                point = resume_point(resume, cap)
-                job, cap = job or str(point.run.job_yaml), point.cap
-                price_per_hour = price_per_hour or point.info.price_per_hour
-            elif out is not None:
-                check_new_run_dir(out)
-            spec = load_job(job, overrides)
-            price = run_price(price_per_hour)
-        except (PriceError, ResumeError) as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
-        trackers = track_choices(track, "run", err)  # a tracker that cannot work is refused before spending
-        quiet_libraries()
-        err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
-        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address,
-                                      live=err.is_terminal, track=trackers), err)
-        try:
-            run = runner.execute()
-        except (BudgetTooSmall, ResumeError) as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
-        except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the records kept
-            where = runner.run
-            kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.error_log})" if where is not None and where.root.exists() else ""
-            err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
-            raise typer.Exit(1) from None
-        if run.run().status == "interrupted":
-            err.print(f"continue it with: budgetft run --resume {run.root}")
-            # The shell's codes for Ctrl-C (130) and SIGTERM (143), after the report is written.
-            raise typer.Exit(143 if runner.stopped_by == "SIGTERM" else 130)
-        refused = run.plan().refused
-        if refused and not run.trials():
-            err.print(f"[bold red]error:[/] no trial was run: {refused}")
-            raise typer.Exit(1)
+    refusals = (PriceError, ResumeError, RunDirBusy, RunDirUnwritable, LedgerError, BudgetTooSmall, *user_errors())
+    lock = None
+    try:
+        with cli_errors(err):
+            try:
+                # The run directory first: one live driver holds it (a second is refused naming
+                # the first), and an --out that cannot be written is refused before any work.
+                if resume is not None:
+                    if resume.is_dir():
+                        lock = RunLock(resume).acquire(resuming=True)
+                    point = resume_point(resume, cap)  # decided as for a cloud run: same cap, same job, true spend
+                    job, cap = job or str(point.run.job_yaml), point.cap
+                    price_per_hour = price_per_hour or point.info.price_per_hour
+                elif out is not None:
+                    lock = RunLock(out).acquire()
+                    check_new_run_dir(out)
+                spec = load_job(job, overrides)
+                if resume is None and out is None:  # runs/<job>-<time>, made and locked before the data is read
+                    out = new_run_dir(spec.name, None)
+                    lock = RunLock(out).acquire()
+                price = run_price(price_per_hour)
+            except refusals as exc:
+                err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)
+                raise typer.Exit(2) from None
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                err.print(f"[bold red]error:[/] {exc}; nothing was spent: free some space, or choose another --out")
+                raise typer.Exit(EXIT_DISK_FULL) from None
+            trackers = track_choices(track, "run", err)  # a tracker that cannot work is refused before spending
+            quiet_libraries()
+            err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
+            runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume,
+                                          ray_address=ray_address, live=err.is_terminal, lock=lock, track=trackers), err)
+            try:
+                run = runner.execute()
+            except refusals as exc:  # bad data, a budget too small, a busy directory: before any spend
+                err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)
+                if runner.meter is not None:  # found only once the run had begun: its records are kept
+                    err.print(f"the run stopped; what it recorded is kept in {runner.run.root}")
+                    raise typer.Exit(1) from None
+                raise typer.Exit(2) from None
+            except Exception as exc:  # noqa: BLE001 - a bug of ours: one line, the records kept
+                if is_disk_full(exc):  # before the run's session: a full disk mid-run is the driver's to stop on
+                    err.print(f"[bold red]error:[/] {exc}; nothing was spent: free some space, or choose another --out")
+                    raise typer.Exit(EXIT_DISK_FULL) from None
+                where = runner.run
+                kept = f"; the ledger and the report are kept in {where.root} (the traceback is in {where.error_log})" if where is not None and where.root.exists() else ""
+                err.print(f"[bold red]error:[/] the run failed unexpectedly: {type(exc).__name__}: {_first_line(exc)}{kept}", markup=True)
+                raise typer.Exit(1) from None
+            if runner.disk_full is not None:
+                if not (run.ledger.exists() and read_charges(run.ledger)):  # the session could not begin
+                    err.print(f"[bold red]error:[/] {runner.disk_full}; nothing was spent: free some space, or choose another --out")
+                else:
+                    err.print(f"[bold red]error:[/] {runner.disk_full}. The run stopped; every record so far is kept in {run.root} "
+                              f"(ledger, trials, weights). Free some space, then continue it with: budgetft run --resume {run.root}")
+                raise typer.Exit(EXIT_DISK_FULL)
+            if runner.exit_code or run.run().status == "interrupted":
+                if run.run().status == "finished":  # the signal came as the finished run's report was written
+                    err.print(f"stopped by {runner.stopped_by} after the run had finished: its report is complete")
+                else:
+                    err.print(f"continue it with: budgetft run --resume {run.root}")
+                # The shell's code for the signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129), after the report is written.
+                raise typer.Exit(runner.exit_code or 130)
+            refused = run.plan().refused
+            if refused and not run.trials():
+                err.print(f"[bold red]error:[/] no trial was run: {refused}")
+                raise typer.Exit(1)
+    finally:
+        if lock is not None:
+            lock.release(clean=True)
+
+
+def _in_words(exc: BaseException) -> str:
+    """A refusal's message; a ledger that breaks its chain names the fix too."""
+    from budgetft.money.ledger import LedgerError
+
+    if isinstance(exc, LedgerError):
+        return (f"{exc}: the ledger was edited or damaged, and a run never continues on a ledger it cannot trust; "
+                "restore it from a copy, or start a new run with another --out")
+    if isinstance(exc, KeyError):
+        return str(exc.args[0])
+    return str(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -44,7 +44,7 @@ def check_splits(splits: Splits, prompt: PromptSpec, label_field: str, split_nam
             seen = ", ".join(f"{k!r} ({n} rows)" for k, n in unknown.most_common(5))
             raise DataError(
                 f"{split} split has labels not in prompt.labels: {seen}; "
-                f"the label map has {', '.join(map(repr, prompt.labels))}: add the missing classes or fix the data"
+                f"the label map has {', '.join(map(repr, prompt.labels))}: " + _label_fix(set(unknown), set(prompt.labels))
             )
     classes = Counter(class_of(r[label_field], lookup) for r in splits.train)
     if len(classes) < 2:
@@ -53,6 +53,21 @@ def check_splits(splits: Splits, prompt: PromptSpec, label_field: str, split_nam
             f"the {split_names[0]!r} split has one class only ({only!r}, {len(splits.train)} rows): "
             "a classifier needs rows of two or more classes to learn from"
         )
+
+
+# What YAML 1.1 (PyYAML) reads as a boolean when a key is left unquoted: `yes:` becomes true.
+YAML_BOOLEAN_WORDS = {"yes", "no", "y", "n", "on", "off"}
+
+
+def _label_fix(unknown: set[str], keys: set[str]) -> str:
+    """The fix for data labels the label map lacks: quoting, when YAML turned the job's
+    yes/no/on/off keys into true/false."""
+    booleans = {k for k in unknown if k.lower() in YAML_BOOLEAN_WORDS}
+    if booleans and {k.lower() for k in keys} & {"true", "false"}:
+        words = ", ".join(sorted(booleans))
+        return (f"YAML reads unquoted {words} as true/false, so the job's label keys became booleans; "
+                f"quote them in prompt.labels (e.g. 'yes': ' yes', 'no': ' no')")
+    return "add the missing classes or fix the data"
 
 
 def class_token_ids(tokenizer, labels: dict[str, str]) -> list[list[int]]:

@@ -126,6 +126,19 @@ def _json_lines(text: str, path: Path) -> list:
     return rows
 
 
+def _not_text(path: Path, exc: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"data file {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}): a {path.suffix} file is text; "
+        "check that this is the data file, or save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or give a .parquet file"
+    )
+
+
+def _looks_like_csv(text: str) -> bool:
+    """A first line of comma-separated names, not a JSON object: a CSV saved under .jsonl."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return bool(first) and not first.startswith(("{", "[")) and "," in first
+
+
 def read_rows(path_text: str) -> list[dict]:
     path = Path(path_text).expanduser()
     if path.is_dir():
@@ -146,14 +159,21 @@ def read_rows(path_text: str) -> list[dict]:
         text = path.read_text(encoding="utf-8")
         if suffix == ".json" and text.lstrip().startswith("["):
             rows = json.loads(text)
+        elif _looks_like_csv(text):
+            raise DataError(
+                f"data file {path} holds comma-separated text (its first line: {text.strip().splitlines()[0][:60]!r}), "
+                f"not one JSON object per line as {suffix} says: rename it to .csv, or write it as JSON lines"
+            )
         else:
             rows = _json_lines(text, path)
-    except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"data file {path} could not be parsed: {exc}") from None
     except DataError:
-        raise  # already names the file, the line and the fix
+        raise
+    except UnicodeDecodeError as exc:
+        raise _not_text(path, exc) from None
+    except (json.JSONDecodeError, csv.Error) as exc:
+        raise DataError(f"data file {path} could not be parsed as {suffix}: {exc}; fix the file or give its right suffix") from None
     except Exception as exc:  # pyarrow raises its own error types
-        raise DataError(f"data file {path} could not be read: {exc}") from None
+        raise DataError(f"data file {path} could not be read as {suffix}: {exc}; check that this is the data file") from None
     if rows and not all(isinstance(r, dict) for r in rows):
         raise DataError(f"data file {path}: every row must be an object of fields")
     return rows

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from budgetft.clock import utc_now
+from budgetft.disk import as_disk_full, fault_seam
 from budgetft.money.usd import round_up, usd
 
 LEDGER_FILENAME = "ledger.jsonl"
@@ -260,11 +261,15 @@ class Ledger:
             )
             data = (record.to_json() + "\n").encode("utf-8")
             try:
+                fault_seam(self.path)
                 _write_all(self._fd, data)
                 os.fsync(self._fd)  # on disk before the caller starts the work it paid for
-            except BaseException:
+            except BaseException as exc:
                 # Leave no partial line behind us (best effort; reopening would cut it anyway).
+                # The charge is not recorded, so the work it would pay for does not start.
                 os.ftruncate(self._fd, self._offset)
+                if isinstance(exc, OSError):
+                    raise as_disk_full(exc, self.path.parent, "the ledger") from None
                 raise
             self._offset += len(data)
             self._add(record)

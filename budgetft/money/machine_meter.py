@@ -8,9 +8,11 @@ kill -9 loses no spend: the ledger always covers the time used.
 
 Workers (Ray trial processes) cannot see this thread, so it publishes `meter.json`:
     {"paid_until": <unix time>, "heartbeat": <unix time>, "stop": <bool>, "reason": str, "session": int,
+     "interrupted": <bool: the stop is a signal's or a full disk's, not the cap's>, "stage": str,
      "money_ends": <unix time: when, at this rate, the money left above the reserve runs out>}
 The payment protocol, as a worker sees it before each step or evaluation (`wait_for_payment`):
-  - the meter says stop (the cap is reached, or the run is ending)      -> stop, "by the cap";
+  - the meter says stop (the cap is reached)                            -> stop, "by the cap";
+  - the meter says stop, interrupted (a signal, a full disk)             -> stop, interrupted;
   - the run was resumed by a newer session                              -> stop;
   - the next piece of work is paid for                                   -> go;
   - not yet paid, but the driver's heartbeat is recent                   -> wait for the payment;
@@ -22,7 +24,12 @@ only ever starts on paid time, so the ledger covers every second used, even when
 killed: its workers finish the step they paid for, wait, and stop within DEAD_DRIVER_S.
 
 When the next slice would eat into the reserve kept for the report and shutdown, the meter
-stops buying time and raises the stop flag; the scheduler's Stopper ends all trials.
+stops buying time and raises the stop flag; the scheduler's Stopper ends all trials. The driver
+raises the same flag, marked interrupted, when the run must stop for another reason (a signal,
+a full disk: `interrupt`), so that trials stop the same way and are recorded as interrupted.
+
+The one-minute billing minimum is charged once per machine start (budgetft.money.machine_start):
+a session settles it at close() only for the seconds its machine start has not yet paid.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
+from budgetft.disk import is_disk_full
 from budgetft.files import read_json, write_json
 from budgetft.money.ledger import BudgetExceeded, Ledger
 from budgetft.money.meter import Meter
@@ -63,9 +71,14 @@ class MachineMeter:
         session: int = 1,
         minimum_seconds: int = 60,  # billed as a VM: one minute at least, then per second
         clock: Callable[[], float] = time.time,  # wall-clock seconds (unix time); tests inject one
+        start_paid_s: float = 0.0,
     ):
         # Slices are billed per second; the one-minute minimum is settled at close(), so the
-        # first minute's charges say what the time was spent on (baselines, calibration).
+        # first minute's charges say what the time was spent on (baselines, calibration). It is
+        # billed per machine start, not per session: `start_paid_s` is what this session's
+        # machine start has already paid for (earlier sessions of the run on the same boot, or
+        # a cloud launcher's VM start), seconds (budgetft.money.machine_start).
+        self.start_paid_s = float(start_paid_s)
         self.clock = clock
         self.meter = Meter(ledger, usd_per_hour, minimum_seconds=0, clock=clock)
         self.minimum_seconds = minimum_seconds
@@ -82,6 +95,11 @@ class MachineMeter:
         self.needs: Callable[[], float] = lambda: 0.0
         self.stopped = threading.Event()  # budget exhausted: stop buying training time
         self.reason = ""
+        # Why the driver stopped the run otherwise (a signal, a full disk): "" until it does.
+        # Set by a plain assignment, so a signal handler may set it (no lock); published by
+        # the meter's thread within half a second.
+        self.interrupted = ""
+        self.disk_full: OSError | None = None  # the full disk that stopped the meter's payments
         self._slice = 0
         self._lock = threading.Lock()
         self._halt = threading.Event()
@@ -116,9 +134,14 @@ class MachineMeter:
             try:
                 self.top_up()
             except Exception as exc:  # noqa: BLE001 - the heartbeat must outlive a bad read
-                # A ledger that cannot be written (disk full, ...) cannot pay: stop the run
-                # rather than let workers compute on unpaid time; publishing is retried.
-                self._stop(f"the meter could not pay: {type(exc).__name__}: {exc}")
+                # A ledger that cannot be written cannot pay: stop the run rather than let
+                # workers compute on unpaid time; publishing is retried. A full disk is no cap:
+                # the run is interrupted, and its driver says so (self.disk_full).
+                if is_disk_full(exc):
+                    self.disk_full = self.disk_full or exc
+                    self.interrupt(str(exc))
+                else:
+                    self._stop(f"the meter could not pay: {type(exc).__name__}: {exc}")
                 try:
                     self._publish()
                 except Exception:  # noqa: BLE001
@@ -129,13 +152,20 @@ class MachineMeter:
         if self._thread:
             self._thread.join(timeout=5)
         self.top_up()  # the time up to now is paid for, whatever happened
-        short = self.minimum_seconds - float(self.meter.paid_seconds)
-        if short > 0:  # a session shorter than the billing minimum still pays for the minute
+        short = self.minimum_seconds - self.start_paid_s - float(self.meter.paid_seconds)
+        if short > 0:  # a machine start shorter than the billing minimum still pays for the minute
             try:
-                self.meter.charge_for(short, "overhead", f"one-minute billing minimum ({short:.0f} s unused)", key=f"s{self.session}:minimum")
+                self.meter.charge_for(short, "overhead", f"one-minute billing minimum of this machine start ({short:.0f} s unused)", key=f"s{self.session}:minimum")
             except BudgetExceeded as exc:
                 self._stop(str(exc))
             self._publish()
+
+    def interrupt(self, reason: str) -> None:
+        """Stop every trial as the cap would, recorded as interrupted (a signal, a full disk):
+        workers stop at their next payment and Tune's stopper ends the trials. Safe in a signal
+        handler: one assignment; the meter's thread publishes it."""
+        if not self.interrupted:
+            self.interrupted = reason
 
     def set_stage(self, stage: str) -> None:
         self.stage = stage
@@ -194,7 +224,7 @@ class MachineMeter:
         slices until the paid time no longer runs `lookahead` ahead of the clock, so the stop
         comes a lookahead before the last slice bought runs out. Slices are priced as they are
         bought (rounded up) plus a micro-dollar, and counted whole."""
-        if self.stopped.is_set():
+        if self.stopped.is_set() or self.interrupted:
             return self.clock()
         left = self.ledger.cap - self.ledger.spent - self.reserve_usd
         if left <= 0:
@@ -207,8 +237,10 @@ class MachineMeter:
 
     def _publish(self) -> None:
         paid_until = self._started_wall + float(self.meter.paid_seconds)
-        state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": self.stopped.is_set(), "reason": self.reason, "session": self.session,
-                 "money_ends": self.money_ends(paid_until)}
+        capped = self.stopped.is_set()
+        state = {"paid_until": paid_until, "heartbeat": self.clock(), "stop": capped or bool(self.interrupted),
+                 "reason": self.reason if capped else self.interrupted, "interrupted": bool(self.interrupted) and not capped,
+                 "session": self.session, "money_ends": self.money_ends(paid_until), "stage": self.stage}
         write_json(self.run_dir / METER_FILE, state)
 
 
@@ -230,7 +262,7 @@ def payment_for(state: dict | None, next_seconds: float, session: int | None, no
     if session is not None and state.get("session") != session:
         return Payment(False, reason=f"session {session} of this run was replaced by session {state.get('session')}")
     if state.get("stop"):
-        return Payment(False, reason=state.get("reason") or "the run is stopping", by_cap=True)
+        return Payment(False, reason=state.get("reason") or "the run is stopping", by_cap=stopped_by_cap(state))
     if now + next_seconds <= float(state["paid_until"]):
         return Payment(True)
     # Older meters published no heartbeat: their last payment time stands in for it.
@@ -238,6 +270,12 @@ def payment_for(state: dict | None, next_seconds: float, session: int | None, no
     if now - beat > dead_after:
         return Payment(False, reason=f"the run's driver stopped paying {now - beat:.0f} s ago (it was stopped or died)")
     return Payment(False, wait=True, reason="waiting for the driver to pay for the next step")
+
+
+def stopped_by_cap(state: dict | None) -> bool:
+    """Whether the meter's published state says the cap stopped the run (not a signal or a full
+    disk: those stop trials the same way, but they are interrupted, not stopped by the cap)."""
+    return bool(state and state.get("stop") and not state.get("interrupted"))
 
 
 def wait_for_payment(

@@ -60,6 +60,11 @@ def held_out_rows_for(budget_seconds: float, eval_rows_per_s: float, available: 
         return int(share * budget_seconds * eval_rows_per_s / 2)
 
     claim = max(PROOF_ROWS, rows_to_show(CLAIM_LIFT))
+    if available <= 0:
+        return HeldOutSplit(0, (
+            "no test rows: the selection rows take every row of the evaluation split, so the winner is chosen and measured "
+            f"on the same rows and nothing proves it on rows no decision saw (a {100 * CLAIM_LIFT:.0f}-point lift needs ~{claim} held-out rows); "
+            "give a larger evaluation split, or lower eval.limit to leave rows for the test"))
     rows = max(min(claim, bought(TEST_SHARE)), min(PROOF_ROWS, bought(MAX_TEST_SHARE)), bought(EXTRA_SHARE), MIN_TEST_ROWS)
     rows = min(rows, available)
     seconds = 2 * rows / eval_rows_per_s

@@ -55,6 +55,7 @@ class RunReport:
     test: dict | None = None  # test.json: the winner on the held-out test rows (the headline)
     forecast: dict | None = None  # what the first round's plan forecast (plan.json)
     models: list[str] = field(default_factory=list)  # every model the job let the plan choose, its own first
+    no_winner: str | None = None  # why the run hands over no trial (RunDir.no_winner_reason); None when it has a winner
 
     @property
     def winner_model(self) -> str | None:
@@ -154,7 +155,16 @@ def load_run(path: Path | str) -> RunReport:
         generated=utc_now(),
         test=_read(rd.test_json, None, warnings) if rd.test_json.exists() else None,
         forecast=_first_forecast(_read(rd.plan_json, None, warnings) if rd.plan_json.exists() else None),
+        no_winner=_no_winner(rd, warnings),
     )
+
+
+def _no_winner(rd: RunDir, warnings: list[str]) -> str | None:
+    try:
+        return rd.no_winner_reason()
+    except Exception as exc:  # noqa: BLE001 - a damaged record: the report still renders
+        warnings.append(f"whether the run has a winner could not be read: {exc}")
+        return None
 
 
 def _first_forecast(plan: dict | None) -> dict | None:

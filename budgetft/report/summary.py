@@ -96,7 +96,8 @@ def recommend(report: RunReport, best: Row | None, most_efficient: Row | None) -
     failed = [t for t in report.trials if t.status == "failed"]
     if best is None:
         tail = f" {_count(failed, 'trial')} failed; see the errors below." if failed else ""
-        return "Nothing to recommend yet: no trial has been evaluated." + tail
+        why = report.no_winner or "no trial has been evaluated"
+        return f"Nothing to recommend yet: {why}." + tail
     if report.majority is None or report.majority.accuracy is None:
         return (f"{best.id} ({fmt.method_and_settings(best)}) is the most accurate trial, but without the majority "
                 "baseline nothing says whether it beats always answering the most common class.")

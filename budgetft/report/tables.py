@@ -97,12 +97,12 @@ def headline(report: RunReport) -> str:
 def summary_items(report: RunReport, summary: Summary, markdown: bool = False) -> list[tuple[str, str]]:
     """(label, sentence) pairs for the top of the report."""
     b = lambda s: f"`{s}`" if markdown else s  # noqa: E731 - trial ids as code in Markdown
-    items: list[tuple[str, str]] = test_items(report.test, report.forecast, markdown)
+    items: list[tuple[str, str]] = test_items(report.test, report.forecast, markdown, report.no_winner)
     best = summary.best
     on_selection = " on the selection rows" if report.test else ""
     if best is None:
         if not report.test:
-            items.append(("Best trial", "none evaluated yet"))
+            items.append(("Best trial", f"none: {report.no_winner}" if report.no_winner else "none evaluated yet"))
     else:
         items.append((f"Best trial{on_selection}", f"{b(best.id)} ({fmt.method_and_settings(best)}): {fmt.pct(best.accuracy)}% accuracy "
                       f"(95% CI {fmt.ci(best.ci95)}) for {fmt.usd(best.cost)}, {best.ended} at step "

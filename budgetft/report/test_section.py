@@ -52,12 +52,13 @@ def forecast_sentence(forecast: dict | None, test: dict | None) -> str | None:
     return text
 
 
-def summary_items(test: dict | None, forecast: dict | None, markdown: bool = False) -> list[tuple[str, str]]:
-    """The report's first lines when the run has a held-out test."""
+def summary_items(test: dict | None, forecast: dict | None, markdown: bool = False, no_winner: str | None = None) -> list[tuple[str, str]]:
+    """The report's first lines when the run has a held-out test. no_winner: why the run has
+    no trial to hand over (RunDir.no_winner_reason), which the test's own record may not know."""
     if not test:
         return []
     if not test.get("winner"):
-        return [("Held-out test", f"not run: {test.get('why', 'no winner')}")]
+        return [("Held-out test", f"not run: {no_winner or test.get('why', 'no winner')}")]
     items = [("Held-out test", headline_sentence(test, markdown))]
     chosen = test.get("chosen_by")
     if chosen:

@@ -1,10 +1,12 @@
 """The run, as named stages: baselines -> calibrate -> plan -> tune -> report (budgetft.stages).
 
-Nothing is spent until the job, data and budget have been checked. From then on the machine
-meter pays for every second in advance, and every stage's record goes to the run directory as
-soon as it exists, so an interrupted run keeps everything and `--resume` goes on from there.
-This module only sequences the stages and owns what lives as long as the run: the ledger, the
-meter, the telemetry sampler and the live display.
+Nothing is spent until the job, data, budget and disk room have been checked. From then on the
+machine meter pays for every second in advance, and every stage's record goes to the run
+directory as soon as it exists, so an interrupted run keeps everything and `--resume` goes on
+from there. This module only sequences the stages and owns what lives as long as the run: the
+run directory's lock (one live driver), the ledger, the meter, the signal handlers
+(budgetft.runner.signals), the disk watch (budgetft.runner.disk_room), the telemetry sampler and
+the live display.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import signal
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,17 +24,24 @@ from rich.console import Console
 from rich.markup import escape
 
 from budgetft import __version__
+from budgetft.disk import DISK_FULL_WORDS, DiskFull, is_disk_full
+from budgetft.files import write_text
 from budgetft.money.ledger import Ledger, read_charges
 from budgetft.money.machine_meter import MachineMeter
+from budgetft.money.machine_start import current_start, start_paid_seconds
 from budgetft.money.usd import round_up, seconds_to_usd, usd
 from budgetft.planner import BudgetTooSmall
 from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, machine_concurrency
 from budgetft.planner.curves import learned_from
 from budgetft.planner.inputs import budget_check
+from budgetft.models.speed import parameter_count
 from budgetft.resume import ResumeError, new_run_dir
 from budgetft.rundir import SCHEMA_VERSION, RunDir, RunInfo, utc_now
+from budgetft.runlock import RunLock
 from budgetft.source import code_version
+from budgetft.runner import disk_room
 from budgetft.runner.display import RunDisplay
+from budgetft.runner.signals import StopSignals, Stopped
 from budgetft.spec import JobSpec, dump_job
 from budgetft.stages.baselines import run_baselines
 from budgetft.stages.calibrate import calibrate
@@ -54,10 +62,6 @@ from budgetft.tune import ray_session
 SHUTDOWN_MARGIN_S = 5.0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a `kill`, a shutting-down machine): stop like Ctrl-C, keep everything, report."""
-
-
 @dataclass
 class RunOptions:
     budget: Decimal
@@ -70,6 +74,7 @@ class RunOptions:
     calibration_steps: int = CALIBRATION_STEPS
     live: bool = True
     track: list = field(default_factory=list)  # --track: budgetft.track.choice.TrackChoice (TensorBoard is always on)
+    lock: RunLock | None = None  # the run directory's lock, when the caller took it (the CLI does, first)
 
 
 class Run:
@@ -79,7 +84,13 @@ class Run:
         self.tracking = None  # TensorBoard and the --track trackers (budgetft.track.run_tracking)
         self.tasks: dict = {}  # model name -> its task (the job's models: JobSpec.variants)
         self.watched_pids: dict[str, int] = {}  # packed calibration's workers, while they run
-        self.stopped_by = ""  # "Ctrl-C" or "SIGTERM" when the run was interrupted
+        self.stopped_by = ""  # "Ctrl-C", "SIGTERM", "SIGHUP" or "a full disk" when the run was interrupted
+        self.exit_code = 0  # the shell's code for what stopped it (130, 143, 129), 0 otherwise
+        self.disk_full: DiskFull | None = None  # the full disk that stopped it
+        self.signals = StopSignals(on_stop=self._stop_trials)
+        self.disk_watch: disk_room.DiskWatch | None = None
+        self._disk_floor = disk_room.REPORT_ROOM  # free bytes the watch keeps: the next weights and the report
+        self.lock = opts.lock
         self.report_only = False  # a resumed run with too little left: only the report
         self.resume_note = ""
         self.test_rows_reason: str | None = None
@@ -95,6 +106,17 @@ class Run:
         with self.console.status("checking and tokenizing data…"):  # bad input is refused here
             self.tasks = prepare_tasks(self.spec)  # one per model the job names
         run = self.run = RunDir(opts.resume if opts.resume else new_run_dir(self.spec.name, opts.out))
+        own_lock = self.lock is None
+        if own_lock:  # one live driver per run directory, before anything is read to go on from
+            self.lock = RunLock(run.root).acquire(resuming=bool(opts.resume))
+        try:
+            return self._execute(run)
+        finally:
+            if own_lock:
+                self.lock.release(clean=True)
+
+    def _execute(self, run: RunDir) -> RunDir:
+        opts = self.opts
         previous = run.run() if opts.resume else RunInfo()
         charges = read_charges(run.ledger) if run.ledger.exists() else []
         spent = charges[-1].total if charges else Decimal(0)
@@ -105,22 +127,28 @@ class Run:
         self.task = self.tasks[self.spec.model.name]  # the job's own model: baselines, run.json
         if not opts.resume and spent >= cap:
             raise ResumeError(f"{run.root}: the ledger already holds ${spent} of the ${opts.budget} cap; nothing is left to spend")
+        calibration = run.calibration() if run.root.exists() else None
+        plan = None
         try:  # before anything is created or spent
-            budget_check(self.tasks, self.spec, cap, spent, opts.usd_per_hour, opts.calibration_steps, baselines_done=run.baselines_json.exists(),
-                         calibration=run.calibration() if run.root.exists() else None, concurrency=machine_concurrency(None))
+            plan = budget_check(self.tasks, self.spec, cap, spent, opts.usd_per_hour, opts.calibration_steps, baselines_done=run.baselines_json.exists(),
+                                calibration=calibration, concurrency=machine_concurrency(None))
         except BudgetTooSmall as exc:
             if not opts.resume:
                 raise
             # A resumed run finishes its report with what is left: the reserve was kept for it.
             self.report_only = True
             self.resume_note = f"what is left of the cap (${max(cap - spent, Decimal(0))}) buys no further useful trial (one needs ${exc.minimum} in all): finishing the run's report with it"
+        # Room on the disk for what the plan writes, before anything is spent.
+        disk_room.check_room(run.root, self._writes(plan, calibration, cap - spent), "this run")
         run.root.mkdir(parents=True, exist_ok=True)
 
         ray_session.clean_up_strays()  # Ray processes that a killed driver left behind
-        info = self._start_session(previous)
-        status = "finished"
-        previous_term = _stop_on_sigterm()
+        status, info = "finished", None
+        self.signals.install()
         try:
+            with self.signals.deferred():  # a session starts whole: job.yaml, run.json, the meter (a resume needs them)
+                info = self._start_session(previous, charges)
+            self.signals.raise_if_stopped()
             with self.display:
                 if self.report_only:
                     self.display.note(self.resume_note)
@@ -128,18 +156,75 @@ class Run:
                     self._stages()
         except KeyboardInterrupt as exc:
             status = "interrupted"
-            self.stopped_by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            self.meter.stopped.set()
-            by = " by SIGTERM" if self.stopped_by == "SIGTERM" else ""
+            self.stopped_by = exc.name if isinstance(exc, Stopped) else "Ctrl-C"
+            self.exit_code = exc.exit_code if isinstance(exc, Stopped) else 130
+            self._stop_trials(f"the run was stopped by {self.stopped_by}")
+            by = f" by {self.stopped_by}" if self.stopped_by != "Ctrl-C" else ""
             self.console.print(f"[yellow]interrupted{by}: stopping trials, keeping every result, writing the report[/]")
+        except OSError as exc:
+            if not is_disk_full(exc):
+                status = "failed"
+                self._log_failure(run)
+                raise
+            status = "interrupted"  # resumable once there is room again
+            self.disk_full = exc if isinstance(exc, DiskFull) else DiskFull(run.root)
+            self.stopped_by = "a full disk"
+            self._stop_trials(str(self.disk_full))
+            self.console.print(f"[red]{self.disk_full}: stopping trials, keeping every result, writing what the disk still takes[/]")
         except BaseException:
             status = "failed"
-            run.error_log.write_text(traceback.format_exc())  # the whole story; the terminal gets one line
+            self._log_failure(run)
             raise
         finally:
-            _restore_sigterm(previous_term)
-            self._report(info, status)
+            with self.signals.deferred():  # the report is written whatever arrives meanwhile
+                if info is not None:
+                    self._report(info, status)
+            self.signals.restore()
+        if self.signals.received is not None and not self.exit_code:
+            # A signal while the report was written: it is written; the exit code still says
+            # what stopped the process (the records say whether anything is left to resume).
+            late = Stopped(self.signals.received)
+            self.stopped_by, self.exit_code = late.name, late.exit_code
         return run
+
+    def _log_failure(self, run: RunDir) -> None:
+        try:
+            run.error_log.write_text(traceback.format_exc())  # the whole story; the terminal gets one line
+        except OSError:
+            pass
+
+    def _stop_trials(self, reason: str) -> None:
+        """Stop every trial as the cap would, recorded as interrupted (signal-safe: the meter
+        only takes note, and its thread publishes the stop)."""
+        if self.meter is not None:
+            self.meter.interrupt(reason)
+
+    def _raise_if_stopped(self, specs: list[dict] = ()) -> None:
+        """After a stage in which a signal or a full disk only asked trials to stop (Ray's
+        tune.fit): stop the run here, in our own code. A trial of `specs` that failed on a
+        full disk stops it too: the next trial would meet the same disk."""
+        self.signals.raise_if_stopped()
+        full = self.meter.disk_full or (self.disk_watch.check() if self.disk_watch is not None else None)
+        ids = {spec["trial_id"] for spec in specs}
+        failed = next((t for t in self.run.trials() if t.trial_id in ids and DISK_FULL_WORDS in (t.error or "")), None)
+        if full is None and failed is not None:
+            full = DiskFull(self.run.root, f"{failed.trial_id}'s weights")
+        if full is not None:
+            raise full if isinstance(full, DiskFull) else DiskFull(self.run.root)
+
+    # -- disk room
+
+    def _model_params(self, option: str) -> float | None:
+        """The parameter count of a planned option's model, from its files or configuration."""
+        model = option.split("@", 1)[1] if "@" in option else self.spec.model.name
+        task = self.tasks.get(model) or self.task
+        try:
+            return parameter_count(task.model.location, task.model.revision)[0]
+        except Exception:  # noqa: BLE001 - a size we cannot read: no estimate
+            return None
+
+    def _writes(self, plan, calibration: dict | None, left: Decimal) -> dict[str, int]:
+        return disk_room.run_writes(plan, calibration, self._model_params, disk_room.run_seconds(max(left, Decimal(0)), self.opts.usd_per_hour))
 
     def _stages(self) -> None:
         run, meter, note = self.run, self.meter, self.display.note
@@ -152,13 +237,35 @@ class Run:
         while (planned := plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
                                      show=self.display.show_plan, calibration_steps=self.opts.calibration_steps)) is not None:
             rounds += 1
-            self.tuning.round(*planned)
+            self._watch_disk(planned[0])
+            try:
+                with self.signals.deferred():  # Ray's code: a signal stops the trials, not the driver (signals.py)
+                    self.tuning.round(*planned)
+            except Exception:
+                self._raise_if_stopped(planned[1])  # a stop that made Tune fail is still a stop
+                raise
+            self._raise_if_stopped(planned[1])
             if meter.stopped.is_set():
                 break
             if not self.tuning.learned(planned[1]):
                 note("[red]every trial of this round failed; not planning another (see the trials' errors)[/]")
                 break
         self._held_out_test()
+
+    def _watch_disk(self, plan) -> None:
+        """Before a round: room for its trials' weights, measured by calibration (the run stops
+        here, before the round spends, when there is none); then the watch, with room kept for
+        the largest of them and the report."""
+        calibration = self.run.calibration()
+        left = self.ledger.cap - self.ledger.spent
+        writes = self._writes(plan, calibration, left)
+        disk_room.check_room(self.run.root, writes, "this round of trials")
+        self._disk_floor = writes["largest_weights"] + writes["report"]
+        if self.disk_watch is None:
+            self.disk_watch = disk_room.DiskWatch(self.run.root, lambda: self._disk_floor, self._on_disk_full).start()
+
+    def _on_disk_full(self, full: DiskFull) -> None:
+        self._stop_trials(str(full))
 
     def _held_out_test(self) -> None:
         """The winner on the test rows, paid from the reserve the plan kept back for it."""
@@ -169,11 +276,17 @@ class Run:
         if record and record.get("winner"):
             learned_from(self.spec, self.run)  # the next plan for this model and task knows more
 
-    def _start_session(self, previous: RunInfo) -> RunInfo:
+    def _start_session(self, previous: RunInfo, charges: list) -> RunInfo:
         """The ledger, the meter, run.json, the sampler and the display of this session."""
         opts, run = self.opts, self.run
         self.ledger = Ledger(run.root, opts.budget)
         session = previous.sessions + 1
+        # The machine start this session runs on, and what it has paid already: the one-minute
+        # billing minimum is per machine start, not per session (budgetft.money.machine_start).
+        start = current_start()
+        starts = {k: list(v) for k, v in (previous.machine_starts or {}).items()}
+        starts[start] = sorted(set(starts.get(start, [])) | {session})
+        start_paid = start_paid_seconds(charges, starts, start, session, usd(opts.usd_per_hour))
         info = RunInfo(
             schema=SCHEMA_VERSION, run_id=previous.run_id or run.root.name, job=self.spec.name, budgetft_version=__version__, code=code_version(),
             started=previous.started or utc_now(), status="running", budget_usd=str(opts.budget), cap_usd=str(self.ledger.cap),
@@ -181,18 +294,19 @@ class Run:
             device=device_name(), hardware={"cpus": os.cpu_count(), "platform": platform.platform()}, sessions=session,
             model=self.task.model.describe(), data=self.task.data_origin,
             region=region_from_env() or previous.get("region"),  # local --region, for the report's CO2
-            test_rows_reason=self.test_rows_reason or previous.get("test_rows_reason"),
+            test_rows_reason=self.test_rows_reason or previous.get("test_rows_reason"), machine_starts=starts,
         )
+        if not run.job_yaml.exists():  # the resolved job, before run.json: workers and resumes cut the same rows
+            write_text(run.job_yaml, dump_job(self.spec))
         run.write_run(info)
         for trial in run.trials():  # the previous session died under these
             if trial.status == "running":
                 run.finalize_trial(trial.trial_id, budget_stopped=False, interrupted=True)
-        if not run.job_yaml.exists():  # the resolved job: workers and resumes cut the same rows
-            run.job_yaml.write_text(dump_job(self.spec))
         # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
         # widens the lookahead to cover a whole training step.
         reserve = seconds_to_usd(RESERVE_SECONDS, opts.usd_per_hour)
-        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session).start()
+        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session,
+                                  start_paid_s=start_paid).start()
         # About one hardware sample a second (NVML, or CPU/memory without a GPU) until the report.
         self.sampler = TelemetrySampler(run.telemetry, interval_s=1.0, pids=self._trial_pids)
         self.sampler.start()
@@ -204,12 +318,23 @@ class Run:
     def _report(self, info: RunInfo, status: str) -> None:
         if self.meter is None:
             return
-        self.meter.set_stage("report")
+        if self.disk_watch is not None:
+            self.disk_watch.stop()
+        try:
+            self.meter.set_stage("report")
+        except OSError:  # a full disk refuses the ledger's line: the report is still written where it can be
+            pass
         if self.tuning is not None:
             self.tuning.close()
         if self.sampler is not None:
             self.sampler.stop()
-        written = finish(self.run, info, status, budget_stopped=self.meter.stopped.is_set(), stop_reason=self.meter.reason, warn=self.console.print)
+        capped = self.meter.stopped.is_set()
+        stop_reason = self.meter.reason if capped or status == "finished" else (self.meter.interrupted or self.meter.reason)
+        try:
+            written = finish(self.run, info, status, budget_stopped=self.meter.stopped.is_set(), stop_reason=stop_reason, warn=self.console.print)
+        except OSError as exc:  # run.json could not be written (a full disk): the records so far stand
+            self.console.print(f"[red]the run's records could not be finished: {exc}[/]")
+            written = []
         if self.tracking is not None:  # the summary, report files and export, in what the money still pays for
             try:
                 lost = self.tracking.finish(status, self._paid_seconds_left())
@@ -219,7 +344,10 @@ class Run:
                 self.console.print(f"[yellow]tracking:[/] {escape(lost)}", highlight=False)
         if status == "finished":  # derived, possibly gigabytes; a run that may resume keeps them
             shutil.rmtree(self.run.frozen_states, ignore_errors=True)
-        self.meter.close()
+        try:
+            self.meter.close()
+        except OSError as exc:  # the minimum's ledger line refused by a full disk: nothing else is owed
+            self.console.print(f"[red]the ledger's last line could not be written: {exc}[/]")
         self.ledger.refresh()
         self.display.final(written)
 
@@ -252,20 +380,3 @@ class Run:
 
     def packing_decision(self) -> dict | None:
         return (self.run.calibration() or {}).get("packing")
-
-
-def _stop_on_sigterm():
-    """Make SIGTERM interrupt the run as Ctrl-C does; returns the handler it replaced."""
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (a test runner's worker): leave signals alone
-        return None
-
-
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)

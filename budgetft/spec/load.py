@@ -4,6 +4,7 @@ validated into a JobSpec (budgetft.spec.job); the resolved spec written back as 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,15 @@ from pydantic import BaseModel, ValidationError
 
 from budgetft import methods as method_registry
 from budgetft.spec.job import JobError, JobSpec
+
+class JobLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, and 5e-5 a number: YAML 1.1 wants a dot in a float
+    (5.0e-5), so a learning rate written the usual way became the string '5e-5'."""
+
+
+JobLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 REPO_JOBS = Path(__file__).resolve().parents[2] / "jobs"
 DEFAULT_JOB = "boolq-smollm2"
@@ -43,7 +53,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise JobError(f"--set {item!r}: the key is empty or has an empty part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=JobLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw  # not YAML: take it as a plain string
     return key.split("."), value
@@ -67,7 +77,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_job(job: str | Path | None = None, overrides: list[str] | None = None) -> JobSpec:
     path = resolve_job_path(job)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=JobLoader) or {}
     except UnicodeDecodeError as exc:
         raise JobError(
             f"{path}: not a UTF-8 text file (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "

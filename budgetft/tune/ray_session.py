@@ -5,6 +5,10 @@
   cluster and refuse our CPU count. `--ray-address` attaches on purpose.
 - Ray's own log lines and notices stay out of the user's terminal; trial errors are recorded by
   budgetft in words (budgetft.tune.tracking).
+- ray.init installs its own handler for SIGTERM (a bare `sys.exit`) and its core worker a C++
+  crash handler for it, and ray.shutdown leaves SIGTERM at the system default (the process dies
+  at once): around both, the driver's handlers (budgetft.runner.signals: stop the trials, write
+  the report) are put back as they were, so SIGTERM stops a run as Ctrl-C does in every stage.
 - A driver killed with kill -9 cannot shut Ray down, and some of Ray's processes (its dashboard
   and runtime-env agents, which rename themselves) outlive it. Each run records the processes of
   its Ray instance in the cache (`ray-sessions/<driver pid>.json`, pid and start time); the next
@@ -16,7 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -58,19 +66,44 @@ def start(cpus: int, address: str | None = None) -> bool:
     quiet_ray()
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, logging_level=logging.ERROR)
-        return True
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, logging_level=logging.ERROR)
+    with _our_signal_handlers():
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False, logging_level=logging.ERROR)
+            return True
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False, logging_level=logging.ERROR)
     record_processes()
     return True
+
+
+# The signals a driver stops on (budgetft.runner.signals); ray.init replaces SIGTERM's handler.
+KEPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _our_signal_handlers() -> Iterator[None]:
+    """Put the process's handlers for KEPT_SIGNALS back after the block (ray.init, ray.shutdown):
+    Ray's SIGTERM handler exits from wherever the main thread is, inside Ray's own code during
+    tune.fit, which ended runs with exit 134 and no report (issue 27); after ray.shutdown the
+    signal's C-level action is the default while Python still names our handler. signal.signal
+    sets both again (and replaces the C++ crash handler Ray's core worker installs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {signum: signal.getsignal(signum) for signum in KEPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:  # always: Python may not know of a C handler put over its own
+                signal.signal(signum, handler)
 
 
 def stop() -> None:
     """Shut down the Ray instance we started (or disconnect from a cluster we attached to)."""
     import ray
 
-    ray.shutdown()
+    with _our_signal_handlers():  # its core worker's shutdown leaves SIGTERM at the default (exit, no report)
+        ray.shutdown()
     (_records_dir() / f"{os.getpid()}.json").unlink(missing_ok=True)
 
 

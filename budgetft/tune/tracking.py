@@ -9,13 +9,20 @@ from pathlib import Path
 from ray import tune
 
 from budgetft.files import read_json
+from budgetft.money.machine_meter import stopped_by_cap
 from budgetft.rundir import RunDir
 from budgetft.tune.worker import read_phase
 
 
 def meter_stopped(run_dir: Path) -> bool:
+    """The meter says stop: the cap, or the driver interrupting the run (a signal, a full disk)."""
     state = read_json(RunDir(run_dir).meter_json, {}) or {}
     return bool(state.get("stop"))
+
+
+def cap_stopped(run_dir: Path) -> bool:
+    """The meter says stop because the money is spent (not an interruption)."""
+    return stopped_by_cap(read_json(RunDir(run_dir).meter_json, {}) or {})
 
 
 class CapStopper(tune.Stopper):
@@ -91,7 +98,8 @@ class TrialTracker(tune.Callback):
         ours = self.ids.get(trial.trial_id, trial.config["trial"]["trial_id"])
         with self._lock:
             self.running.discard(ours)
-        record = self.run.finalize_trial(ours, budget_stopped=meter_stopped(self.run.root), error=error)
+        interrupted = meter_stopped(self.run.root) and not cap_stopped(self.run.root)
+        record = self.run.finalize_trial(ours, budget_stopped=cap_stopped(self.run.root), interrupted=interrupted, error=error)
         if record:
             self.finished.append(record)
         status = (record or {}).get("status", "ended")

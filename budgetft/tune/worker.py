@@ -26,11 +26,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from budgetft import methods
-from budgetft.files import read_json, write_json
+from budgetft.files import atomic_dir, read_json, write_json
 from budgetft.methods.counting import count_model
 from budgetft.methods.phased import scoring_passes
 from budgetft.money.ledger import read_charges
-from budgetft.money.machine_meter import wait_for_payment
+from budgetft.money.machine_meter import stopped_by_cap, wait_for_payment
 from budgetft.quiet import quiet_libraries
 from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
 from budgetft.scoring import ensemble
@@ -120,6 +120,10 @@ class Worker:
     best: float = -1.0  # best accuracy so far: its weights are kept
     model: object = None
     curves: TrialCurves | None = None  # its TensorBoard curves (budgetft.track): each callback only queues
+    # The loop's evaluation steps (its TrialSettings.eval_steps, the same list): an evaluation
+    # the money would otherwise miss is added here (evaluate_before_money_ends).
+    eval_steps: list | None = None
+    last_evaluation: int | None = None  # the step evaluated early because the money was ending
     _eval_started: float = 0.0
     _eval_members: int = 1
 
@@ -150,6 +154,11 @@ class Worker:
         is paid for. False (with the reason recorded) when the money is spent, the run was
         resumed elsewhere, or the driver has been silent far beyond any step."""
         if what == "step":
+            if self.last_evaluation is not None and self.record.steps >= self.last_evaluation:
+                self.record.stop_reason, self.record.stopped_by_meter = (
+                    f"the money ends before its next evaluation: evaluated at step {self.last_evaluation} and stopped there", True)
+                return False
+            self.evaluate_before_money_ends(self.record.steps + 1)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
         else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
@@ -200,6 +209,26 @@ class Worker:
             self.record.best_step = step
         self.save()
         return target
+
+    def evaluate_before_money_ends(self, step: int) -> None:
+        """Before step `step`: when the money (money_ends, with the horizon's margins) pays for
+        neither the steps to the next evaluation and it, nor two more steps and an evaluation,
+        this step is evaluated and the trial stops after it. The cap then never lands between
+        a trial's last steps and its last evaluation, also where the horizon does not reach (a
+        short trial, before it knows its pace: PACE_MIN_STEPS)."""
+        if self.eval_steps is None or step in self.eval_steps or self.last_evaluation is not None:
+            return
+        state = read_json(self.run.meter_json, None) or {}
+        step_s = CUT_STEP_MARGIN * (self.step_s or float(self.spec.get("step_s") or 0.0))
+        if state.get("money_ends") is None or state.get("stop") or step_s <= 0:
+            return
+        end = int((self.record.end_moved or {}).get("to") or self.spec["max_steps"])
+        to_eval = min([s for s in self.eval_steps if s >= step] + [end]) - step + 1
+        left = float(state["money_ends"]) - time.time() - CUT_SLACK_S - CUT_EVAL_MARGIN * self.eval_estimate(self.final_members())
+        if to_eval <= 1 or left >= step_s * min(to_eval, 2):
+            return  # paid to the next evaluation, or a later step (or the horizon) still can be
+        self.eval_steps.append(step)
+        self.last_evaluation = step
 
     def members_now(self) -> int:
         """How many members the model scores a row with now: its ensemble's (PET), else one."""
@@ -289,11 +318,11 @@ def train_trial(config: dict, ctx: dict) -> None:
     try:
         _train(worker)
     except BaseException as exc:  # ASHA's stop arrives here as well as real failures
-        if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the cap's stop-all
+        if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the meter's stop-all (the cap, a signal, a full disk)
             meter = read_json(run.meter_json, {}) or {}
             if meter.get("stop") and not record.evals and record.best_step is None and record.steps > 0:
-                _keep_last_weights(worker)  # the cap stopped it before any evaluation: keep what it trained
-            record.settle(budget_stopped=bool(meter.get("stop")))
+                _keep_last_weights(worker)  # stopped before any evaluation: keep what it trained
+            record.settle(budget_stopped=stopped_by_cap(meter), interrupted=bool(meter.get("interrupted")))
         elif isinstance(exc, Exception):
             record.traceback = traceback.format_exc(limit=8)
             record.settle(budget_stopped=False, error=error_in_words(exc))
@@ -327,6 +356,7 @@ def _train(worker: Worker) -> None:
     task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
     settings.eval_steps = list(spec["eval_steps"])
+    worker.eval_steps = settings.eval_steps  # the same list: the worker may add the evaluation the money can still pay for
     settings.frozen_states = str(worker.run.frozen_states)  # shared with the run's other trials
     record.batch_size = settings.batch_size
     result, _ = run_trial(
@@ -366,8 +396,8 @@ def _keep_last_weights(worker: Worker) -> None:
 
 
 def _save_weights(model, spec: dict, path: Path) -> None:
-    """The trial's best weights: the adapter (peft) or the trainable tensors (ours)."""
+    """The trial's best weights: the adapter (peft) or the trainable tensors (ours), written
+    whole or not at all (a full disk keeps the previous ones and raises DiskFull)."""
     if model is None:
         return
-
-    save_trained(model, spec["method"], spec["config"], path)
+    atomic_dir(path, lambda folder: save_trained(model, spec["method"], spec["config"], folder), "the trial's weights")

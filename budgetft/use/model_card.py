@@ -119,7 +119,8 @@ def _method(f: CardFacts) -> str:
         "| setting | value |", "|:---|:---|", settings, "",
         f"- Training: {trial.get('steps', '?')} of {trial.get('max_steps', '?')} planned steps of {t.batch_size} rows "
         f"(AdamW, {t.warmup_ratio:.0%} warm-up then linear decay, loss `{t.loss}`, seed {f.job.seed}); "
-        f"these weights are from step {row.kept_step}, the trial's best evaluation",
+        + (f"these weights are from step {row.kept_step}, the trial's best evaluation" if row.kept_step is not None
+           else f"these weights are from step {trial.get('best_step') or trial.get('steps', '?')}, its last: the trial was never evaluated"),
         f"- Ended: {row.ended}" + (f" ({row.stop_reason})" if row.stop_reason else ""),
     ]
     if bias:

@@ -63,7 +63,8 @@ def predict(request: PredictRequest, stdin: IO[str] | None = None, progress: Pro
     encoded = task.encode(found.rows)
     say(f"{len(found.rows)} rows from {found.origin}; "
         f"{'trial' if chosen.named else 'the winner,'} {chosen.trial_id} ({chosen.method}, "
-        f"{_percent(chosen.row.accuracy)} on {chosen.row.n} evaluation rows)"
+        + (f"{_percent(chosen.row.accuracy)} on {chosen.row.n} evaluation rows)" if chosen.row.accuracy is not None and chosen.row.n
+           else "never evaluated: no accuracy was measured)")
         + (f"; {encoded.truncated} rows shortened to fit prompt.max_length={job.prompt.max_length}" if encoded.truncated else ""))
     model = load_chosen(chosen, task)
     scores = score_all(model, task, encoded, request.batch_size or job.eval.batch_size, progress)

@@ -67,7 +67,10 @@ def winner_of(report: Any, run_dir: Path) -> Any | None:
     run = RunDir(run_dir)
     test = run.test() or {}
     winner_id = test.get("winner") or getattr(run.winner(), "trial_id", None)
-    return next((t for t in report.trials if t.id == winner_id), None)
+    row = next((t for t in report.trials if t.id == winner_id), None)
+    if row is not None and row.accuracy is None:
+        return None  # never evaluated (a test.json written before that rule): nothing measured it
+    return row
 
 
 def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTrial:
@@ -94,9 +97,10 @@ def choose_trial(run_dir: Path | str, trial_id: str | None = None) -> ChosenTria
     else:
         row = winner_of(report, run_dir)
         if row is None:
+            why = RunDir(run_dir).no_winner_reason() or "no evaluated trial kept weights"
             raise UseError(
-                f"no trial of {run_dir} kept weights: weights are kept at a trial's best evaluation, "
-                "and none was evaluated; run longer (a larger --budget), or look at `budgetft report` for why trials stopped"
+                f"{run_dir} has no winner to use: {why}; run longer (a larger --budget), look at `budgetft report` "
+                "for why trials stopped, or name a trial with --trial"
             )
         named = False
     weights = weights_of(run_dir, row.id)

@@ -108,3 +108,33 @@ def test_single_file_holds_out_an_eval_split(tiny_job_data, tmp_path):
     tiny_job_data["eval"]["limit"] = None
     task = prepare_task(validate_job(tiny_job_data))
     assert (len(task.train), len(task.eval)) == (75, 25)
+
+
+def test_unquoted_yes_no_label_keys_get_the_quoting_fix(tiny_job_data, tmp_path):
+    """`labels: {yes: " yes", no: " no"}` in YAML: the keys become true/false, and data labelled
+    "yes"/"no" matched none of them; the refusal now says to quote the keys (issue 27)."""
+    import yaml
+
+    from budgetft.spec import load_job
+
+    rows = [dict(r, label="yes" if r["label"] else "no") for r in make_rows(40)]
+    tiny_job_data["data"]["files"]["train"] = str(write_jsonl(tmp_path / "yesno.jsonl", rows))
+    tiny_job_data["data"]["files"]["validation"] = tiny_job_data["data"]["files"]["train"]
+    text = yaml.safe_dump(tiny_job_data).replace("'true': ' yes'", "yes: ' yes'").replace("'false': ' no'", "no: ' no'")
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError) as err:
+        prepare_task(load_job(path))
+    msg = str(err.value)
+    assert "YAML reads unquoted no, yes as true/false" in msg and "quote them in prompt.labels (e.g. 'yes': ' yes'" in msg
+
+
+def test_a_csv_named_jsonl_and_random_bytes_say_what_the_file_is(tiny_job_data, tmp_path):
+    (tmp_path / "rows.jsonl").write_text("passage,question,label\nthe sky,is it there,true\n")
+    tiny_job_data["data"]["files"]["train"] = str(tmp_path / "rows.jsonl")
+    msg = refused(tiny_job_data)
+    assert "holds comma-separated text" in msg and "rename it to .csv" in msg and "could not be read" not in msg
+    (tmp_path / "noise.jsonl").write_bytes(bytes(range(128, 256)) * 8)
+    tiny_job_data["data"]["files"]["train"] = str(tmp_path / "noise.jsonl")
+    msg = refused(tiny_job_data)
+    assert "is not UTF-8 text (byte 0 is 0x80)" in msg and "check that this is the data file" in msg and "codec" not in msg

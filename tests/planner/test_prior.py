@@ -149,3 +149,11 @@ def test_a_fast_step_buys_one_long_trial_not_two_of_half_the_length():
     before = Costs(**{**few.__dict__, "selection_rows": None})
     split = plan_budget(Decimal("0.25"), Decimal(0), Decimal("1.00"), rates, before, max_steps=2000, curves={"full": merged}, batch_size=8)
     assert split.methods[0].trials == 2
+
+
+def test_no_rows_to_hold_out_says_so_instead_of_a_lift(tmp_path):
+    """Issue 27: `plan` on a job whose evaluation split has no rows beyond the selection rows
+    printed "0 rows show 153.4 points or more"."""
+    split = held_out_rows_for(900, 7.5, 0)
+    assert split.rows == 0 and "points or more" not in split.reason
+    assert split.reason.startswith("no test rows: the selection rows take every row") and "lower eval.limit" in split.reason

@@ -81,3 +81,12 @@ def test_a_model_with_its_own_template_gets_none_of_the_jobs_patterns():
     assert own_template.prompt.template == "{question} {passage}" and own_template.prompt.patterns == []
     shipped = load_job("boolq-smollm2").variants()
     assert shipped[1].prompt.template != shipped[0].prompt.template and shipped[1].prompt.patterns == []
+
+
+def test_a_learning_rate_written_5e_5_is_a_number(tmp_path):
+    """YAML 1.1 wants a dot in a float: `--set ...learning_rate=5e-5` was stored as the string
+    '5e-5' (issue 27); in a job file too."""
+    job = load_job(None, ["methods.lora.learning_rate=5e-5", "methods.prompt_tuning.learning_rate=[1e-3, 3E-2]"])
+    assert job.methods["lora"]["learning_rate"] == 5e-5 and isinstance(job.methods["lora"]["learning_rate"], float)
+    assert job.methods["prompt_tuning"]["learning_rate"] == [1e-3, 3e-2]
+    assert load_job(None, ["name=1e5x"]).name == "1e5x"  # not a number: still text

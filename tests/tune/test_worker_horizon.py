@@ -140,3 +140,39 @@ def test_when_the_money_ends_now_the_weights_are_kept_before_the_last_evaluation
     write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 10.0})
     assert w.horizon(684, 2.0, 1277) == 684
     assert saved == [run.weights_dir("t001-full")] and w.record.best_step == 684
+
+
+def test_a_short_trial_is_evaluated_before_the_money_ends(tmp_path):
+    """Issue 27: a 13-step trial, its one evaluation at step 13, and money for ~10 steps on a
+    machine slower than planned: the horizon needs 30 steps of pace and never spoke, the cap
+    stopped it at step 10 and it was never evaluated. Now the last step the money pays for
+    together with an evaluation is evaluated, and the trial stops there."""
+    w, run = make_worker(tmp_path, eval_s=2.0)
+    w.spec.update(max_steps=13, eval_steps=[13], step_s=1.0)
+    w.eval_steps = [13]
+    now = time.time()
+    # Beyond the 6 s slack and the evaluation's 1.25 x 2 s, 3.2 s are left: not the five steps to
+    # the evaluation at 13 (1.1 s each), but two more steps still fit: nothing changes yet.
+    write_json(run.meter_json, {"paid_until": now, "money_ends": now + 6 + 2.5 + 2.2 + 1.0})
+    w.record.steps = 8
+    w.evaluate_before_money_ends(9)
+    assert w.eval_steps == [13] and w.last_evaluation is None
+    # 1.7 s left: this step and the evaluation fit, two steps would not: step 9 is evaluated, then it stops.
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6 + 2.5 + 2.2 - 0.5})
+    w.evaluate_before_money_ends(9)
+    assert w.eval_steps == [13, 9] and w.last_evaluation == 9
+    w.record.steps = 9
+    assert w.may_continue("step") is False
+    assert "evaluated at step 9 and stopped there" in w.record.stop_reason and w.record.stopped_by_meter
+
+
+def test_money_that_reaches_the_next_evaluation_changes_nothing(tmp_path):
+    w, run = make_worker(tmp_path, eval_s=2.0)
+    w.spec.update(max_steps=13, eval_steps=[13], step_s=1.0)
+    w.eval_steps = [13]
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 6 + 2.5 + 1.1 * 5 + 1.0})
+    w.evaluate_before_money_ends(9)  # steps 9..13 and the evaluation at 13 are paid for
+    assert w.eval_steps == [13] and w.last_evaluation is None
+    write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time(), "stop": True})
+    w.evaluate_before_money_ends(9)  # the cap has spoken: may_continue stops the trial
+    assert w.eval_steps == [13]

@@ -276,7 +276,7 @@ def test_a_run_without_kept_weights_says_why(decoder_run, tmp_path, no_model_loa
     shutil.copytree(decoder_run, run)
     for folder in (run / "trials").iterdir():
         shutil.rmtree(folder / "adapter")
-    _refused(["predict", str(run), "-"], "no trial of", input="{}\n")
+    _refused(["predict", str(run), "-"], "has no winner to use: no evaluated trial kept its weights", input="{}\n")
 
 
 # --- export: plain transformers / peft give predict's answers --------------------------------
