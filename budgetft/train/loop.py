@@ -21,7 +21,7 @@ from budgetft.scoring import pseudo_labels
 from budgetft.scoring.rows import evaluate, scoring_of, virtual_token_offset
 from budgetft.task import Task
 from budgetft.telemetry.precision import grad_scaler
-from budgetft.train import steps
+from budgetft.train import memory, steps
 from budgetft.train.schedule import PACE_MIN_STEPS, PACE_STEPS, Schedule, pace
 from budgetft.train.settings import StepLog, TrialResult, TrialSettings
 
@@ -42,6 +42,9 @@ class Loop:
         self.step = 0
         self.tokens = self.padded = 0
         self.t_train = 0.0
+        self.score_batch = settings.eval_batch_size  # halved for good when a scoring pass runs out of memory
+        # Where the trial's weights live and what out of memory shrank (TrialResult.memory).
+        self.memory: dict = {"shrunk": []}
 
     def start(self, model, method) -> None:
         """Count what trains, fit the verbalizer's class bias: once, before the first step."""
@@ -54,10 +57,11 @@ class Loop:
             if self.on_phase:
                 self.on_phase("training")  # fitting the classifier's bias is training, paid as such
             t0 = time.perf_counter()
-            bias = class_bias.fit_on_training_rows(model, self.task, settings.seed, self.precision, batch_size=settings.eval_batch_size)
+            bias = self._fit_bias(model, self.task)
             class_bias.attach(model, bias)
             bias_seconds = time.perf_counter() - t0
         self.result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=self.precision.to_dict())
+        self.result.memory = self.memory
         self.result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
         self.result.class_bias_seconds = bias_seconds
 
@@ -116,9 +120,23 @@ class Loop:
         if self.on_phase:
             self.on_phase("training")
         t0 = time.perf_counter()
-        bias = class_bias.fit_on_training_rows(model, rows, self.settings.seed, self.precision, batch_size=self.settings.eval_batch_size)
+        bias = self._fit_bias(model, rows)
         class_bias.attach(model, bias)
         self.result.class_bias_seconds += time.perf_counter() - t0
+
+    def _fit_bias(self, model, rows: Task):
+        """The class bias fitted on `rows`, its scoring batch halved on out of memory."""
+        def fit(batch: int):
+            return class_bias.fit_on_training_rows(model, rows, self.settings.seed, self.precision, batch_size=batch)
+
+        bias, self.score_batch = memory.shrinking(fit, self.score_batch, "class-bias batch", self.memory["shrunk"], at=self.step)
+        return bias
+
+    def evaluate(self, model) -> dict:
+        """The selection rows scored, the scoring batch halved on out of memory."""
+        metrics, self.score_batch = memory.shrinking(lambda batch: evaluate(model, self.task, batch), self.score_batch,
+                                                     "evaluation batch", self.memory["shrunk"], at=self.step)
+        return metrics
 
     def note_frozen(self, summary: dict) -> None:
         old = self.result.frozen_prefix
@@ -161,12 +179,14 @@ class Loop:
                     else:
                         loss, step_tokens, step_padded = steps.accumulate(model, train_task, idx, self.micro, offset, settings.loss, precision, scaler)
                     break
-                except torch.OutOfMemoryError:
-                    if self.micro == 1:
+                except BaseException as exc:
+                    if not memory.is_out_of_memory(exc) or self.micro == 1:
                         raise
-                    self.micro = max(1, self.micro // 2)  # gradient accumulation takes up the slack
+                    smaller = max(1, self.micro // 2)  # gradient accumulation takes up the slack
+                    self.memory["shrunk"].append({"what": "micro-batch", "at": step, "from": self.micro, "to": smaller})
+                    self.micro = smaller
                     optimizer.zero_grad(set_to_none=True)
-                    torch.cuda.empty_cache()
+                    memory.free_cached()
             if method.train_step is None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
@@ -205,7 +225,7 @@ class Loop:
                 t1 = time.perf_counter()
                 if self.on_phase:
                     self.on_phase("evaluating")
-                metrics = evaluate(model, task, settings.eval_batch_size)
+                metrics = self.evaluate(model)
                 if self.on_phase:
                     self.on_phase("training")
                 result.eval_seconds += time.perf_counter() - t1
