@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 
 from budgetft.hub import hub_reachable
+from budgetft.models.configs import shipped_config
 from budgetft.telemetry.precision import precision_for
 
 # Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
@@ -79,11 +80,12 @@ def parameter_count(location: str, revision: str | None = None) -> tuple[float, 
         return float(exact), "counted from its safetensors headers"
 
     try:
-        if not (Path(location).expanduser().is_dir() or hub_reachable()):
+        shipped = shipped_config(location)  # a configuration shipped for sizing (no hub needed)
+        if not (shipped or Path(location).expanduser().is_dir() or hub_reachable()):
             raise OSError("no local copy and no hub")
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(location, revision=revision)
+        config = AutoConfig.from_pretrained(str(shipped or location), revision=None if shipped else revision)
         d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
         return float(12 * layers * d * d + vocab * d), "estimated from its configuration (12·L·d² + V·d)"
     except Exception:  # noqa: BLE001 - offline hub id, unknown config: fall back to the name
