@@ -91,7 +91,9 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
                              trial_seconds=phases_seconds(task, method, per_row, steps=0), labelling_seconds_per_step=labelling)
     lead = options[0].model  # the costs around training are priced with the first option's model
-    costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
+    loads = (calibration or {}).get("load_seconds_by_model") or {}
+    costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None,
+                      load_seconds=max(loads.values(), default=None))
     return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
 
 

@@ -15,6 +15,7 @@ import time
 from typing import Callable
 
 from budgetft.data.encode import Encoded
+from budgetft.models import cache
 from budgetft.models.loading import load_model
 from budgetft.planner.costs import CALIBRATION_STEPS
 from budgetft.planner.inputs import considered
@@ -25,6 +26,7 @@ from budgetft.stages.baselines import zero_shot_seconds_per_row
 from budgetft.telemetry.cpu_share import use_free_cores
 from budgetft.telemetry.device import device_name, device_type
 from budgetft.train.measure import calibrate_method
+from budgetft.train.memory import OutOfMemoryAtLoad, free_cached, is_out_of_memory, shrinking
 from budgetft.train.packing_probe import calibrate_packing as decide, measure_level
 
 # Imported inside functions: torch: importing this module must stay cheap (start-up time).
@@ -52,15 +54,32 @@ def calibrate(
     share = threads / (os.cpu_count() or 1) if device_type() == "cpu" else 1.0
     options, _ = considered(job)
     results: dict[str, dict] = {}
+    dropped: dict[str, str] = {}
     for c in options:
         note(f"calibration: {c.key}, {steps + 1} steps")
         started = time.time()
-        results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps), "model": c.model, "window": [started, time.time()]}
+        try:
+            results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps), "model": c.model, "window": [started, time.time()]}
+        except BaseException as exc:
+            if not is_out_of_memory(exc) and not isinstance(exc, OutOfMemoryAtLoad):
+                raise
+            # The option is dropped, never the run: the plan goes on with the others.
+            dropped[c.key] = f"out of memory in calibration on {device_name()} ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+            note(f"[yellow]calibration: {c.key} dropped: {dropped[c.key]}[/]")
+            free_cached()
+    if not results:
+        raise RuntimeError(f"no option fits this machine's memory: {'; '.join(f'{k}: {v}' for k, v in dropped.items())}; "
+                           "use the qlora method, a smaller micro-batch (train.micro_batch_size) or a GPU with more memory")
+    options = [c for c in options if c.key in results]
     eval_rates = {m: eval_rate(tasks[m], run) for m in dict.fromkeys(c.model for c in options)}
+    # What reading each model took here (this process read it once: budgetft.models.cache): the plan
+    # prices each trial worker's first load with it.
+    load_seconds = {m: cache.held_seconds(tasks[m].model.location) for m in eval_rates}
     lead = job.model.name if job.model.name in eval_rates else next(iter(eval_rates))
     packing = calibrate_packing(tasks[options[0].model], results, steps, samples_during, watch, note) if samples_during else None
     record = {"methods": results, "eval_rows_per_s": eval_rates[lead], "eval_rows_per_s_by_model": eval_rates,
-              "device": device_name(), "packing": packing}
+              "device": device_name(), "packing": packing, "dropped": dropped,
+              "load_seconds_by_model": {m: round(s, 2) for m, s in load_seconds.items() if s is not None}}
     if run is not None:
         run.write_calibration(record)
     for c in options:
@@ -80,10 +99,11 @@ def eval_rate(task, run: RunDir | None = None) -> float:
     small = copy.copy(task)
     n = min(PROBE_ROWS, len(task.eval))
     small.eval = Encoded(task.eval.prompts[:n], task.eval.labels[:n], 0)
-    model = load_model(task.model)
-    evaluate(model, small, task.job.eval.batch_size)  # warm-up: allocations and kernel choice, untimed
+    model = load_model(task.model)  # the trials' device and dtype (budgetft.models.placement)
+    shrunk: list = []
+    _, batch = shrinking(lambda b: evaluate(model, small, b), task.job.eval.batch_size, "evaluation batch", shrunk)  # warm-up, untimed
     t0 = time.perf_counter()
-    evaluate(model, small, task.job.eval.batch_size)
+    evaluate(model, small, batch)
     return n / (time.perf_counter() - t0)
 
 

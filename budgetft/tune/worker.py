@@ -319,6 +319,10 @@ def _train(worker: Worker) -> None:
     task = prepare_task(job.variant(spec.get("model") or job.model.name))
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
     settings.eval_steps = list(spec["eval_steps"])
+    if spec.get("micro_batch"):  # the memory plan's choices for this GPU (budgetft.planner.memory_plan)
+        settings.micro_batch_size = int(spec["micro_batch"])
+    if spec.get("checkpointing") is not None:
+        settings.checkpointing = bool(spec["checkpointing"])
     settings.frozen_states = str(worker.run.frozen_states)  # shared with the run's other trials
     record.batch_size = settings.batch_size
     result, _ = run_trial(
