@@ -98,8 +98,12 @@ def pip_source() -> list[str]:
 
 
 MISSING_CODE = r"""
-import importlib.metadata as md, json, re, sys, tomllib
+import importlib.metadata as md, json, re, sys
 from packaging.requirements import Requirement
+try:
+    import tomllib  # Python >= 3.11
+except ImportError:  # 3.10: the dependency list read with a regular expression (pyproject's own layout)
+    tomllib = None
 pins, missing = {}, []
 for line in open(sys.argv[1]):
     if "==" in line and not line.startswith("#"):
@@ -113,7 +117,12 @@ for name, version in pins.items():
     if have != version:
         missing.append(f"{name}=={version}")
 deps = []
-for spec in tomllib.load(open(sys.argv[2], "rb"))["project"]["dependencies"]:
+if tomllib is not None:
+    specs = tomllib.load(open(sys.argv[2], "rb"))["project"]["dependencies"]
+else:
+    block = re.search(r"^dependencies = \[(.*?)^\]", open(sys.argv[2]).read(), re.S | re.M).group(1)
+    specs = re.findall(r'^\s*"([^"]+)"', block, re.M)
+for spec in specs:
     req = Requirement(spec)
     try:
         ok = md.version(req.name) in req.specifier or not req.specifier
