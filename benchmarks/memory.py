@@ -60,15 +60,15 @@ def cpu_settings(with_qlora: bool) -> list[dict]:
 # - LLaMA-Factory README, "Hardware Requirement" (7B column): estimates for Llama-7B at its
 #   defaults [cutoff_len 1024, per-device batch 1, gradient checkpointing on, loss over every token].
 # - Ansell et al. 2024, "Scaling Sparse Fine-Tuning to Large Language Models", GPU memory of
-#   Llama-2-7B on an A100 [bf16 base, LoRA on every linear layer, loss over every token, 2 x 2,048
-#   tokens a micro-batch], without and with activation checkpointing.
+#   Llama-2-7B on an A100 [bf16 base, LoRA on every linear layer, loss over every token, 1 x 2,048
+#   tokens a micro-batch: the batch at which their four figures agree with one another], without and with activation checkpointing.
 PUBLISHED = [
     {"source": "LLaMA-Factory table, 7B LoRA 16-bit", "gb": 16, "config": "llama-2-7b", "quantization": None, "batch": 1, "length": 1024, "checkpointing": True},
     {"source": "LLaMA-Factory table, 7B QLoRA 4-bit", "gb": 6, "config": "llama-2-7b", "quantization": "nf4", "batch": 1, "length": 1024, "checkpointing": True},
-    {"source": "sparse FT study, Llama-2-7B LoRA", "gb": 40, "config": "llama-2-7b", "quantization": None, "batch": 2, "length": 2048, "checkpointing": False},
-    {"source": "sparse FT study, Llama-2-7B LoRA + act. ckpt", "gb": 18, "config": "llama-2-7b", "quantization": None, "batch": 2, "length": 2048, "checkpointing": True},
-    {"source": "sparse FT study, Llama-2-7B qLoRA", "gb": 30, "config": "llama-2-7b", "quantization": "nf4", "batch": 2, "length": 2048, "checkpointing": False},
-    {"source": "sparse FT study, Llama-2-7B qLoRA + act. ckpt", "gb": 8, "config": "llama-2-7b", "quantization": "nf4", "batch": 2, "length": 2048, "checkpointing": True},
+    {"source": "sparse FT study, Llama-2-7B LoRA", "gb": 40, "config": "llama-2-7b", "quantization": None, "batch": 1, "length": 2048, "checkpointing": False},
+    {"source": "sparse FT study, Llama-2-7B LoRA + act. ckpt", "gb": 18, "config": "llama-2-7b", "quantization": None, "batch": 1, "length": 2048, "checkpointing": True},
+    {"source": "sparse FT study, Llama-2-7B qLoRA", "gb": 30, "config": "llama-2-7b", "quantization": "nf4", "batch": 1, "length": 2048, "checkpointing": False},
+    {"source": "sparse FT study, Llama-2-7B qLoRA + act. ckpt", "gb": 8, "config": "llama-2-7b", "quantization": "nf4", "batch": 1, "length": 2048, "checkpointing": True},
 ]
 
 # Llama-2-7B's published configuration (meta-llama/Llama-2-7b-hf config.json), for sizing only.

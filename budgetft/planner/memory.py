@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 from budgetft.models.architecture import ENCODER, architecture_from_config
 from budgetft.models.placement import BYTES_PER_ELEMENT
@@ -53,6 +52,10 @@ MASTER_BYTES = 4
 # Torch's multi-tensor AdamW allocates one fp32 temporary per trainable weight (sqrt of the
 # second moment) while it steps.
 ADAM_TEMP_BYTES = 4
+# What a CPU process holds for a step beyond its tensors (oneDNN scratch, per-thread arenas,
+# autograd's engine): ~150-170 MiB above the model on 2 cores (benchmarks/memory.py, SmolLM2-135M
+# LoRA at four batch shapes: the analytic tensors alone read 8-17% low by a near-constant amount).
+CPU_STEP_OVERHEAD_BYTES = 160 * 2**20
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,7 @@ def predict_peak(shape: ModelShape, option: MemoryOption) -> MemoryEstimate:
     optimizer = weights + t * (GRAD_BYTES + ADAM_BYTES + ADAM_TEMP_BYTES)
     at, peak_state = ("backward", t * ADAM_BYTES) if backward >= optimizer else ("optimizer", t * (GRAD_BYTES + ADAM_BYTES + ADAM_TEMP_BYTES))
     body = weights + peak_state + (copies + activations if at == "backward" else 0.0)
-    overhead = 0.0
+    overhead = CPU_STEP_OVERHEAD_BYTES if option.device == "cpu" else 0.0
     if option.device != "cpu":
         overhead = body * (ALLOCATOR_SLACK - 1) + CUDA_CONTEXT_BYTES
     return MemoryEstimate(weights, peak_state, copies if at == "backward" else 0.0, activations if at == "backward" else 0.0, overhead, at)
@@ -310,5 +313,3 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def _unused(path: Path) -> None:  # pragma: no cover - keeps Path imported for type readers
-    return None
