@@ -8,7 +8,7 @@ figures within 25%). Two moments compete for the peak:
 - the start of the backward pass: the weights (frozen ones in their stored dtype, 4 bits a weight
   for an nf4 base, trainable ones as fp32 masters), AdamW's two fp32 moments from the step before,
   autocast's 16-bit copies of fp32 weights (each linear layer keeps its cast for the backward
-  pass), and every activation the backward pass will read, plus one layer's backward temporaries;
+  pass), and every activation the backward pass will read, plus half a layer's backward temporaries;
 - the optimizer step: weights, fp32 gradients, the moments and one fp32 temporary per trainable
   weight (torch's multi-tensor AdamW).
 
@@ -52,6 +52,14 @@ MASTER_BYTES = 4
 # Torch's multi-tensor AdamW allocates one fp32 temporary per trainable weight (sqrt of the
 # second moment) while it steps.
 ADAM_TEMP_BYTES = 4
+# Activation checkpointing keeps each layer's input; in the backward pass one layer at a time is
+# recomputed and back-propagated: its saved tensors and its gradients' temporaries, ~1.5 layers'
+# worth at once (fake-tensor traces: 1.3x on a CPU in fp32, 1.7x under bf16 autocast).
+CHECKPOINTED_LAYERS = 1.5
+# Without checkpointing the backward pass starts with every layer's activations and adds the last
+# layer's gradient temporaries before it frees anything: about half a layer's worth (traces: the
+# peak falls at the forward pass's end or just after).
+BACKWARD_LAYERS = 0.5
 # What a CPU process holds for a step beyond its tensors (oneDNN scratch, per-thread arenas,
 # autograd's engine): ~150-170 MiB above the model on 2 cores (benchmarks/memory.py, SmolLM2-135M
 # LoRA at four batch shapes: the analytic tensors alone read 8-17% low by a near-constant amount).
@@ -77,6 +85,7 @@ class ModelShape:
     attention_dropout: float = 0.0
     hidden_dropout: float = 0.0
     lora_sites: dict = field(default_factory=dict)  # targets -> summed input width of the layers LoRA adapts, per layer
+    largest_tensor: int = 0  # the largest weight's elements (the token embedding, usually)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,11 +145,12 @@ def shape_from_config(config, name: str = "", num_labels: int | None = None, arc
     model = build_meta_model(config, arch, num_labels=num_labels)
     linear = head = 0
     seen: set[int] = set()
-    total = 0
+    total = largest = 0
     for p in model.parameters():
         if id(p) not in seen:
             seen.add(id(p))
             total += p.numel()
+            largest = max(largest, p.numel())
     heads_names = ("lm_head", "classifier", "score")
     tied = set()
     for mod_name, module in model.named_modules():
@@ -167,6 +177,7 @@ def shape_from_config(config, name: str = "", num_labels: int | None = None, arc
         vocab=int(getattr(text, "vocab_size", 0)), gated_mlp=gated,
         attention_dropout=float(getattr(text, "attention_dropout", None) or getattr(text, "attention_probs_dropout_prob", None) or 0.0),
         hidden_dropout=float(getattr(text, "hidden_dropout_prob", None) or getattr(text, "dropout", None) or 0.0), lora_sites=sites,
+        largest_tensor=largest,
     )
 
 
@@ -197,17 +208,21 @@ def shape_from_config_dict(data: dict, name: str = "", num_labels: int | None = 
     return shape_from_config(AutoConfig.for_model(model_type, **data), name=name, num_labels=num_labels)
 
 
-@lru_cache(maxsize=16)
-def model_shape(location: str, revision: str | None = None, num_labels: int | None = None, architecture: str = "auto") -> ModelShape:
-    """The shape of a model directory, a hub id with a configuration shipped for sizing
-    (budgetft.models.configs), or a hub id the hub answers for."""
+def config_of(location: str, revision: str | None = None):
+    """The transformers configuration of a model directory, a hub id with a configuration shipped
+    for sizing (budgetft.models.configs), or a hub id the hub answers for."""
     from transformers import AutoConfig
 
     from budgetft.models.configs import shipped_config
 
     shipped = shipped_config(location)
-    config = AutoConfig.from_pretrained(str(shipped or location), revision=None if shipped else revision)
-    return shape_from_config(config, name=location, num_labels=num_labels, architecture=architecture)
+    return AutoConfig.from_pretrained(str(shipped or location), revision=None if shipped else revision)
+
+
+@lru_cache(maxsize=16)
+def model_shape(location: str, revision: str | None = None, num_labels: int | None = None, architecture: str = "auto") -> ModelShape:
+    """The shape of a model directory or hub id (see config_of)."""
+    return shape_from_config(config_of(location, revision), name=location, num_labels=num_labels, architecture=architecture)
 
 
 def trainable_params(shape: ModelShape, option: MemoryOption) -> int:
@@ -245,18 +260,21 @@ def predict_peak(shape: ModelShape, option: MemoryOption) -> MemoryEstimate:
             copies = copies / max(1, shape.layers) * 2
     tokens = option.micro_batch * option.length
     per_layer = layer_activation_bytes(shape, option)
-    residual = (4 if option.weight_dtype == "float32" and not option.quantization else c_bytes) * shape.hidden
+    residual = (4 if fp32_stream(option) else c_bytes) * shape.hidden
     if option.checkpointing:
-        activations = tokens * (shape.layers * residual + 2 * per_layer)
+        activations = tokens * (shape.layers * residual + CHECKPOINTED_LAYERS * per_layer)
     else:
-        activations = tokens * ((shape.layers + 1) * per_layer + residual)
+        activations = tokens * ((shape.layers + BACKWARD_LAYERS) * per_layer + residual)
     if shape.architecture != ENCODER and option.full_logits:
         activations += tokens * shape.vocab * (c_bytes + 8)  # logits, their fp32 upcast and its log-softmax
     # At the start of the backward pass the moments exist (from the step before) and few
     # gradients; at the optimizer step every gradient and AdamW's temporary do.
     backward = weights + copies + activations + t * ADAM_BYTES
-    optimizer = weights + t * (GRAD_BYTES + ADAM_BYTES + ADAM_TEMP_BYTES)
-    at, peak_state = ("backward", t * ADAM_BYTES) if backward >= optimizer else ("optimizer", t * (GRAD_BYTES + ADAM_BYTES + ADAM_TEMP_BYTES))
+    # Torch's multi-tensor AdamW (a GPU's default) holds a temporary of every trainable weight at
+    # once; on a CPU it steps tensor by tensor, the largest tensor's at a time.
+    temp = t * ADAM_TEMP_BYTES if option.device != "cpu" else min(t, shape.largest_tensor or t) * ADAM_TEMP_BYTES
+    optimizer = weights + t * (GRAD_BYTES + ADAM_BYTES) + temp
+    at, peak_state = ("backward", t * ADAM_BYTES) if backward >= optimizer else ("optimizer", t * (GRAD_BYTES + ADAM_BYTES) + temp)
     body = weights + peak_state + (copies + activations if at == "backward" else 0.0)
     overhead = CPU_STEP_OVERHEAD_BYTES if option.device == "cpu" else 0.0
     if option.device != "cpu":
@@ -269,8 +287,7 @@ def layer_activation_bytes(shape: ModelShape, option: MemoryOption) -> float:
     h, i = shape.hidden, shape.intermediate
     c = BYTES_PER_ELEMENT[option.compute_dtype]
     autocast = c < 4
-    fp32_weights = option.weight_dtype == "float32" and not option.quantization
-    r = 4 if fp32_weights else c  # the residual stream's dtype
+    r = 4 if fp32_stream(option) else c  # the residual stream's dtype
     dropout = shape.hidden_dropout if option.dropout is None else option.dropout
     attn_dropout = shape.attention_dropout if option.dropout is None else option.dropout
     # A norm upcasts a 16-bit stream to fp32 and keeps that copy; over an fp32 stream it keeps
@@ -296,8 +313,14 @@ def layer_activation_bytes(shape: ModelShape, option: MemoryOption) -> float:
         # dtype (fp32 masters under autocast: cast again to 16 bits), per input feature.
         width = shape.lora_sites.get(option.lora_targets, 0)
         layer += width * ((1 if dropout_lora() > 0 else 0) + (c if autocast else 4))
-    # One layer's backward temporaries (gradients of its activations), about half its activations.
-    return layer * 1.0
+    return layer
+
+
+def fp32_stream(option: MemoryOption) -> bool:
+    """Whether the residual stream is fp32: over fp32 weights, which full fine-tuning's masters
+    are whatever the stored dtype (the embedding's output and the norms' are fp32 then; autocast
+    casts only the linear layers' inputs)."""
+    return (option.weight_dtype == "float32" or option.method == "full") and not option.quantization
 
 
 def dropout_lora() -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from budgetft.models.architecture import base_of
+from budgetft.models.checkpointing import checkpoint_activations  # noqa: F401 - trials turn it on through here
 
 # Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
@@ -63,18 +63,3 @@ def shrinking(run: Callable[[int], Any], batch: int, what: str, shrunk: list, at
             shrunk.append({"what": what, "at": at, "from": batch, "to": smaller})
             free_cached()
             batch = smaller
-
-
-def checkpoint_activations(model: Any) -> bool:
-    """Turn on activation checkpointing in the model's blocks (non-reentrant: frozen inputs need
-    no gradient trick, and a peft wrapper is left as it is); False where the model has none."""
-    base = base_of(model)
-    if not getattr(base, "supports_gradient_checkpointing", False):
-        return False
-    enable = getattr(base, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
-    if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    base.config.use_cache = False
-    return True
