@@ -6,7 +6,8 @@ same step (budgetft.planner.memory_trace, in the tests) and against measurements
 figures within 25%). Two moments compete for the peak:
 
 - the start of the backward pass: the weights (frozen ones in their stored dtype, 4 bits a weight
-  for an nf4 base, trainable ones as fp32 masters), AdamW's two fp32 moments from the step before,
+  for an nf4 base, trainable ones as fp32 masters; full fine-tuning's as read too, which the
+  process holds for its next trial: budgetft.models.cache), AdamW's two fp32 moments from the step before,
   autocast's 16-bit copies of fp32 weights (each linear layer keeps its cast for the backward
   pass), and every activation the backward pass will read, plus half a layer's backward temporaries;
 - the optimizer step: weights, fp32 gradients, the moments and one fp32 temporary per trainable
@@ -249,6 +250,10 @@ def predict_peak(shape: ModelShape, option: MemoryOption) -> MemoryEstimate:
         weights = shape.linear_params * NF4_BYTES_PER_WEIGHT + other * 2 + t * MASTER_BYTES
     else:
         weights = frozen * w_bytes + t * MASTER_BYTES
+    if full:
+        # The process keeps the weights as read for its next trial (budgetft.models.cache); the
+        # trial trains a copy. (Other methods that train base weights train a few percent of them.)
+        weights += shape.params * w_bytes
     # Autocast casts fp32 weights to 16 bits at each linear layer and keeps the cast for the
     # backward pass: every fp32 linear weight of the forward pass (trainable masters included,
     # whose casts autocast caches). Checkpointing recomputes them one layer at a time.

@@ -16,8 +16,10 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from budgetft import methods
+from budgetft.models.errors import ModelError
 from budgetft.models.placement import BYTES_PER_ELEMENT
 from budgetft.money.gpu_names import GPU_LABELS
+from budgetft.planner import memory_correction
 from budgetft.planner.memory import MemoryOption, ModelShape, model_shape, predict_peak
 from budgetft.planner.options import choices
 from budgetft.search_space import parse_space, point
@@ -53,6 +55,21 @@ class Fit:
     parts_gb: dict = field(default_factory=dict)
     # A LoRA turned into QLoRA here: what its leanest 16-bit way needed (bytes).
     sixteen_bit_bytes: float | None = None
+    # What the prediction was multiplied by: this machine's measured / predicted (1: none yet).
+    scale: float = 1.0
+
+    def layout(self, method: str) -> dict:
+        """What a trial of `method` (the option's) is told to do here: its micro-batch, whether
+        to checkpoint activations, and the method it runs as (qlora for a LoRA that fits only on
+        a 4-bit base), with the prediction it rests on (trial specs and calibration read it)."""
+        runs_as = "qlora" if self.quantization and method != "qlora" else method
+        layout = {"micro_batch": self.micro_batch, "checkpointing": bool(self.checkpointing), "method": runs_as,
+                  "quantization": self.quantization, "predicted_bytes": round(self.peak_bytes or 0), "memory_bytes": round(self.memory_bytes),
+                  "scale": round(self.scale, 4)}
+        if runs_as != method:
+            layout["converted_from"] = method
+            layout["sixteen_bit_bytes"] = round(self.sixteen_bit_bytes or 0)
+        return layout
 
     def words(self) -> str:
         if not self.fits:
@@ -108,8 +125,10 @@ def option_memory(shape: ModelShape, key: str, model: str, method_name: str, bat
 
 
 def fit_on(shape: ModelShape, method, batch: int, length: int, memory: float, dtype: str = "bfloat16", *, micro: int | None = None,
-           checkpointing: str = "auto", trainable: int | None = None, gpu: str = "", device: str = "cuda", dropout: float | None = None) -> Fit:
-    """The first way that fits `memory` bytes (see the module's docstring)."""
+           checkpointing: str = "auto", trainable: int | None = None, gpu: str = "", device: str = "cuda", dropout: float | None = None,
+           scale: float = 1.0) -> Fit:
+    """The first way that fits `memory` bytes (see the module's docstring). `scale`: what this
+    machine's calibrations measured against the predictions (budgetft.planner.memory_correction)."""
     micros = [micro] if micro else _halvings(batch)
     ckpts = {"auto": [False, True], "true": [True], "false": [False]}[checkpointing]
     quants = [method.quantization]
@@ -123,7 +142,7 @@ def fit_on(shape: ModelShape, method, batch: int, length: int, memory: float, dt
                 option = MemoryOption(method=method.name, micro_batch=m, length=length, device=device, weight_dtype=dtype, compute_dtype=dtype,
                                       quantization=quant, checkpointing=ckpt, trainable=trainable, dropout=dropout)
                 estimate = predict_peak(shape, option)
-                peak = estimate.total_bytes
+                peak = estimate.total_bytes * scale
                 if leanest is None or peak < leanest.peak_bytes:
                     leanest = Fit(gpu, memory, False, m, ckpt, quant, peak, estimate.parts_gb())
                 if peak <= memory:
@@ -147,22 +166,76 @@ def _dtype(gpu: str) -> str:
     return "float16" if gpu in FP16_GPUS else "bfloat16"
 
 
+@dataclass(frozen=True)
+class OptionInputs:
+    """What an option's memory depends on, from its job variant (budgetft.planner.options)."""
+
+    key: str
+    model: str
+    shape: ModelShape
+    method: object  # budgetft.methods.base.Method
+    batch: int
+    length: int  # the padded length of the longest batch: the longest prompt and its label word
+    micro: int | None
+    checkpointing: str  # auto | true | false
+    trainable: int
+    dropout: float | None
+
+
+def option_inputs(job, choice, length: int | None = None) -> OptionInputs:
+    variant = job.variant(choice.model)
+    shape = model_shape(variant.model.name, variant.model.revision, num_labels=len(variant.prompt.labels),
+                        architecture=variant.model.architecture)
+    method = methods.get(choice.method)
+    config = point(parse_space(variant.space_for(method.name)), method.defaults)
+    t = variant.train
+    return OptionInputs(choice.key, choice.model, shape, method, t.batch_size, length or variant.prompt.max_length + 1, t.micro_batch_size,
+                        t.gradient_checkpointing, _trainable(shape, variant, method, config), t.dropout)
+
+
 def job_memory(job, gpus: list[str] | None = None, lengths: dict[str, int] | None = None) -> list[OptionMemory]:
     """Every option of the job, planned on `gpus` (default: the catalogue's). `lengths`: model ->
     the padded length a batch reaches (default: the prompt's max_length, the longest a row is)."""
     out = []
     for c in choices(job):
-        variant = job.variant(c.model)
-        shape = model_shape(variant.model.name, variant.model.revision, num_labels=len(variant.prompt.labels),
-                            architecture=variant.model.architecture)
-        method = methods.get(c.method)
-        config = point(parse_space(variant.space_for(method.name)), method.defaults)
-        trainable = _trainable(shape, variant, method, config)
-        length = (lengths or {}).get(c.model) or variant.prompt.max_length
-        t = variant.train
-        out.append(option_memory(shape, c.key, c.model, method.name, t.batch_size, length, micro=t.micro_batch_size,
-                                 checkpointing=t.gradient_checkpointing, trainable=trainable, gpus=gpus, dropout=t.dropout))
+        o = option_inputs(job, c, (lengths or {}).get(c.model))
+        out.append(option_memory(o.shape, c.key, c.model, o.method.name, o.batch, o.length, micro=o.micro,
+                                 checkpointing=o.checkpointing, trainable=o.trainable, gpus=gpus, dropout=o.dropout))
     return out
+
+
+class NothingFits(ModelError):
+    """No option of the job fits this machine's GPU, whatever the plan does. The message names
+    the numbers and the smallest catalogue GPU that would hold the leanest option."""
+
+
+def device_plan(job, options: list, memory_bytes: float, dtype: str, device_name: str) -> tuple[dict[str, Fit], dict[str, str]]:
+    """How each option (budgetft.planner.options.Choice) trains on this machine's GPU of
+    `memory_bytes` bytes, its predictions scaled by what calibrations measured here
+    (budgetft.planner.memory_correction): ({option key: its Fit}, {option key: why it cannot
+    train here, in words}). Raises NothingFits when no option can: before anything is spent."""
+    fits: dict[str, Fit] = {}
+    refused: dict[str, str] = {}
+    for c in options:
+        o = option_inputs(job, c)
+        scale = memory_correction.factor(device_name, c.model, o.method.name)
+        fit = fit_on(o.shape, o.method, o.batch, o.length, memory_bytes, dtype, micro=o.micro, checkpointing=o.checkpointing,
+                     trainable=o.trainable, gpu=device_name, dropout=o.dropout, scale=scale)
+        fit.scale = scale
+        if fit.fits:
+            fits[c.key] = fit
+            continue
+        smallest = next((g for g in catalogue_gpus() if fit_on(o.shape, o.method, o.batch, o.length, gpu_memory_bytes(g), _dtype(g), micro=o.micro,
+                                                              checkpointing=o.checkpointing, trainable=o.trainable, dropout=o.dropout,
+                                                              scale=scale).fits), None)
+        hint = f"the smallest GPU that would hold it: {GPU_LABELS.get(smallest, smallest)}" if smallest else "no catalogue GPU would hold it"
+        how = f"micro-batch {fit.micro_batch}" + (", checkpointing" if fit.checkpointing else "") + (", a 4-bit base" if fit.quantization else "")
+        refused[c.key] = f"its leanest way ({how}) needs {fit.peak_bytes / 1e9:.1f} GB of this GPU's {memory_bytes / 1e9:.1f} GB; {hint}"
+    if not fits:
+        raise NothingFits(f"no option of job {job.name!r} fits {device_name} ({memory_bytes / 1e9:.1f} GB): "
+                          + "; ".join(f"{k}: {why}" for k, why in refused.items())
+                          + "; use a GPU with more memory, a shorter prompt.max_length or a smaller train.batch_size")
+    return fits, refused
 
 
 def _trainable(shape: ModelShape, job, method, config: dict) -> int:

@@ -131,17 +131,29 @@ def trace_step(source: Any, option: MemoryOption, *, num_labels: int | None = 2,
         model = _build(config, arch, getattr(torch, option.weight_dtype), num_labels)
         if option.dropout is not None:
             set_dropout(model, option.dropout)
+        base = {id(p) for p in model.parameters()}  # the weights as read, which the process holds
         model = method.apply(model, point, ApplyContext())
-        for p in model.parameters():  # fp32 masters for what trains (budgetft.models.placement)
-            if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
-                p.data = p.data.float()
     if option.checkpointing:
         checkpoint_activations(model)
     model.train()
     live = live_bytes_mode()
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     with fake, live:
-        _make_fake(model, fake, live)
+        made = _make_fake(model, fake, live)
+        trained_base = {id(made[i]) for i in base if i in made}
+        held = []
+        # As budgetft.models.placement.prepare_trainable does: fp32 masters for what trains in 16
+        # bits, and a storage of its own for a weight of the base that trains, whose copy as read
+        # the process keeps for its next trial (budgetft.models.cache).
+        for p in model.parameters():
+            if not p.requires_grad:
+                continue
+            if id(p) in trained_base:
+                held.append(p.data)
+            if p.dtype in (torch.bfloat16, torch.float16):
+                p.data = p.data.float()
+            elif id(p) in trained_base:
+                p.data = p.data.clone()
         params = [p for p in model.parameters() if p.requires_grad]
         foreach = option.device != "cpu"  # multi-tensor AdamW and clipping, as torch picks them on a GPU
         optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=foreach)
@@ -182,9 +194,10 @@ def _answer_positions(count: int):
         torch.unique = real
 
 
-def _make_fake(model, fake, live) -> None:
+def _make_fake(model, fake, live) -> dict[int, Any]:
     """Every parameter and buffer of a meta-device model replaced by a fake CPU tensor of its
-    shape and dtype (tied ones stay one tensor), each counted as live."""
+    shape and dtype (tied ones stay one tensor), each counted as live; returns the id of each
+    meta tensor -> what replaced it."""
     import torch
 
     device = torch.device("cpu")
@@ -199,6 +212,7 @@ def _make_fake(model, fake, live) -> None:
                     made[id(t)] = torch.nn.Parameter(data, requires_grad=t.requires_grad) if as_param else data
                     live.track(made[id(t)])
                 table[name] = made[id(t)]
+    return made
 
 
 def _build(config: Any, arch: str, dtype: Any, num_labels: int | None):

@@ -55,6 +55,8 @@ class RunReport:
     test: dict | None = None  # test.json: the winner on the held-out test rows (the headline)
     forecast: dict | None = None  # what the first round's plan forecast (plan.json)
     models: list[str] = field(default_factory=list)  # every model the job let the plan choose, its own first
+    # Options calibration dropped (out of memory, or predicted to fit no way on the GPU): key -> why.
+    dropped: dict[str, str] = field(default_factory=dict)
 
     @property
     def winner_model(self) -> str | None:
@@ -154,6 +156,7 @@ def load_run(path: Path | str) -> RunReport:
         generated=utc_now(),
         test=_read(rd.test_json, None, warnings) if rd.test_json.exists() else None,
         forecast=_first_forecast(_read(rd.plan_json, None, warnings) if rd.plan_json.exists() else None),
+        dropped=dict((_read(rd.calibration_json, None, warnings) or {}).get("dropped") or {}) if rd.calibration_json.exists() else {},
     )
 
 
@@ -238,6 +241,7 @@ def _trial_row(t: dict, model: str, by_trial: dict[str, Decimal], run_status: st
     row.error = str(t["error"]) if t.get("error") else None
     row.stop_reason = str(t["stop_reason"]) if t.get("stop_reason") else None
     row.end_moved = t.get("end_moved") or None
+    row.memory = t.get("memory") if isinstance(t.get("memory"), dict) else None
     if trial_id in by_trial:
         row.cost = by_trial[trial_id]
     else:

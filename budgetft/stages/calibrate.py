@@ -22,6 +22,7 @@ from budgetft.planner.inputs import considered
 from budgetft.planner.rates import store_rates
 from budgetft.rundir import RunDir
 from budgetft.scoring.rows import evaluate
+from budgetft.stages import device_memory
 from budgetft.stages.baselines import zero_shot_seconds_per_row
 from budgetft.telemetry.cpu_share import use_free_cores
 from budgetft.telemetry.device import device_name, device_type
@@ -54,12 +55,22 @@ def calibrate(
     share = threads / (os.cpu_count() or 1) if device_type() == "cpu" else 1.0
     options, _ = considered(job)
     results: dict[str, dict] = {}
-    dropped: dict[str, str] = {}
+    # On a GPU each option runs as the memory plan fits it there; one that fits no way is dropped
+    # before it is paid for (budgetft.stages.device_memory).
+    planned, dropped = device_memory.layouts(job, options)
+    dropped = {k: f"does not fit {device_name()}: {why}" for k, why in dropped.items()}
+    for key, why in dropped.items():
+        note(f"[yellow]calibration: {key} dropped: {why}[/]")
     for c in options:
+        if c.key in dropped:
+            continue
+        if c.key in planned:
+            note(device_memory.describe(c.key, planned[c.key]))
         note(f"calibration: {c.key}, {steps + 1} steps")
         started = time.time()
         try:
-            results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps), "model": c.model, "window": [started, time.time()]}
+            results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps, planned.get(c.key)), "model": c.model, "window": [started, time.time()]}
+            device_memory.correct(job, c, results[c.key], note)
         except BaseException as exc:
             if not is_out_of_memory(exc) and not isinstance(exc, OutOfMemoryAtLoad):
                 raise
@@ -119,7 +130,8 @@ def calibrate_packing(task, results: dict[str, dict], steps: int, samples_during
     job = task.job.model_dump(mode="json")
     packing = decide(
         results, gpu_mem_mb, samples_during,
-        lambda name, k: measure_level(job, results[name].get("method", name), k, steps, samples_during, watch or (lambda pids: None)),
+        lambda name, k: measure_level(job, results[name].get("method", name), k, steps, samples_during, watch or (lambda pids: None),
+                                      layout=(results[name].get("memory") or {}) or None),
         note=note,
     )
     note(f"packing: {packing['reason']}")

@@ -32,7 +32,8 @@ class Loop:
     """The training loop of one trial, across its phases: one stream of batches, one step count,
     one result; each phase brings its own optimiser and learning-rate schedule."""
 
-    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase, horizon=None):
+    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase, horizon=None,
+                 memory: dict | None = None):
         self.task, self.settings, self.precision = task, settings, precision
         self.on_step, self.on_eval, self.may_continue, self.on_phase = on_step, on_eval, may_continue, on_phase
         self.horizon = horizon
@@ -43,8 +44,13 @@ class Loop:
         self.tokens = self.padded = 0
         self.t_train = 0.0
         self.score_batch = settings.eval_batch_size  # halved for good when a scoring pass runs out of memory
-        # Where the trial's weights live and what out of memory shrank (TrialResult.memory).
-        self.memory: dict = {"shrunk": []}
+        # Where the trial's weights live, its micro-batch, the longest batch it met and what out of
+        # memory shrank (TrialResult.memory); the caller's dict when it gives one (a worker's
+        # trial.json shows it while the trial runs).
+        self.memory: dict = memory if memory is not None else {}
+        self.memory.setdefault("shrunk", [])
+        self.memory["micro_batch"] = self.micro
+        self.label_tokens = max(map(len, task.class_tokens)) if task.class_tokens else 0
 
     def start(self, model, method) -> None:
         """Count what trains, fit the verbalizer's class bias: once, before the first step."""
@@ -168,6 +174,8 @@ class Loop:
                 result.stop_reason = "stopped before step %d: not paid for" % step
                 return True
             idx = next(self.batches)
+            longest = max(len(train_task.train.prompts[i]) for i in idx) + self.label_tokens
+            self.memory["longest_tokens"] = max(longest, self.memory.get("longest_tokens") or 0)  # what the peak was reached on
             t0 = time.perf_counter()
             while True:
                 try:
@@ -184,7 +192,7 @@ class Loop:
                         raise
                     smaller = max(1, self.micro // 2)  # gradient accumulation takes up the slack
                     self.memory["shrunk"].append({"what": "micro-batch", "at": step, "from": self.micro, "to": smaller})
-                    self.micro = smaller
+                    self.micro = self.memory["micro_batch"] = smaller
                     optimizer.zero_grad(set_to_none=True)
                     memory.free_cached()
             if method.train_step is None:

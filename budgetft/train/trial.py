@@ -45,6 +45,7 @@ def run_trial(
     on_phase: Callable[[str], None] | None = None,
     on_model: Callable[[object], None] | None = None,
     horizon: Callable[[int, float, int], int] | None = None,
+    memory_log: dict | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
@@ -59,7 +60,8 @@ def run_trial(
     and the trial evaluates there, instead of being cut mid-schedule before any evaluation; on
     a faster one (and only where the caller allows it) the end moves further, the decay
     stretched from where it stands, so money a pessimistic calibration left idle trains.
-    Returns the result and the trained model."""
+    `memory_log`: a dict the loop keeps current with the trial's placement, micro-batch and what out
+    of memory shrank (TrialResult.memory is this dict). Returns the result and the trained model."""
     import torch
 
     torch.manual_seed(settings.seed)
@@ -88,7 +90,7 @@ def run_trial(
     precision = precision_for(device)
     apply_precision(precision)
     context = replace(context, batch_backward=batch_backward(task, settings, device, precision))
-    loop = Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon)
+    loop = Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon, memory_log)
     loop.memory.update(placement=placement.to_dict(), checkpointing=settings.checkpointing)
     rows, generation = task, 0  # the training rows the phases train on, and their generation
     for i, (part, config, steps, phase) in enumerate(parts):

@@ -56,8 +56,9 @@ def test_the_tiny_model_agrees_too(tiny_model_dir):
 def test_a_trace_counts_every_weight_once_and_the_optimizer_state(tiny_model_dir):
     shape = model_shape(str(tiny_model_dir), num_labels=2)
     trace = trace_step(str(tiny_model_dir), MemoryOption(method="full", micro_batch=2, length=16, **CPU))
-    # fp32 weights (the tied embedding once) and AdamW's two moments; buffers (rotary tables) on top.
-    assert 12 * shape.params <= trace.weights_bytes < 12 * shape.params + 64 * 1024
+    # fp32 weights as read (which the process holds: the tied embedding once), the trial's copy
+    # that trains, and AdamW's two moments; buffers (rotary tables) on top.
+    assert 16 * shape.params <= trace.weights_bytes < 16 * shape.params + 64 * 1024
     assert trace.at in ("forward", "backward", "optimizer") and trace.operators > 100
 
 

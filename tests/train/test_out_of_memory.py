@@ -76,7 +76,7 @@ def test_calibration_drops_the_option_that_runs_out_of_memory_and_goes_on(tiny_j
     job = validate_job({**tiny_job_data, "methods": {"lora": {}, "bitfit": {}}})
     tasks = {job.model.name: prepare_task(job)}
     real = stage.calibrate_method
-    monkeypatch.setattr(stage, "calibrate_method", lambda task, method, steps=2: (_ for _ in ()).throw(OutOfMemoryAtLoad("no room (injected)")) if method == "lora" else real(task, method, steps))
+    monkeypatch.setattr(stage, "calibrate_method", lambda task, method, steps=2, layout=None: (_ for _ in ()).throw(OutOfMemoryAtLoad("no room (injected)")) if method == "lora" else real(task, method, steps, layout))
     record = stage.calibrate(tasks, job, steps=1)
     assert set(record["methods"]) == {"bitfit"}
     assert "lora" in record["dropped"] and "out of memory" in record["dropped"]["lora"]
