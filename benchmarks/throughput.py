@@ -1,7 +1,7 @@
 """Training throughput: budgetft's step against a plain Hugging Face `Trainer` on the same model,
 method and batch, in one run.
 
-    python benchmarks/throughput.py [JOB] [--methods lora,last_k] [--steps 8] [--warmup 2]
+    python benchmarks/throughput.py [JOB] [--methods lora,last_k] [--steps 8] [--warmup 2] [--load-costs]
 
 For each method: examples/s of budgetft's loop (its own precision choice, length-grouped
 batches, the loss read at the answer position only) and of `transformers.Trainer` on the same
@@ -9,6 +9,8 @@ rows, tokenised the same way, with the answer token as the only label (the stand
 fine-tuning recipe), in fp32 (Trainer's default) and in bf16 (`bf16=True`). Both see the same
 training rows in the same order of draws; the first `--warmup` steps of each are not timed.
 Prints a table with the ratios. On 2 CPU cores, 8 timed LoRA steps take ~1-2 min per column.
+--load-costs times instead what each trial pays to get its model: the first read from disk, then
+the process's held copy (budgetft.models.cache) for every later trial.
 """
 
 from __future__ import annotations
@@ -94,12 +96,39 @@ def trainer_rate(task, method: str, steps: int, warmup: int, bf16: bool) -> floa
     return (len(timed) - 1) * task.job.train.batch_size / (timed[-1] - timed[0])
 
 
+def load_costs(task, method: str, trials: int = 3) -> str:
+    """What a trial pays to get its model (budgetft.models.cache): the first read from disk, then
+    each later trial's copy of the held model with the method applied and the weights it trains
+    given storage of their own (Placement.prepare_trainable), seconds."""
+    from budgetft import methods
+    from budgetft.methods.context import context_for
+    from budgetft.models import cache
+    from budgetft.models.loading import load_model
+    from budgetft.models.placement import placement_for
+
+    m = methods.get(method)
+    placement = placement_for()
+    cache.release()
+    seconds = []
+    for _ in range(trials + 1):
+        t0 = time.perf_counter()
+        model = m.apply(load_model(task.model, placement), m.config(), context_for(task.job, task.tokenizer))
+        placement.prepare_trainable(model)
+        seconds.append(time.perf_counter() - t0)
+        del model
+    cache.release()
+    copies = sorted(seconds[1:])
+    return (f"{method}: the first trial's model {seconds[0]:.2f} s (read from disk, method applied); each later trial's "
+            f"{copies[len(copies) // 2]:.3f} s (median of {trials}: a copy of the held model, method applied, trained weights copied)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("job", nargs="?", default=None)
     parser.add_argument("--methods", default="lora,last_k")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per column")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--load-costs", action="store_true", help="only time getting a trial's model: read once, then copies")
     args = parser.parse_args()
     import torch
 
@@ -110,6 +139,10 @@ def main() -> int:
     quiet_libraries()
     torch.set_num_threads(os.cpu_count() or 1)
     task = prepare_task(load_job(args.job, ["eval.limit=8"]))
+    if args.load_costs:
+        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+            print(load_costs(task, method), flush=True)
+        return 0
     print(f"{task.job.name}: {task.model.describe()}, batch {task.job.train.batch_size}, {args.steps} timed steps after {args.warmup}; "
           f"{torch.get_num_threads()} threads", flush=True)
     print("| method | budgetft ex/s (precision) | Trainer fp32 ex/s | Trainer bf16 ex/s | vs fp32 | vs bf16 |")

@@ -25,7 +25,8 @@ output plus eval_loss, including the per-row `correct` vector for significance t
   trials/<trial_id>/trial.json
                      {trial_id, method, config, status, steps, examples, trainable_params,
                       total_params, examples_per_s, padded_share, cost_usd, started, ended,
-                      error|null, evals: [metrics + {step, train_loss, cost_usd, elapsed_s}]}
+                      error|null, evals: [metrics + {step, train_loss, cost_usd, elapsed_s}],
+                      memory: {micro_batch, checkpointing, placement, shrunk, ...}}
                      status: running | finished | stopped_early | stopped_by_cap | interrupted | failed
                      (interrupted: the run was stopped by Ctrl-C, SIGTERM or a crash mid-trial)
                      stop_reason: why it stopped before its plan, in words; error: why it failed
@@ -171,6 +172,12 @@ class TrialRecord(Record):
     # Frozen blocks served from stored states: {"first_trained_block", "rows_computed", "rows_reused"}
     # (and "ladder_blocks" for LST: how many blocks' outputs each row's state holds).
     frozen_prefix: dict | None = None
+    # How it fitted its device's memory and what out of memory changed: the memory plan's layout
+    # (budgetft.planner.memory_plan.Fit.layout: "micro_batch", "checkpointing", "method" it ran as,
+    # "converted_from" for a LoRA turned into QLoRA, "predicted_bytes", "memory_bytes"), where its
+    # weights lived ("placement"), the micro-batch it ended on, the longest batch it met
+    # ("longest_tokens") and "shrunk": [{"what", "at", "from", "to"}], each batch out of memory halved.
+    memory: dict | None = None
 
     def _reached_its_cut(self) -> bool:
         """A trial whose end moved, trained to its new end and evaluated there."""

@@ -22,12 +22,38 @@ def plan(
     set_: list[str] = SET_OPT,
     methods: Optional[str] = METHODS_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON on stdout (plan.json's fields; messages go to stderr)."),
+    cloud: Optional[str] = typer.Option(None, "--cloud", help="Plan for a cloud VM (gcp): the memory plan on every catalogue GPU and the instance chosen."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="With --cloud: plan for this GPU type (t4, l4, a100, h100, ...)."),
+    region: Optional[str] = typer.Option(None, "--region", help="With --cloud: the region whose prices decide (default us-central1)."),
+    spot: bool = typer.Option(False, "--spot", help="With --cloud: Spot prices."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Spend nothing and read nothing from the hub: the memory plan (and with --cloud the instance), from the model's configuration."),
 ) -> None:
-    """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve)."""
+    """Print the plan (trials, steps, rungs, expected and worst-case spend, reserve), and each
+    option's memory plan (predicted peak memory, micro-batch, checkpointing, quantization)."""
     from budgetft.money.usd import PriceError, parse_money
     from budgetft.telemetry.pricing import run_price
 
     err = stderr_console()
+    if cloud is not None or dry_run:
+        if cloud not in (None, "gcp"):
+            err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
+            raise typer.Exit(2)
+        try:
+            cap = parse_money(budget, "--budget")
+        except PriceError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        with cli_errors(err):
+            from budgetft.spec import load_job, methods_override
+
+            spec = load_job(job, methods_override(job, list(set_), methods))
+            quiet_libraries()
+            from budgetft.cli.plan_memory import memory_plan
+
+            raise typer.Exit(memory_plan(spec, cap, err, as_json=as_json, cloud=cloud, gpu=gpu, region=region, spot=spot))
+    if gpu or region or spot:
+        err.print("[bold red]error:[/] --gpu, --region and --spot apply to a cloud plan; add --cloud gcp")
+        raise typer.Exit(2)
     if price_per_hour is None:
         warn_stale_prices(err)  # the price will come from the catalogue
     try:

@@ -56,12 +56,21 @@ class ChoiceError(ValueError):
     """No catalogue instance fits the request; the message says which options exist."""
 
 
+# How fast an option trains against a plain 16-bit step of the same batch, by how the memory plan
+# fits it: activation checkpointing recomputes the forward pass (~4/3 of the compute: 0.75x);
+# a 4-bit base dequantizes every weight on every pass (QLoRA trains ~0.6x as fast as 16-bit LoRA:
+# Google's Vertex AI LoRA/QLoRA recommendations, "LoRA is about 66% faster").
+CHECKPOINTING_SPEED = 0.75
+NF4_SPEED = 0.60
+
+
 @dataclass(frozen=True)
 class Candidate:
     instance: Instance
     examples_per_s: float
     examples_per_usd: float
     examples_for_budget: float  # examples the budget buys after the VM's overheads
+    how: str = ""  # how the job's options fit its GPU (the memory plan), in words
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class Choice:
         head = (
             f"{b.instance.label} ({b.instance.provisioning}, {b.instance.region}) at ${b.instance.usd_per_hour:.4f}/h: "
             f"~{b.examples_per_s:.0f} examples/s ({self.basis}; {rel:g}x V100), "
-            f"~{b.examples_per_usd:,.0f} examples per dollar"
+            f"~{b.examples_per_usd:,.0f} examples per dollar" + (f"; fits as {b.how}" if b.how else "")
         )
         if self.picked_by_user:
             many = len(self.ranked) > 1
@@ -137,7 +146,13 @@ def choose(
     spot: bool = False,
     disk_gb: int = 50,
     calibration: Path | None = None,
+    memory: list | None = None,
 ) -> Choice:
+    """The instance that buys the most training for the budget. With `memory` (the job's memory
+    plan: budgetft.planner.memory_plan.job_memory, one entry per option), only GPUs that one of
+    its options fits are considered, and each is valued at the speed of its best-fitting option
+    (checkpointing and a 4-bit base slow a step); a job that no GPU here fits is refused with the
+    smallest GPU that would hold it."""
     region = region or DEFAULT_REGION
     found = calibrated_v100_rate(calibration) if calibration else None
     v100_rate, basis = found or estimated_v100_rate(model_name, tokens_per_example)
@@ -157,6 +172,9 @@ def choose(
     else:
         instances = [i for i in instances if (_vcpus(catalog, i) or 0) >= MIN_VCPUS]
     instances = [i for i in instances if i.gpu in RELATIVE_THROUGHPUT]
+    if memory:
+        return _choose_by_memory(instances, memory, v100_rate, basis, budget, bool(gpu or machine), what=" + ".join(x for x in (machine, gpu) if x) or "a GPU instance",
+                                 region=region, catalog=catalog, spot=spot, machine=machine)
     fitting = [i for i in instances if gpu_memory_gb(i.gpu or "") >= need_gb]
     if not fitting:
         what = " + ".join(x for x in (machine, gpu) if x) or "a GPU instance"
@@ -173,6 +191,41 @@ def choose(
     # Most training for the budget; ties (or budgets too small for any run) by examples per dollar.
     ranked.sort(key=lambda c: (c.examples_for_budget, c.examples_per_usd), reverse=True)
     return Choice(ranked[0], basis, tuple(ranked), picked_by_user=bool(gpu or machine))
+
+
+def fit_speed(fit) -> float:
+    """An option's speed on a GPU, against a plain 16-bit step, by how it fits there."""
+    speed = CHECKPOINTING_SPEED if fit.checkpointing else 1.0
+    return speed * (NF4_SPEED if fit.quantization else 1.0)
+
+
+def _choose_by_memory(instances, memory: list, v100_rate: float, basis: str, budget: Decimal, picked: bool, *, what: str, region: str,
+                      catalog: Catalog, spot: bool, machine: str | None) -> Choice:
+    overhead = overhead_seconds()
+    ranked = []
+    for inst in instances:
+        fits = [(o, o.fits.get(inst.gpu)) for o in memory]
+        fits = [(o, f) for o, f in fits if f is not None and f.fits]
+        if not fits:
+            continue
+        option, fit = max(fits, key=lambda pair: fit_speed(pair[1]))
+        eps = v100_rate * RELATIVE_THROUGHPUT[inst.gpu or ""] * inst.gpu_count * fit_speed(fit)
+        hourly = float(inst.usd_per_hour)
+        run_s = max(0.0, float(budget) * 3600 / hourly - overhead)
+        ranked.append(Candidate(inst, eps, eps * 3600 / hourly, eps * run_s, f"{option.key}: {fit.words()}"))
+    if not ranked:
+        if not instances:
+            raise ChoiceError(_nothing_matches(catalog, what, region, spot, machine))
+        leanest = min(memory, key=lambda o: min(f.peak_bytes for f in o.fits.values()))
+        peak = min(f.peak_bytes for f in leanest.fits.values())
+        offered = sorted({i.gpu for i in instances if i.gpu})
+        smallest = leanest.smallest_gpu
+        hint = (f"the smallest GPU that would hold it is {GPU_LABELS.get(smallest, smallest)} (--gpu {smallest})" if smallest
+                else "no catalogue GPU holds it: use a smaller model, a shorter prompt.max_length or a smaller train.batch_size")
+        raise ChoiceError(f"{what} in {region}: no option of this job fits ({', '.join(GPU_LABELS.get(g, g) for g in offered)}); "
+                          f"its leanest, {leanest.key}, needs {peak / 1e9:.1f} GB at micro-batch 1 with checkpointing; {hint}")
+    ranked.sort(key=lambda c: (c.examples_for_budget, c.examples_per_usd), reverse=True)
+    return Choice(ranked[0], basis, tuple(ranked), picked_by_user=picked)
 
 
 def _vcpus(catalog: Catalog, inst: Instance) -> int | None:

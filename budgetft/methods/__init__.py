@@ -23,6 +23,8 @@ _MODULES = (
     "siva", "pasta", "mezo_top_k", "lst", "adamix", "fish_mask", "mezo_lst",
     # ours: PET's ensemble of prompt patterns, one LoRA adapter each
     "pet", "ipet",
+    # LoRA over a 4-bit NF4 base (bitsandbytes, the [gpu] extra)
+    "qlora",
 )
 
 REGISTRY: dict[str, Method] = {}

@@ -82,6 +82,9 @@ class Method:
     # the one model and batch stream, under the trial's one budget (MeZO, then the top k blocks):
     #   phases(config) -> [Phase, ...]
     phases: Callable[[dict[str, Any]], list[Phase]] | None = None
+    # The base model's weights stored quantized for this method (QLoRA's "nf4": budgetft.models.
+    # placement); None: in the run's weight dtype.
+    quantization: str | None = None
 
     @property
     def params(self) -> set[str]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from budgetft.hub import hub_reachable
 from budgetft.models.architecture import DECODER, ENCODER, architecture_from_config
 from budgetft.models.errors import ModelError
+from budgetft.models.placement import Placement, placement_for, quantization_config
 from budgetft.paths import cache_root
 
 # Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
@@ -147,22 +148,35 @@ def load_tokenizer(resolved: ResolvedModel):
     return tokenizer
 
 
-def load_model(resolved: ResolvedModel, dtype=None):
+def load_model(resolved: ResolvedModel, placement: "Placement | None" = None):
     """The untuned model: a causal LM, or an encoder with a fresh classification head of
-    `num_labels` outputs (the head is trained by every method)."""
-    import torch
+    `num_labels` outputs (the head is trained by every method), loaded straight onto the
+    placement's device in its dtype (budgetft.models.placement; default: fp32 on the CPU). A
+    process keeps the last model it loaded (budgetft.models.cache) and hands out a fresh model on
+    the same weights when asked again, without reading them from disk."""
+    from budgetft.models import cache
 
+    return cache.load(resolved, placement or placement_for(), _read_model)
+
+
+def _read_model(resolved: ResolvedModel, placement: "Placement"):
+    """The model read from its files (budgetft.models.cache calls this once per model)."""
     if resolved.architecture == ENCODER:
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModelForSequenceClassification as auto
 
         if not resolved.num_labels:
             raise ModelError("an encoder needs the job's number of classes to size its classification head")
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolved.location, revision=resolved.revision, dtype=dtype or torch.float32, num_labels=resolved.num_labels,
-        )
+        extra = {"num_labels": resolved.num_labels}
     else:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM as auto
 
-        model = AutoModelForCausalLM.from_pretrained(resolved.location, revision=resolved.revision, dtype=dtype or torch.float32)
+        extra = {}
+    quantized = quantization_config(placement)
+    if quantized is not None:
+        extra["quantization_config"] = quantized
+    if placement.device_kind != "cpu" or quantized is not None:
+        # Straight onto the device, tensor by tensor: no full-size copy in host memory first.
+        extra["device_map"] = {"": placement.device}
+    model = auto.from_pretrained(resolved.location, revision=resolved.revision, dtype=placement.torch_dtype(), **extra)
     model.config.use_cache = False  # training and scoring never reuse a key/value cache
     return model

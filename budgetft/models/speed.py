@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import re
 import struct
+from functools import lru_cache
 from pathlib import Path
 
 from budgetft.hub import hub_reachable
+from budgetft.models.architecture import ENCODER, architecture_from_config
+from budgetft.models.configs import shipped_config
 from budgetft.telemetry.precision import precision_for
 
 # Imported inside functions: torch, transformers: importing this module must stay cheap (start-up
@@ -79,19 +82,41 @@ def parameter_count(location: str, revision: str | None = None) -> tuple[float, 
         return float(exact), "counted from its safetensors headers"
 
     try:
-        if not (Path(location).expanduser().is_dir() or hub_reachable()):
+        shipped = shipped_config(location)  # a configuration shipped for sizing (no hub needed)
+        if not (shipped or Path(location).expanduser().is_dir() or hub_reachable()):
             raise OSError("no local copy and no hub")
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(location, revision=revision)
-        d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-        return float(12 * layers * d * d + vocab * d), "estimated from its configuration (12·L·d² + V·d)"
+        config = AutoConfig.from_pretrained(str(shipped or location), revision=None if shipped else revision)
+        return float(config_parameters(config)), "counted from its configuration (a weight-free model)"
     except Exception:  # noqa: BLE001 - offline hub id, unknown config: fall back to the name
         pass
     by_name = name_parameters(location)
     if by_name:
         return by_name, "read from its name"
     return ASSUMED_PARAMS, f"assumed ({ASSUMED_PARAMS / 1e6:.0f}M: its size is not known here)"
+
+
+@lru_cache(maxsize=16)
+def _counted(config_json: str) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    data = json.loads(config_json)
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    auto = AutoModelForSequenceClassification if architecture_from_config(config) == ENCODER else AutoModelForCausalLM
+    with torch.device("meta"):  # shapes only: no weight is allocated (a second or two for 8B)
+        model = auto.from_config(config)
+    # A tied weight (an input embedding that is also the output head) is one tensor, counted once.
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def config_parameters(config) -> int:
+    """Every weight of the model a configuration describes, exactly (tied ones once), counted
+    on a weight-free copy built on the meta device: Llama-3.1-8B's 8,030M, where 12·L·d² + V·d
+    says 6,968M (it leaves out grouped-query attention, the gated MLP's third matrix and the
+    untied output head)."""
+    return _counted(config.to_json_string(use_diff=False))
 
 
 def train_seconds_per_step(n_params: float, tokens_per_step: float, device_type: str = "cpu", flops: float | None = None) -> float:

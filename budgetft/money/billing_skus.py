@@ -32,9 +32,20 @@ MACHINES = {
     "n1-standard-16": ("n1", 16, 60, None, 0),
     "g2-standard-4": ("g2", 4, 16, "nvidia-l4", 1),
     "g2-standard-8": ("g2", 8, 32, "nvidia-l4", 1),
+    "g2-standard-24": ("g2", 24, 96, "nvidia-l4", 2),
+    "g2-standard-48": ("g2", 48, 192, "nvidia-l4", 4),
+    "g2-standard-96": ("g2", 96, 384, "nvidia-l4", 8),
     "a2-highgpu-1g": ("a2", 12, 85, "nvidia-tesla-a100", 1),
+    "a2-highgpu-2g": ("a2", 24, 170, "nvidia-tesla-a100", 2),
+    "a2-highgpu-4g": ("a2", 48, 340, "nvidia-tesla-a100", 4),
+    "a2-highgpu-8g": ("a2", 96, 680, "nvidia-tesla-a100", 8),
+    "a2-megagpu-16g": ("a2", 96, 1360, "nvidia-tesla-a100", 16),
     "a2-ultragpu-1g": ("a2", 12, 170, "nvidia-a100-80gb", 1),
+    "a2-ultragpu-2g": ("a2", 24, 340, "nvidia-a100-80gb", 2),
+    "a2-ultragpu-4g": ("a2", 48, 680, "nvidia-a100-80gb", 4),
+    "a2-ultragpu-8g": ("a2", 96, 1360, "nvidia-a100-80gb", 8),
     "a3-highgpu-1g": ("a3", 26, 234, "nvidia-h100-80gb", 1),
+    "a3-highgpu-8g": ("a3", 208, 1872, "nvidia-h100-80gb", 8),
     "a3-ultragpu-8g": ("a3ultra", 224, 2952, "nvidia-h200-141gb", 8),
     "a4-highgpu-8g": ("a4", 224, 3968, "nvidia-b200", 8),
 }
@@ -81,7 +92,8 @@ _EXCLUDE = re.compile(
 )
 
 COLUMNS = ("kind", "name", "region", "provisioning", "usd_per_hour", "usd_per_gb_month",
-           "gpu", "gpu_count", "vcpus", "memory_gb", "attaches_to")
+           "gpu", "gpu_count", "vcpus", "memory_gb", "attaches_to", "source", "as_of")
+ROW_SOURCE = f"Cloud Billing Catalog API; service {COMPUTE_ENGINE_SERVICE} (Compute Engine) per-SKU rates"
 
 
 def unit_price(sku: dict) -> Decimal:
@@ -164,7 +176,7 @@ def parse_skus(skus: list[dict], regions: tuple[str, ...] = DEFAULT_REGIONS) -> 
 
 def _row(kind: str, name: str, region: str, provisioning: str, **values: str) -> dict[str, str]:
     row = dict.fromkeys(COLUMNS, "")
-    row.update(kind=kind, name=name, region=region, provisioning=provisioning, gpu_count="0")
+    row.update(kind=kind, name=name, region=region, provisioning=provisioning, gpu_count="0", source=ROW_SOURCE)
     row.update(values)
     return row
 
@@ -182,5 +194,5 @@ def render_csv(rows: list[dict[str, str]], fetched: date, version: str | None = 
         "# local: a CPU-only run on your own machine costs 0 unless you pass --price-per-hour.",
         ",".join(COLUMNS),
     ]
-    body = [",".join(row[c] for c in COLUMNS) for row in rows]
+    body = [",".join(row.get(c) or (fetched.isoformat() if c == "as_of" else "") for c in COLUMNS) for row in rows]
     return "\n".join(header + body) + "\n"

@@ -198,6 +198,16 @@ def plan_budget(
     prior-guided plan (budgetft.planner.prior): the money goes where the curves say it buys the
     most, and the plan forecasts what it buys. Without, the money is split between the methods
     and ASHA stops the weak trials at rungs."""
+    plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size)
+    # Concurrency is credited only to trials that run at the same time: a plan of fewer trials
+    # than slots (one trial on an 8-GPU machine) is made again with as many slots as trials, so it
+    # is not bought the idle GPUs' time.
+    while plan.concurrency > 1 and plan.total_trials < plan.concurrency:
+        plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, max(1, plan.total_trials), eta, curves, batch_size)
+    return plan
+
+
+def _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size) -> Plan:
     if usd_per_hour <= 0:
         raise ValueError("a plan needs a positive price per hour (--price-per-hour)")
     if not rates:

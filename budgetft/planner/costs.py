@@ -21,11 +21,15 @@ RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
 # say: the check must not approve a budget that the plan refuses once calibration has measured
 # this machine (seen: 35-73% of a cap spent on baselines and calibration, then no trial).
 PRECHECK_MARGIN = 1.5
+# Of Costs.trial_startup_seconds' 20 s, what reading a small model takes (SmolLM2, MiniLM: <5 s on
+# 2 CPU cores). A model whose measured read takes longer (an 8B model: minutes) pays the rest once
+# per trial worker, which then keeps it for its later trials (budgetft.models.cache).
+LOAD_IN_STARTUP_S = 5.0
 
 
 def run_costs(
     task, rates, eval_rows_per_s: float, calibration_steps: int = CALIBRATION_STEPS, *, baselines_done: bool = False,
-    calibration_done: bool = False,
+    calibration_done: bool = False, load_seconds: float | None = None,
 ) -> Costs:
     """What a run pays around training, in seconds, scoring at eval_rows_per_s: one evaluation of
     the selection rows (per trial that is evaluated); the baselines, unless done: with held-out
@@ -42,7 +46,11 @@ def run_costs(
         baselines = 2.0  # the majority class: counting, no model
     else:
         baselines = len(task.eval) / eval_rows_per_s + 5
+    # Each trial worker reads the model once (the workers at once read it side by side): the
+    # measured read beyond what the per-trial start-up already holds, paid once up front.
+    loading = max(0.0, float(load_seconds or 0.0) - LOAD_IN_STARTUP_S)
     return Costs(
+        startup_seconds=Costs.startup_seconds + loading,
         eval_seconds=eval_seconds,
         baseline_seconds=baselines,
         calibration_seconds=0.0 if calibration_done else sum(steps * r.seconds_per_step + 3 + 5 for r in rates.values()),

@@ -11,15 +11,17 @@ from decimal import Decimal
 
 from budgetft import methods
 from budgetft.methods.phased import scoring_passes, steps_of
+from budgetft.models.placement import placement_for
 from budgetft.planner import costs as around
 from budgetft.planner.budget import NO_CURVE, Costs, MethodRate, Plan, never_learns, plan_budget
 from budgetft.planner.costs import CALIBRATION_STEPS, run_costs
 from budgetft.planner.curves import Curve, curves_for
+from budgetft.planner.memory_plan import device_plan
 from budgetft.planner.options import Choice, choices
 from budgetft.planner.rates import offline_rates
 from budgetft.scoring import class_bias, pseudo_labels
 from budgetft.search_space import parse_space, point
-from budgetft.telemetry.device import device_name, device_type
+from budgetft.telemetry.device import device_name, device_type, gpu_memory_bytes
 
 ZERO_SHOT_LOAD_S = 3.0  # loading a model for a scoring pass (the untuned one, or the winner)
 
@@ -91,7 +93,9 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
                              trial_seconds=phases_seconds(task, method, per_row, steps=0), labelling_seconds_per_step=labelling)
     lead = options[0].model  # the costs around training are priced with the first option's model
-    costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None)
+    loads = (calibration or {}).get("load_seconds_by_model") or {}
+    costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None,
+                      load_seconds=max(loads.values(), default=None))
     return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
 
 
@@ -178,7 +182,11 @@ def budget_check(
     this run's calibrated rates when it has them (a resumed run), else with the rates stored
     for this machine (or estimated) slowed by budgetft.planner.costs.busy_slowdown, stages
     included. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
-    trial. `tasks`: the job's model name -> its prepared task (one per model)."""
+    trial. `tasks`: the job's model name -> its prepared task (one per model). On a GPU, a job
+    none of whose options fits its memory however laid out (budgetft.planner.memory_plan) is
+    refused first (NothingFits, with the numbers and the smallest GPU that would hold it)."""
+    if device_type() == "cuda":
+        device_plan(job, considered(job)[0], gpu_memory_bytes() or 0.0, placement_for().weight_dtype, device_name())
     inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.busy_slowdown(),
                          baselines_done=baselines_done, calibration_steps=calibration_steps)
     return plan_budget(cap, spent, usd_per_hour, inputs.rates, inputs.costs, job.train.max_steps, concurrency=concurrency,

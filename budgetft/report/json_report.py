@@ -11,6 +11,7 @@ from typing import Any
 
 from budgetft.report import stats
 from budgetft.report.load import RunReport
+from budgetft.report.memory import memory_lines
 from budgetft.report.rows import METHOD_NOTES, Row
 from budgetft.report.summary import Summary
 
@@ -63,6 +64,7 @@ def report_json(report: RunReport, summary: Summary, trials: list[Row]) -> dict[
         "pareto_front": list(report.pareto),
         "notes": dict(METHOD_NOTES),
         "warnings": list(report.warnings),
+        "memory": {"dropped": dict(report.dropped), "lines": memory_lines(trials, report.dropped)},
     }
 
 
@@ -109,6 +111,7 @@ def row_json(r: Row) -> dict[str, Any]:
         "error": r.error,
         "stop_reason": r.stop_reason,
         "end_moved": r.end_moved,
+        "memory": r.memory,
     }
 
 

@@ -56,6 +56,8 @@ class RunReport:
     forecast: dict | None = None  # what the first round's plan forecast (plan.json)
     models: list[str] = field(default_factory=list)  # every model the job let the plan choose, its own first
     no_winner: str | None = None  # why the run hands over no trial (RunDir.no_winner_reason); None when it has a winner
+    # Options calibration dropped (out of memory, or predicted to fit no way on the GPU): key -> why.
+    dropped: dict[str, str] = field(default_factory=dict)
 
     @property
     def winner_model(self) -> str | None:
@@ -156,6 +158,7 @@ def load_run(path: Path | str) -> RunReport:
         test=_read(rd.test_json, None, warnings) if rd.test_json.exists() else None,
         forecast=_first_forecast(_read(rd.plan_json, None, warnings) if rd.plan_json.exists() else None),
         no_winner=_no_winner(rd, warnings),
+        dropped=dict((_read(rd.calibration_json, None, warnings) or {}).get("dropped") or {}) if rd.calibration_json.exists() else {},
     )
 
 
@@ -248,6 +251,7 @@ def _trial_row(t: dict, model: str, by_trial: dict[str, Decimal], run_status: st
     row.error = str(t["error"]) if t.get("error") else None
     row.stop_reason = str(t["stop_reason"]) if t.get("stop_reason") else None
     row.end_moved = t.get("end_moved") or None
+    row.memory = t.get("memory") if isinstance(t.get("memory"), dict) else None
     if trial_id in by_trial:
         row.cost = by_trial[trial_id]
     else:

@@ -85,6 +85,7 @@ class Row:
     error: str | None = None
     stop_reason: str | None = None  # why a trial stopped before its plan, in words (trial.json)
     end_moved: dict | None = None  # its last step moved to where the money ended (trial.json)
+    memory: dict | None = None  # how it fitted its GPU and what out of memory shrank (trial.json; report/memory.py)
     energy_wh: float | None = None  # the trial's share of the run's energy (report/energy.py)
     energy_estimated: bool = False  # from the CPU's rated power, not measured
     co2e_g: float | None = None  # energy x the run region's grid intensity

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from budgetft.report import fmt, stats
 from budgetft.report.load import RunReport
+from budgetft.report.memory import memory_lines
 from budgetft.report.rows import METHOD_NOTES, Row
 from budgetft.report.summary import Summary, spend_line
 from budgetft.report.test_section import summary_items as test_items
@@ -229,6 +230,8 @@ def rich_view(report: RunReport, summary: Summary, trials: list[Row]):
     parts = [title, Text(), facts, Text(), results, Text(), setup, Text(), metrics, Text()]
     for line in failures(report):
         parts.append(Text(line, style="red"))
+    for line in memory_lines(trials, report.dropped):
+        parts.append(Text(f"memory: {line}", style="yellow"))
     for w in report.warnings:
         parts.append(Text(f"note: {w}", style="yellow"))
     parts.append(Text("\n".join(notes(report)), style="dim"))
@@ -266,6 +269,9 @@ def markdown(report: RunReport, summary: Summary, trials: list[Row], plots: list
     fails = failures(report)
     if fails:
         out += ["### Trials that did not end as planned", ""] + [f"- {_md_cell(f)}" for f in fails] + [""]
+    memory = memory_lines(trials, report.dropped)
+    if memory:
+        out += ["### Memory: what the plan changed, and what shrank or was dropped", ""] + [f"- {_md_cell(m)}" for m in memory] + [""]
     if plots:
         out += ["## Plots", ""] + [f"![{PLOTS.get(p, p)}]({p})\n" for p in plots]
     out += ["## How to read this", ""] + [f"- {n}" for n in notes(report)] + [""]

@@ -146,6 +146,15 @@ class TrainSpec(_Strict):
     # Every dropout probability of the model while it trains (budgetft.models.dropout); None:
     # the model's own (e.g. all-MiniLM-L6-v2's 0.1). A method's own dropout (LoRA's) is its setting.
     dropout: float | None = Field(None, ge=0, lt=1)
+    # Activation checkpointing: each block keeps only its input and recomputes the rest in the
+    # backward pass (~1/3 more compute, a fraction of the activations' memory). auto: where the
+    # memory plan needs it to fit the micro-batch on the GPU (budgetft.planner.memory_plan).
+    gradient_checkpointing: Literal["auto", "true", "false"] = "auto"
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _checkpointing_words(cls, value: Any) -> Any:
+        return {True: "true", False: "false"}.get(value, value) if isinstance(value, bool) else value
 
 
 class EvalSpec(_Strict):

@@ -15,16 +15,19 @@ import time
 from typing import Callable
 
 from budgetft.data.encode import Encoded
+from budgetft.models import cache
 from budgetft.models.loading import load_model
 from budgetft.planner.costs import CALIBRATION_STEPS
 from budgetft.planner.inputs import considered
 from budgetft.planner.rates import store_rates
 from budgetft.rundir import RunDir
 from budgetft.scoring.rows import evaluate
+from budgetft.stages import device_memory
 from budgetft.stages.baselines import zero_shot_seconds_per_row
 from budgetft.telemetry.cpu_share import use_free_cores
 from budgetft.telemetry.device import device_name, device_type
 from budgetft.train.measure import calibrate_method
+from budgetft.train.memory import OutOfMemoryAtLoad, free_cached, is_out_of_memory, shrinking
 from budgetft.train.packing_probe import calibrate_packing as decide, measure_level
 
 # Imported inside functions: torch: importing this module must stay cheap (start-up time).
@@ -52,15 +55,42 @@ def calibrate(
     share = threads / (os.cpu_count() or 1) if device_type() == "cpu" else 1.0
     options, _ = considered(job)
     results: dict[str, dict] = {}
+    # On a GPU each option runs as the memory plan fits it there; one that fits no way is dropped
+    # before it is paid for (budgetft.stages.device_memory).
+    planned, dropped = device_memory.layouts(job, options)
+    dropped = {k: f"does not fit {device_name()}: {why}" for k, why in dropped.items()}
+    for key, why in dropped.items():
+        note(f"[yellow]calibration: {key} dropped: {why}[/]")
     for c in options:
+        if c.key in dropped:
+            continue
+        if c.key in planned:
+            note(device_memory.describe(c.key, planned[c.key]))
         note(f"calibration: {c.key}, {steps + 1} steps")
         started = time.time()
-        results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps), "model": c.model, "window": [started, time.time()]}
+        try:
+            results[c.key] = {**calibrate_method(tasks[c.model], c.method, steps, planned.get(c.key)), "model": c.model, "window": [started, time.time()]}
+            device_memory.correct(job, c, results[c.key], note)
+        except BaseException as exc:
+            if not is_out_of_memory(exc) and not isinstance(exc, OutOfMemoryAtLoad):
+                raise
+            # The option is dropped, never the run: the plan goes on with the others.
+            dropped[c.key] = f"out of memory in calibration on {device_name()} ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+            note(f"[yellow]calibration: {c.key} dropped: {dropped[c.key]}[/]")
+            free_cached()
+    if not results:
+        raise RuntimeError(f"no option fits this machine's memory: {'; '.join(f'{k}: {v}' for k, v in dropped.items())}; "
+                           "use the qlora method, a smaller micro-batch (train.micro_batch_size) or a GPU with more memory")
+    options = [c for c in options if c.key in results]
     eval_rates = {m: eval_rate(tasks[m], run) for m in dict.fromkeys(c.model for c in options)}
+    # What reading each model took here (this process read it once: budgetft.models.cache): the plan
+    # prices each trial worker's first load with it.
+    load_seconds = {m: cache.held_seconds(tasks[m].model.location) for m in eval_rates}
     lead = job.model.name if job.model.name in eval_rates else next(iter(eval_rates))
     packing = calibrate_packing(tasks[options[0].model], results, steps, samples_during, watch, note) if samples_during else None
     record = {"methods": results, "eval_rows_per_s": eval_rates[lead], "eval_rows_per_s_by_model": eval_rates,
-              "device": device_name(), "packing": packing}
+              "device": device_name(), "packing": packing, "dropped": dropped,
+              "load_seconds_by_model": {m: round(s, 2) for m, s in load_seconds.items() if s is not None}}
     if run is not None:
         run.write_calibration(record)
     for c in options:
@@ -80,10 +110,11 @@ def eval_rate(task, run: RunDir | None = None) -> float:
     small = copy.copy(task)
     n = min(PROBE_ROWS, len(task.eval))
     small.eval = Encoded(task.eval.prompts[:n], task.eval.labels[:n], 0)
-    model = load_model(task.model)
-    evaluate(model, small, task.job.eval.batch_size)  # warm-up: allocations and kernel choice, untimed
+    model = load_model(task.model)  # the trials' device and dtype (budgetft.models.placement)
+    shrunk: list = []
+    _, batch = shrinking(lambda b: evaluate(model, small, b), task.job.eval.batch_size, "evaluation batch", shrunk)  # warm-up, untimed
     t0 = time.perf_counter()
-    evaluate(model, small, task.job.eval.batch_size)
+    evaluate(model, small, batch)
     return n / (time.perf_counter() - t0)
 
 
@@ -99,7 +130,8 @@ def calibrate_packing(task, results: dict[str, dict], steps: int, samples_during
     job = task.job.model_dump(mode="json")
     packing = decide(
         results, gpu_mem_mb, samples_during,
-        lambda name, k: measure_level(job, results[name].get("method", name), k, steps, samples_during, watch or (lambda pids: None)),
+        lambda name, k: measure_level(job, results[name].get("method", name), k, steps, samples_during, watch or (lambda pids: None),
+                                      layout=(results[name].get("memory") or {}) or None),
         note=note,
     )
     note(f"packing: {packing['reason']}")

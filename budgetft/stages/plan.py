@@ -11,6 +11,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Callable
 
+from budgetft import methods
 from budgetft.money.usd import seconds_to_usd
 from budgetft.planner import BudgetTooSmall, Plan, plan_budget
 from budgetft.planner.configs import trial_configs
@@ -20,6 +21,7 @@ from budgetft.planner.options import choice_of
 from budgetft.planner.rates import offline_rates
 from budgetft.planner.split import held_out_rows_for
 from budgetft.rundir import PlanRecord, RunDir
+from budgetft.stages import device_memory
 from budgetft.task import prepare_tasks
 from budgetft.telemetry.device import device_name, device_type
 
@@ -35,6 +37,12 @@ def plan_round(
     meter.set_stage("overhead")
     calibration = run.calibration()
     inputs = plan_inputs(tasks, job, calibration=calibration, baselines_done=True, calibration_steps=calibration_steps)
+    for key, why in load_failures(run).items():  # an option whose model does not load here is dropped, not the run
+        if inputs.rates.pop(key, None) is not None:
+            note(f"[yellow]{key} dropped from this round: {why}[/]")
+    if not inputs.rates:
+        note("[yellow]no trials: no option's model loads on this machine (see the failed trials)[/]")
+        return None
     costs = inputs.costs
     if again:  # Ray is up from this session's earlier round: no scheduler start-up to pay again
         costs = replace(costs, startup_seconds=0.0)
@@ -83,16 +91,24 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
     trials = run.trials()
     existing = len(trials)
     specs: list[dict] = []
-    for mp in plan.methods:
-        choice = choice_of(job, mp.method)
+    # On a GPU, how each option fits it (micro-batch, checkpointing, QLoRA for a LoRA that fits
+    # only on a 4-bit base), with the correction this run's calibration just measured.
+    chosen = [choice_of(job, mp.method) for mp in plan.methods]
+    layouts, _ = device_memory.layouts(job, chosen, run.calibration())
+    for mp, choice in zip(plan.methods, chosen):
         variant = job.variant(choice.model)
-        tried = [t.config for t in trials if t.method == choice.method and (t.get("model") or job.model.name) == choice.model]
+        layout = layouts.get(choice.key)
+        runs_as = (layout or {}).get("method") or choice.method
+        tried = [t.config for t in trials if t.method in (choice.method, runs_as) and (t.get("model") or job.model.name) == choice.model]
         for config in trial_configs(variant.space_for(choice.method), choice.method, mp.trials, job.seed + existing, tried):
+            if runs_as != choice.method:  # the option's own switches (rslora's, dora's) kept on the 4-bit base
+                config = methods.get(choice.method).config(config)
             specs.append(
                 {
                     "trial_id": f"t{existing + len(specs) + 1:03d}-{mp.method}",
+                    "option": choice.key,
                     "model": choice.model,
-                    "method": choice.method,
+                    "method": runs_as,
                     "config": config,
                     "max_steps": mp.max_steps,
                     "grace": mp.grace_period,
@@ -101,6 +117,8 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
                     "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
+            if layout:
+                specs[-1]["memory"] = layout
             passes = planned_scoring_passes(variant, choice.method)
             if passes > 1:  # an ensemble's evaluation (PET): eval_s scores every row once per member
                 specs[-1]["eval_passes"] = passes
@@ -110,6 +128,14 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
         # max_steps (budgetft.tune.worker.Worker.horizon).
         specs[0]["extend_to"] = int(job.train.max_steps)
     return specs
+
+
+def load_failures(run: RunDir) -> dict[str, str]:
+    """Options whose trial ran out of memory loading its model (budgetft.train.memory.
+    OutOfMemoryAtLoad): option key -> that trial's error. The next round plans none of them."""
+    errors = {t.trial_id: t.error for t in run.trials() if t.error and "OutOfMemoryAtLoad" in t.error}
+    return {spec["option"]: f"{spec['trial_id']} {errors[spec['trial_id']]}" for spec in run.plan().trials
+            if spec.get("option") and spec.get("trial_id") in errors}
 
 
 def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Decimal):

@@ -13,7 +13,9 @@ import time
 from typing import Callable
 
 from budgetft.methods.context import context_for
+from budgetft import methods
 from budgetft.models.loading import load_model
+from budgetft.models.placement import placement_for
 from budgetft.report.stats import mcnemar_exact
 from budgetft.rundir import RunDir, utc_now
 from budgetft.scoring.baselines import zero_shot_baseline
@@ -86,7 +88,9 @@ def score_trial_on(task, run: RunDir, trial) -> dict:
     import torch
 
     torch.manual_seed(task.job.seed)  # what a method draws at random and does not save, drawn alike
-    model = load_trained(load_model(task.model), trial.method, trial.config, run.weights_dir(trial.trial_id), context_for(task.job, task.tokenizer))
+    # On the trials' device and dtype (a QLoRA winner on its 4-bit base): budgetft.models.placement.
+    placement = placement_for(quantization=methods.get(trial.method).quantization)
+    model = load_trained(load_model(task.model, placement), trial.method, trial.config, run.weights_dir(trial.trial_id), context_for(task.job, task.tokenizer))
     t0 = time.perf_counter()
     metrics = evaluate(model, task_on(task, task.test, task.test_rows), task.job.eval.batch_size)
     metrics["seconds"] = time.perf_counter() - t0

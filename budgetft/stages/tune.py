@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from budgetft.models import cache
 from budgetft.planner import Plan
 from budgetft.planner.costs import tuning_resources
 from budgetft.planner.rates import rates_from
@@ -59,6 +60,8 @@ class TuneSession:
         calibration = self.run.calibration()
         meter.lookahead_s = max(10.0, 1.5 * max(r.seconds_per_step for r in rates_from(calibration["methods"]).values()))
         meter.set_stage("tuning")
+        # The driver's held model (baselines, calibration) would sit in GPU memory beside the trials.
+        cache.release()
         import torch
 
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -78,6 +81,9 @@ class TuneSession:
             tune_config=tune.TuneConfig(
                 scheduler=AsyncHyperBandScheduler(time_attr="rung_time", metric="accuracy", mode="max", max_t=max_t, grace_period=1, reduction_factor=plan.reduction_factor),
                 max_concurrent_trials=concurrency,
+                # A worker process runs trial after trial: it reads its model's weights once
+                # (budgetft.models.cache) instead of once per trial.
+                reuse_actors=True,
                 trial_name_creator=lambda t: t.config["trial"]["trial_id"],
                 trial_dirname_creator=lambda t: t.config["trial"]["trial_id"],
             ),

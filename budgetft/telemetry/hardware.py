@@ -267,6 +267,11 @@ def _pick_instance(catalog: Catalog, gpu: str, count: int, vcpus: int, region: s
         return None
     built_in = [i for i in single if i.gpus_usd_per_hour == 0]  # g2/a2/a3/a4: the GPU is in the machine
     if built_in:
+        # One-GPU shapes where the family has them (several GPUs priced as that many, below), else
+        # the smallest shape that holds this machine's GPUs (sold only whole: priced by its share).
+        holds = [i for i in built_in if i.gpu_count >= count]
+        built_in = ([i for i in built_in if i.gpu_count <= 1]
+                    or [i for i in holds if i.gpu_count == min(h.gpu_count for h in holds)] or built_in)
         inst, why = _closest(catalog, built_in, max(1, vcpus // count), region, spot, per_gpu=True)
         what = "the accelerator-optimised machine that includes it"
         if inst.gpu_count <= 1:

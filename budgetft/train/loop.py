@@ -21,7 +21,7 @@ from budgetft.scoring import pseudo_labels
 from budgetft.scoring.rows import evaluate, scoring_of, virtual_token_offset
 from budgetft.task import Task
 from budgetft.telemetry.precision import grad_scaler
-from budgetft.train import steps
+from budgetft.train import memory, steps
 from budgetft.train.schedule import PACE_MIN_STEPS, PACE_STEPS, Schedule, pace
 from budgetft.train.settings import StepLog, TrialResult, TrialSettings
 
@@ -32,7 +32,8 @@ class Loop:
     """The training loop of one trial, across its phases: one stream of batches, one step count,
     one result; each phase brings its own optimiser and learning-rate schedule."""
 
-    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase, horizon=None):
+    def __init__(self, task: Task, settings: TrialSettings, precision, on_step, on_eval, may_continue, on_phase, horizon=None,
+                 memory: dict | None = None):
         self.task, self.settings, self.precision = task, settings, precision
         self.on_step, self.on_eval, self.may_continue, self.on_phase = on_step, on_eval, may_continue, on_phase
         self.horizon = horizon
@@ -42,6 +43,14 @@ class Loop:
         self.step = 0
         self.tokens = self.padded = 0
         self.t_train = 0.0
+        self.score_batch = settings.eval_batch_size  # halved for good when a scoring pass runs out of memory
+        # Where the trial's weights live, its micro-batch, the longest batch it met and what out of
+        # memory shrank (TrialResult.memory); the caller's dict when it gives one (a worker's
+        # trial.json shows it while the trial runs).
+        self.memory: dict = memory if memory is not None else {}
+        self.memory.setdefault("shrunk", [])
+        self.memory["micro_batch"] = self.micro
+        self.label_tokens = max(map(len, task.class_tokens)) if task.class_tokens else 0
 
     def start(self, model, method) -> None:
         """Count what trains, fit the verbalizer's class bias: once, before the first step."""
@@ -54,10 +63,11 @@ class Loop:
             if self.on_phase:
                 self.on_phase("training")  # fitting the classifier's bias is training, paid as such
             t0 = time.perf_counter()
-            bias = class_bias.fit_on_training_rows(model, self.task, settings.seed, self.precision, batch_size=settings.eval_batch_size)
+            bias = self._fit_bias(model, self.task)
             class_bias.attach(model, bias)
             bias_seconds = time.perf_counter() - t0
         self.result = TrialResult(method.name, dict(settings.config), 0, 0, trainable, total, 0.0, 0.0, 0.0, 0.0, precision=self.precision.to_dict())
+        self.result.memory = self.memory
         self.result.class_bias = None if bias is None else [round(float(b), 6) for b in bias]
         self.result.class_bias_seconds = bias_seconds
 
@@ -116,9 +126,23 @@ class Loop:
         if self.on_phase:
             self.on_phase("training")
         t0 = time.perf_counter()
-        bias = class_bias.fit_on_training_rows(model, rows, self.settings.seed, self.precision, batch_size=self.settings.eval_batch_size)
+        bias = self._fit_bias(model, rows)
         class_bias.attach(model, bias)
         self.result.class_bias_seconds += time.perf_counter() - t0
+
+    def _fit_bias(self, model, rows: Task):
+        """The class bias fitted on `rows`, its scoring batch halved on out of memory."""
+        def fit(batch: int):
+            return class_bias.fit_on_training_rows(model, rows, self.settings.seed, self.precision, batch_size=batch)
+
+        bias, self.score_batch = memory.shrinking(fit, self.score_batch, "class-bias batch", self.memory["shrunk"], at=self.step)
+        return bias
+
+    def evaluate(self, model) -> dict:
+        """The selection rows scored, the scoring batch halved on out of memory."""
+        metrics, self.score_batch = memory.shrinking(lambda batch: evaluate(model, self.task, batch), self.score_batch,
+                                                     "evaluation batch", self.memory["shrunk"], at=self.step)
+        return metrics
 
     def note_frozen(self, summary: dict) -> None:
         old = self.result.frozen_prefix
@@ -150,6 +174,8 @@ class Loop:
                 result.stop_reason = "stopped before step %d: not paid for" % step
                 return True
             idx = next(self.batches)
+            longest = max(len(train_task.train.prompts[i]) for i in idx) + self.label_tokens
+            self.memory["longest_tokens"] = max(longest, self.memory.get("longest_tokens") or 0)  # what the peak was reached on
             t0 = time.perf_counter()
             while True:
                 try:
@@ -161,12 +187,14 @@ class Loop:
                     else:
                         loss, step_tokens, step_padded = steps.accumulate(model, train_task, idx, self.micro, offset, settings.loss, precision, scaler)
                     break
-                except torch.OutOfMemoryError:
-                    if self.micro == 1:
+                except BaseException as exc:
+                    if not memory.is_out_of_memory(exc) or self.micro == 1:
                         raise
-                    self.micro = max(1, self.micro // 2)  # gradient accumulation takes up the slack
+                    smaller = max(1, self.micro // 2)  # gradient accumulation takes up the slack
+                    self.memory["shrunk"].append({"what": "micro-batch", "at": step, "from": self.micro, "to": smaller})
+                    self.micro = self.memory["micro_batch"] = smaller
                     optimizer.zero_grad(set_to_none=True)
-                    torch.cuda.empty_cache()
+                    memory.free_cached()
             if method.train_step is None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
@@ -205,7 +233,7 @@ class Loop:
                 t1 = time.perf_counter()
                 if self.on_phase:
                     self.on_phase("evaluating")
-                metrics = evaluate(model, task, settings.eval_batch_size)
+                metrics = self.evaluate(model)
                 if self.on_phase:
                     self.on_phase("training")
                 result.eval_seconds += time.perf_counter() - t1

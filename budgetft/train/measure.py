@@ -14,6 +14,7 @@ import time
 from budgetft import methods
 from budgetft.planner.rates import mean_step_tokens
 from budgetft.search_space import parse_space, point
+from budgetft.telemetry.device import reset_peak_memory, true_peak_bytes
 from budgetft.telemetry.precision import pick_device
 from budgetft.train.trial import TrialSettings, run_trial
 
@@ -21,23 +22,28 @@ from budgetft.train.trial import TrialSettings, run_trial
 
 
 def peak_memory_mb(device) -> float:
-    import torch
-
+    """The step's peak: on a GPU the true one (reserved memory at its highest plus the CUDA
+    context: budgetft.telemetry.device.true_peak_bytes), on a CPU the process's resident peak."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return (true_peak_bytes(device.index or 0) or 0.0) / 2**20
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def calibrate_method(task, method_name: str, steps: int = 2) -> dict:
+def calibrate_method(task, method_name: str, steps: int = 2, layout: dict | None = None) -> dict:
     """A few real steps of `method_name` (its default point in the job's space): seconds per step
     at the job's mean batch, examples/s, peak memory and trainable parameters. A phased method
     (MeZO, then the top k blocks) is measured phase by phase, and its step is the phases' steps
-    weighted by their shares of the trial."""
+    weighted by their shares of the trial. `layout`: how the memory plan fits the option on this
+    GPU (budgetft.planner.memory_plan.Fit.layout: micro-batch, checkpointing, the method it runs
+    as); the result's "memory" says what it measured with it."""
     method = methods.get(method_name)
     config = point(parse_space(task.job.space_for(method.name)), method.defaults)
+    if layout and layout.get("method") not in (None, method.name):  # a LoRA that fits only on a 4-bit base runs as QLoRA
+        config = method.config(config)
+        method = methods.get(layout["method"])
     if method.phases is None:
-        return _measure(task, method.name, config, steps)
+        return _measure(task, method.name, config, steps, layout)
     parts = method.phases(config)
     # Phases that run the same method alike are measured once (PET's: one LoRA per pattern).
     by_setting: dict[str, dict] = {}
@@ -63,16 +69,17 @@ def calibrate_method(task, method_name: str, steps: int = 2) -> dict:
     }
 
 
-def _measure(task, method_name: str, config: dict, steps: int) -> dict:
+def _measure(task, method_name: str, config: dict, steps: int, layout: dict | None = None) -> dict:
     method = methods.get(method_name)
     settings = TrialSettings.from_job(task, method.name, config, steps=steps + 1)
     settings.eval_steps = []  # calibration measures training only
     settings.class_bias = "none"  # its forward passes are planned from the evaluation rate
+    if layout:
+        settings.micro_batch_size = int(layout.get("micro_batch") or 0) or settings.micro_batch_size
+        settings.checkpointing = bool(layout.get("checkpointing", settings.checkpointing))
     device = pick_device()
     if device.type == "cuda":
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(device)
+        reset_peak_memory(device.index or 0)
     logs = []
     t0 = time.perf_counter()
     result, _ = run_trial(task, settings, on_step=logs.append)
@@ -94,6 +101,9 @@ def _measure(task, method_name: str, config: dict, steps: int) -> dict:
         "trainable_params": result.trainable_params,
         "wall_seconds": wall,
         "device": device.type,
+        # How it was laid out and what out of memory shrank (the micro-batch trials then start
+        # from), and the longest batch it met (the prediction it is compared with is made there).
+        "memory": {**(layout or {}), **result.memory, "measured_bytes": round(peak_memory_mb(device) * 2**20)},
     }
 
 

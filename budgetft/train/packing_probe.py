@@ -80,14 +80,17 @@ def calibrate_packing(
 def measure_level(
     job: dict, method: str, k: int, steps: int,
     samples_during: Callable[[float, float], list[dict]], watch: Callable[[dict[str, int]], None] = lambda pids: None,
+    layout: dict | None = None,
 ) -> dict:
     """Run k calibration workers at once; their summed examples/s and the window's figures.
     `watch` hears the workers' pids (so the telemetry sampler can attribute GPU memory to them)
     and an empty mapping when they are done; `samples_during(t0, t1)` returns the telemetry
-    samples between two unix times."""
+    samples between two unix times. `layout`: the option's memory layout on this GPU (its
+    calibration's: budgetft.train.measure.calibrate_method), which every worker trains with."""
     with tempfile.TemporaryDirectory(prefix="budgetft-pack-") as tmp:
         folder = Path(tmp)
         (folder / "job.json").write_text(json.dumps(job))
+        (folder / "layout.json").write_text(json.dumps(layout or {}))
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "budgetft.train.packing_probe", str(folder), method, str(steps), str(i), str(k)],
@@ -146,7 +149,8 @@ def _worker(folder: Path, method: str, steps: int, index: int, k: int) -> None:
             raise SystemExit(f"packed calibration: only some of the {k} workers got ready in {BARRIER_TIMEOUT_S:.0f} s")
         time.sleep(0.05)
     timed_from = time.time()
-    result = calibrate_method(task, method, steps)
+    layout = json.loads((folder / "layout.json").read_text()) if (folder / "layout.json").is_file() else {}
+    result = calibrate_method(task, method, steps, layout or None)
     (folder / f"result-{index}.json").write_text(json.dumps({**result, "timed_from": timed_from}))
 
 

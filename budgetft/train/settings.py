@@ -30,6 +30,9 @@ class TrialSettings:
     dropout: float | None = None  # see TrainSpec.dropout
     # Where frozen blocks' states are shared between the trials of a run (None: this trial only).
     frozen_states: str | None = None
+    # Activation checkpointing: each block's activations recomputed in the backward pass (see
+    # TrainSpec.gradient_checkpointing; "auto" is decided by the memory plan, which sets this).
+    checkpointing: bool = False
 
     def is_eval_step(self, step: int) -> bool:
         if self.eval_steps is not None:
@@ -56,6 +59,7 @@ class TrialSettings:
             class_bias=t.class_bias,
             reuse_frozen_layers=t.reuse_frozen_layers,
             dropout=t.dropout,
+            checkpointing=t.gradient_checkpointing == "true",
         )
 
 
@@ -94,6 +98,10 @@ class TrialResult:
     # rows scored and added, chunks, seconds), and the seconds it took in all (not training's).
     pseudo_labels: list[dict] = field(default_factory=list)
     labelling_seconds: float = 0.0
+    # Where its weights lived (budgetft.models.placement), whether activations were
+    # checkpointed, and what out of memory made smaller: {"placement", "checkpointing",
+    # "shrunk": [{"what": "micro-batch" | "evaluation batch" | "class-bias batch", "at", "from", "to"}]}.
+    memory: dict = field(default_factory=dict)
 
     @property
     def final(self) -> dict:

@@ -21,10 +21,11 @@ from budgetft.methods.context import context_for
 from budgetft.methods.counting import build_meta_model
 from budgetft.models.dropout import set_dropout
 from budgetft.models.loading import load_model
+from budgetft.models.placement import placement_for
 from budgetft.scoring import class_bias
 from budgetft.task import Task
 from budgetft.telemetry.precision import apply_precision, pick_device, precision_for
-from budgetft.train import frozen_prefix, phases
+from budgetft.train import frozen_prefix, memory, phases
 from budgetft.train.loop import Loop
 from budgetft.train.settings import StepLog, TrialResult, TrialSettings
 from budgetft.train.steps import batch_backward
@@ -44,6 +45,7 @@ def run_trial(
     on_phase: Callable[[str], None] | None = None,
     on_model: Callable[[object], None] | None = None,
     horizon: Callable[[int, float, int], int] | None = None,
+    memory_log: dict | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
@@ -58,7 +60,8 @@ def run_trial(
     and the trial evaluates there, instead of being cut mid-schedule before any evaluation; on
     a faster one (and only where the caller allows it) the end moves further, the decay
     stretched from where it stands, so money a pessimistic calibration left idle trains.
-    Returns the result and the trained model."""
+    `memory_log`: a dict the loop keeps current with the trial's placement, micro-batch and what out
+    of memory shrank (TrialResult.memory is this dict). Returns the result and the trained model."""
     import torch
 
     torch.manual_seed(settings.seed)
@@ -66,11 +69,13 @@ def run_trial(
     # A method whose phases train on prompt patterns (PET) or unlabelled rows (iPET) the job
     # lacks is refused before the model loads.
     phased.check_data(methods.get(settings.method), settings.config, len(task.job.prompt.templates), task.unlabelled_count > 0)
+    method = methods.get(settings.method)
+    # The trial's weights: bf16 (fp16 on 7.x) on a GPU, straight onto it; a 4-bit base for QLoRA.
+    placement = placement_for(device, method.quantization)
     if model is None:
-        model = load_model(task.model)
+        model = memory.loading(lambda: load_model(task.model, placement), placement)
     if settings.dropout is not None:  # the model's own, before the method adds modules of its own
         set_dropout(model, settings.dropout)
-    method = methods.get(settings.method)
     context = context_for(task.job, task.tokenizer)
     if method.phases is not None:  # e.g. MeZO, then the top k blocks
         parts = method.phases(settings.config)
@@ -85,7 +90,8 @@ def run_trial(
     precision = precision_for(device)
     apply_precision(precision)
     context = replace(context, batch_backward=batch_backward(task, settings, device, precision))
-    loop = Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon)
+    loop = Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon, memory_log)
+    loop.memory.update(placement=placement.to_dict(), checkpointing=settings.checkpointing)
     rows, generation = task, 0  # the training rows the phases train on, and their generation
     for i, (part, config, steps, phase) in enumerate(parts):
         if phase is not None and phase.generation != generation:  # iPET: the ensemble so far labels rows for the next
@@ -97,7 +103,10 @@ def run_trial(
         if i > 0 and not loop.may_fit_bias(phase, i):  # not paid for: the model stays the ensemble of the members so far
             break
         model = phased.apply_phase(part, model, config, context, phase)  # a phase's own adapter joins an ensemble
-        model.to(device)
+        placement.move(model)
+        placement.prepare_trainable(model)  # fp32 masters; the process's held weights stay as read
+        if settings.checkpointing:
+            memory.checkpoint_activations(model)
         model.train()
         bias = getattr(model, class_bias.ATTRIBUTE, None)
         if bias is not None:  # fitted before the first phase, trained by every phase

@@ -126,6 +126,7 @@ class Worker:
     last_evaluation: int | None = None  # the step evaluated early because the money was ending
     _eval_started: float = 0.0
     _eval_members: int = 1
+    _shrunk_saved: int = 0
 
     @property
     def trial_id(self) -> str:
@@ -270,6 +271,10 @@ class Worker:
     def on_step(self, log) -> None:
         if log.step == 1:  # what a trial costs before it learns anything, for future plans
             self.record.startup_s = round(time.perf_counter() - self.t_start - log.seconds, 2)
+        shrunk = len((self.record.memory or {}).get("shrunk") or [])
+        if shrunk != self._shrunk_saved:  # out of memory halved a batch: say so now, not at the next evaluation
+            self._shrunk_saved = shrunk
+            self.save()
         self.step_s = log.seconds
         self.record.steps, self.record.examples = log.step, log.step * (self.record.batch_size or 0)
         self.record.examples_per_s = log.examples_per_s
@@ -357,8 +362,17 @@ def _train(worker: Worker) -> None:
     settings = TrialSettings.from_job(task, spec["method"], spec["config"], steps=spec["max_steps"])
     settings.eval_steps = list(spec["eval_steps"])
     worker.eval_steps = settings.eval_steps  # the same list: the worker may add the evaluation the money can still pay for
+    layout = spec.get("memory") or {}  # the memory plan's choices for this GPU (budgetft.planner.memory_plan)
+    if layout.get("micro_batch"):
+        settings.micro_batch_size = int(layout["micro_batch"])
+    if layout.get("checkpointing") is not None:
+        settings.checkpointing = bool(layout["checkpointing"])
     settings.frozen_states = str(worker.run.frozen_states)  # shared with the run's other trials
     record.batch_size = settings.batch_size
+    # Kept current by the loop (what out of memory shrank) and saved with the record.
+    record.memory = {k: v for k, v in layout.items() if k != "micro_batch"}
+    if layout:
+        record.memory.update(planned_micro_batch=settings.micro_batch_size, batch=settings.batch_size)
     result, _ = run_trial(
         task,
         settings,
@@ -369,6 +383,7 @@ def _train(worker: Worker) -> None:
         on_phase=worker.on_phase,
         on_model=worker.on_model,
         horizon=worker.horizon,
+        memory_log=record.memory,
     )
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last

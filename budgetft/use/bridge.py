@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from budgetft.methods.context import context_for
+from budgetft import methods
 from budgetft.models.loading import load_model
+from budgetft.models.placement import placement_for
 from budgetft.scoring.class_bias import ATTRIBUTE
 from budgetft.scoring.rows import score_rows as trial_score_rows
 from budgetft.train.persist import load_trained
@@ -40,10 +42,12 @@ def apply_context(job: Any, tokenizer: Any) -> Any:
 
 def load_trained_model(resolved: Any, method: str, config: dict, weights: Path, context: Any, seed: int) -> Any:
     """The base model with the trial's method re-applied and its kept weights (and class bias)
-    loaded, in eval mode on the CPU, float32: what the run evaluated."""
+    loaded, in eval mode, on the device and in the dtype trials use here (bf16 on a GPU, its
+    4-bit base for a QLoRA winner; fp32 on a CPU): budgetft.models.placement."""
     import torch
 
     # The trial seeded torch before applying its method; anything a method draws at random
     # and does not save is then drawn the same way here.
     torch.manual_seed(seed)
-    return load_trained(load_model(resolved), method, config, weights, context)
+    placement = placement_for(quantization=methods.get(method).quantization)
+    return load_trained(load_model(resolved, placement), method, config, weights, context)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import subprocess
 import sys
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -352,3 +354,53 @@ def test_fetcher_main_writes_a_csv_from_a_saved_dump_and_refuses_an_empty_one(tm
     out.unlink()
     assert fetch.main(["--skus-json", str(dump), "--out", str(out)]) == 1
     assert not out.exists()
+
+
+# Where Google sells each multi-GPU shape, within the catalogue's regions (its header names the source).
+MULTI_GPU = {
+    "a2-highgpu-2g": ("us-central1", "us-east1", "us-west1", "europe-west4"), "a2-highgpu-4g": ("us-central1", "us-east1", "us-west1", "europe-west4"),
+    "a2-highgpu-8g": ("us-central1", "us-east1", "us-west1", "europe-west4"), "a2-megagpu-16g": ("us-central1", "us-east1", "us-west1", "europe-west4"),
+    "a2-ultragpu-2g": ("us-central1", "europe-west4"), "a2-ultragpu-4g": ("us-central1", "europe-west4"), "a2-ultragpu-8g": ("us-central1", "europe-west4"),
+    "g2-standard-24": ("us-central1", "us-east1", "us-west1", "europe-west4"), "g2-standard-48": ("us-central1", "us-east1", "us-west1", "europe-west4"),
+    "g2-standard-96": ("us-central1", "us-east1", "us-west1", "europe-west4"), "a3-highgpu-8g": ("us-central1", "us-west1", "europe-west4"),
+}
+
+
+def test_multi_gpu_shapes_are_priced_where_they_are_sold_each_row_with_its_source_and_date(catalog):
+    text = resources.files("budgetft.money").joinpath("catalog.csv").read_text("utf-8")
+    rows = list(csv.DictReader(line for line in text.splitlines() if line.strip() and not line.startswith("#")))
+    assert all(r["source"] and date.fromisoformat(r["as_of"]) for r in rows)
+    for machine, regions in MULTI_GPU.items():
+        assert sorted({r["region"] for r in rows if r["name"] == machine}) == sorted(regions)
+        for region in regions:
+            for spot in (False, True):
+                row = catalog.find("machine", machine, region, spot)
+                assert row.gpu_count > 1 and row.usd_per_hour > 0
+    estimates = [r for r in rows if r["region"] == "europe-west4" and r["name"].startswith(("a2-", "a3-", "g2-"))]
+    assert estimates and all(r["source"].startswith("ESTIMATE") for r in estimates)
+
+
+def test_a_multi_gpu_shape_is_its_one_gpu_rows_per_sku_rates_times_its_size(catalog):
+    def price(machine, spot=False):
+        return catalog.find("machine", machine, "us-central1", spot).usd_per_hour
+
+    # A2: vCPU x 0.031611 + GB x 0.004237 + A100, the one-GPU row's own decomposition.
+    a100 = price("a2-highgpu-1g") - 12 * Decimal("0.031611") - 85 * Decimal("0.004237")
+    assert price("a2-highgpu-8g") == 96 * Decimal("0.031611") + 680 * Decimal("0.004237") + 8 * a100
+    assert price("a2-highgpu-8g", spot=True) == (price("a2-highgpu-8g") * Decimal("0.4")).quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+    # G2: 4 GB a vCPU in every shape, so two one-GPU rows give both rates.
+    unit = (price("g2-standard-8") - price("g2-standard-4")) / 4
+    l4 = price("g2-standard-4") - 4 * unit
+    assert price("g2-standard-48") == 48 * unit + 4 * l4
+    assert price("a3-highgpu-8g") == 8 * price("a3-highgpu-1g") and price("a3-highgpu-8g", spot=True) == 8 * price("a3-highgpu-1g", spot=True)
+
+
+def test_the_fetcher_prices_multi_gpu_shapes_from_the_same_skus():
+    fetch = _load_fetcher()
+    rows = fetch.parse_skus(SAMPLE_SKUS, ("us-central1",))
+    g2 = {r["name"]: r for r in rows if r["name"].startswith("g2-")}
+    # 48 x core + 192 GB x RAM + 4 L4s, with its source and the fetch date once rendered.
+    assert (g2["g2-standard-48"]["usd_per_hour"], g2["g2-standard-48"]["gpu_count"]) == ("3.992192", "4")
+    text = fetch.render_csv(rows, date(2026, 12, 1))
+    loaded = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert all(r["as_of"] == "2026-12-01" and "Billing Catalog API" in r["source"] for r in loaded)
