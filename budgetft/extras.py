@@ -2,9 +2,12 @@
 
 The core install runs every local command. The extras add what only some machines need:
 
-    gcp   Google's Compute Engine and Cloud Storage clients: `run --cloud gcp`, `status`, `down`
+    gcp   Google's Compute Engine and Cloud Storage clients: `run --cloud gcp`, `doctor --cloud
+          gcp`, `status`, `down`
     gpu   NVML bindings (nvidia-ml-py, module pynvml): GPU telemetry; without them a run samples
           the CPU and finds its GPU through torch, so nothing breaks
+    track MLflow, W&B and TensorBoard's reader: `--track mlflow|wandb` (budgetft.track.choice
+          checks each one it is asked for); TensorBoard files are written without it
     test  the test suite's tools
 
 Nothing here imports the modules it asks about: `importlib.util.find_spec` only looks for them.
@@ -18,6 +21,7 @@ import importlib.util
 EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "gcp": (("google.cloud.compute_v1", "google-cloud-compute"), ("google.cloud.storage", "google-cloud-storage")),
     "gpu": (("pynvml", "nvidia-ml-py"),),
+    "track": (("mlflow", "mlflow"), ("wandb", "wandb"), ("tensorboard", "tensorboard")),
 }
 
 

@@ -5,7 +5,7 @@ modules or between packages.
     6      cli
     5      runner (the driver: sequences the stages)
     4      stages
-    3      train · tune · cloud · report · use
+    3      train · tune · cloud · report · use · track
     2      methods (tuners and their registry only) · data · models · scoring · telemetry · planner · task
     1      money · spec · rundir · resume · files and the small helpers (paths, clock, quiet, hub, ...)
 
@@ -29,7 +29,7 @@ LAYERS = [
     ("budgetft.cli", 6), ("budgetft.__main__", 6),
     ("budgetft.runner", 5),
     ("budgetft.stages", 4),
-    ("budgetft.train", 3), ("budgetft.tune", 3), ("budgetft.cloud", 3), ("budgetft.report", 3), ("budgetft.use", 3),
+    ("budgetft.train", 3), ("budgetft.tune", 3), ("budgetft.cloud", 3), ("budgetft.report", 3), ("budgetft.use", 3), ("budgetft.track", 3),
     ("budgetft.methods", 2), ("budgetft.data", 2), ("budgetft.models", 2), ("budgetft.scoring", 2),
     ("budgetft.telemetry", 2), ("budgetft.planner", 2), ("budgetft.task", 2),
     ("budgetft", 1),  # money, spec, rundir, resume, files, paths, clock, quiet, hub, search_space, metrics, extras

@@ -9,7 +9,9 @@ from __future__ import annotations
 import typer
 
 from budgetft.cli.cloud import down, status
+from budgetft.cli.doctor import doctor
 from budgetft.cli.export import export
+from budgetft.cli.init import init
 from budgetft.cli.plan import plan
 from budgetft.cli.predict import predict
 from budgetft.cli.prices import prices
@@ -28,11 +30,13 @@ app = typer.Typer(
 
 app.command()(run)
 app.command()(plan)
+app.command()(init)
 app.command()(train)
 app.command()(prices)
 app.command()(report)
 app.command()(status)
 app.command()(down)
+app.command()(doctor)
 app.command()(methods)
 app.command()(predict)
 app.command()(export)

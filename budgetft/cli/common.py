@@ -17,6 +17,10 @@ from budgetft.quiet import quiet_libraries  # noqa: F401 - the commands' shared 
 
 JOB_ARG = typer.Argument(None, help="Job YAML file or the name of a job in jobs/ (default: boolq-smollm2, the embedded default).", show_default=False)
 SET_OPT = typer.Option([], "--set", "-s", help="Override a job field, e.g. --set train.batch_size=16 (repeatable).")
+TRACK_OPT = typer.Option(
+    [], "--track", metavar="TRACKER",
+    help="Also record the run in mlflow[=URI] or wandb[=PROJECT] (repeatable; the [track] extra), checked before anything is spent. TensorBoard files are always written (RUN/tensorboard).",
+)
 METHODS_OPT = typer.Option(None, "--methods", "-m", help="Only these of the job's methods, comma-separated, e.g. --methods ia3,bitfit (each keeps the job's search space).", show_default=False)
 
 # Domain errors whose message already says what is wrong and how to fix it.
@@ -43,6 +47,24 @@ def cli_errors(console: Console) -> Iterator[None]:
     except KeyError as exc:  # registries raise KeyError with a full sentence
         console.print(f"[bold red]error:[/] {exc.args[0]}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def track_choices(values: list[str], command: str, console: Console) -> list:
+    """--track parsed and each tracker checked (installed, reachable); exit 2 with the fix if not."""
+    if not values:
+        return []
+    from rich.markup import escape
+
+    from budgetft.track.choice import TrackingError, check_trackers, parse_track
+
+    try:
+        choices = parse_track(list(values), command)
+        with console.status("checking the trackers…"):
+            check_trackers(choices)
+    except TrackingError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    return choices
 
 
 def stderr_console() -> Console:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, cli_errors, set_local_region, stderr_console, warn_stale_prices
+from budgetft.cli.common import JOB_ARG, METHODS_OPT, SET_OPT, TRACK_OPT, cli_errors, set_local_region, stderr_console, track_choices, warn_stale_prices
 from budgetft.quiet import quiet_libraries
 
 # Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
@@ -23,6 +23,7 @@ def run(
     set_: list[str] = SET_OPT,
     methods: Optional[str] = METHODS_OPT,
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
+    track: list[str] = TRACK_OPT,
     cloud: Optional[str] = typer.Option(None, "--cloud", help="Rent a cloud VM for the run: gcp."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
     machine: Optional[str] = typer.Option(None, "--machine", help="Cloud machine type, e.g. n1-standard-8."),
@@ -32,6 +33,9 @@ def run(
     project: Optional[str] = typer.Option(None, "--project", help="Google Cloud project (default: from the environment)."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="gs:// bucket the VM uploads results to."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Cloud: print the instance request, start-up script and cost estimate; create nothing."),
+    no_external_ip: bool = typer.Option(False, "--no-external-ip", help="Cloud: no public address on the VM (for an organisation policy against them); it reaches Cloud Storage by Private Google Access and the internet by Cloud NAT."),
+    fallback_on_demand: bool = typer.Option(False, "--fallback-on-demand", help="Cloud, with --spot: when no Spot VM can start anywhere budgetft may look, try standard (on-demand) VMs, cheapest first."),
+    hf_token_secret: Optional[str] = typer.Option(None, "--hf-token-secret", help="Cloud: Secret Manager secret (NAME or projects/P/secrets/NAME) holding a Hugging Face token for gated models; the VM reads it at run time, never from metadata."),
 ) -> None:
     """Spend at most --budget dollars finding the best fine-tune for the job, with proof."""
     from budgetft.money.usd import PriceError, parse_money
@@ -49,8 +53,9 @@ def run(
     if cloud is None:
         set_local_region(region, err)  # --region on a local run: where its energy comes from (CO2)
         # Cloud-only options without --cloud would be silently ignored: say so instead.
-        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--project": project, "--bucket": bucket}
-        given = [name for name, value in cloud_only.items() if value is not None] + (["--spot"] if spot else [])
+        cloud_only = {"--gpu": gpu, "--machine": machine, "--zone": zone, "--project": project, "--bucket": bucket, "--hf-token-secret": hf_token_secret}
+        flags = {"--spot": spot, "--no-external-ip": no_external_ip, "--fallback-on-demand": fallback_on_demand}
+        given = [name for name, value in cloud_only.items() if value is not None] + [name for name, on in flags.items() if on]
         if given:
             err.print(f"[bold red]error:[/] {', '.join(given)} only apply to cloud runs; add --cloud gcp, or drop {'them' if len(given) > 1 else 'it'} to run on this machine")
             raise typer.Exit(2)
@@ -62,6 +67,10 @@ def run(
 
         with cli_errors(err):
             set_ = methods_override(job, list(set_), methods)
+    if cloud is not None and any(not t.strip().lower().startswith("tensorboard") for t in track):
+        err.print("[bold red]error:[/] --track mlflow/wandb applies to local runs: a cloud VM does not carry the trackers' credentials "
+                  "(its run directory, TensorBoard files included, comes back with the results)")
+        raise typer.Exit(2)
     if cloud is not None:
         if cloud != "gcp":
             err.print(f"[bold red]error:[/] unknown cloud {cloud!r}; supported: gcp")
@@ -70,16 +79,17 @@ def run(
         from budgetft.cloud.plan import CloudOptions
 
         with cli_errors(err):
-            options = CloudOptions(gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run)
+            options = CloudOptions(gpu=gpu, machine=machine, zone=zone, region=region, spot=spot, project=project, bucket=bucket, dry_run=dry_run,
+                                   external_ip=not no_external_ip, fallback_on_demand=fallback_on_demand, hf_token_secret=hf_token_secret)
             code = run_in_cloud(job, list(set_), cap, options, cloud=cloud, out=out, resume=resume, console=err)
         raise typer.Exit(code)
     if dry_run:
         err.print("[bold red]error:[/] --dry-run applies to cloud runs (--cloud gcp); use `budgetft plan` to see a local plan without spending")
         raise typer.Exit(2)
-    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, err)
+    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, list(track), err)
 
 
-def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, err) -> None:
+def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, track, err) -> None:
     from budgetft.money.usd import PriceError
     from budgetft.planner import BudgetTooSmall
     from budgetft.resume import ResumeError, check_new_run_dir, resume_point
@@ -100,9 +110,11 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, er
         except (PriceError, ResumeError) as exc:
             err.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
+        trackers = track_choices(track, "run", err)  # a tracker that cannot work is refused before spending
         quiet_libraries()
         err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
-        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address, live=err.is_terminal), err)
+        runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume, ray_address=ray_address,
+                                      live=err.is_terminal, track=trackers), err)
         try:
             run = runner.execute()
         except (BudgetTooSmall, ResumeError) as exc:

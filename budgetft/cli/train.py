@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Optional
 
 import typer
 
-from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console
+from budgetft.cli.common import JOB_ARG, SET_OPT, cli_errors, stderr_console, stdout_console, track_choices
 from budgetft.quiet import quiet_libraries
 
 # Imported inside functions: budgetft's domain code: `budgetft --help` loads none of it (start-up
@@ -22,6 +23,10 @@ def train(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimiser steps (default: the job's train.max_steps)."),
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit", min=1, help="Evaluation rows, sampled with the job's seed (default: the job's eval.limit)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress goes to stderr)."),
+    track: list[str] = typer.Option(
+        [], "--track", metavar="TRACKER",
+        help="Record the trial in mlflow[=URI], wandb[=PROJECT] or tensorboard[=DIR] (repeatable; MLflow and W&B need the [track] extra), checked before training.",
+    ),
 ) -> None:
     """Fine-tune one method configuration and score it against the majority and zero-shot baselines."""
     from budgetft.cli.train_view import TrainProgress, result_table
@@ -46,6 +51,7 @@ def train(
         with err.status("checking and tokenizing data…"):
             task = prepare_task(spec)
         check_supports(chosen.name, task.model.architecture)
+    trackers = track_choices(track, "train", err)
 
     from budgetft.models.loading import load_model
     from budgetft.stages.baselines import run_baselines
@@ -66,8 +72,17 @@ def train(
         baselines = run_baselines(task, model=model)  # the same stage as a run's, on the same rows
     majority, zero_shot = baselines["majority"], baselines["zero_shot"]
     err.print(f"method {chosen.name}: {json.dumps({k: v for k, v in config.items()})}")
+    tracking = _start_tracking(trackers, spec.name, chosen.name, config)
     with TrainProgress(err, settings.steps) as progress:
-        result, _ = run_trial(task, settings, model=model, on_step=progress.step, on_eval=progress.evaluated)
+        on_step, on_eval = progress.step, progress.evaluated
+        if tracking is not None:
+            on_step, on_eval = _also(progress.step, tracking.step), _also(progress.evaluated, tracking.evaluated)
+        try:
+            result, _ = run_trial(task, settings, model=model, on_step=on_step, on_eval=on_eval)
+        except BaseException:
+            if tracking is not None:
+                tracking.finish(None, "interrupted" if not isinstance(sys.exc_info()[1], Exception) else "failed")
+            raise
     wall = time.perf_counter() - t_start
 
     record = {
@@ -92,10 +107,34 @@ def train(
         "evals": [_public(e) for e in result.evals],
         "final": _public(result.final),
     }
+    if tracking is not None:
+        lost = tracking.finish(record)
+        where = f" (TensorBoard: {tracking.events_dir})" if tracking.events_dir else ""
+        err.print(f"tracked as {tracking.name}{where}" + (f"; lost: {lost}" if lost else ""), markup=False)
     if as_json:
         print(json.dumps(record, indent=2))
     else:
         out.print(result_table(record, task.class_names))
+
+
+def _start_tracking(choices: list, job: str, method: str, config: dict):
+    if not choices:
+        return None
+    from budgetft.telemetry.device import device_name
+    from budgetft.track.train_tracking import TrainTracking
+
+    return TrainTracking(choices, job, method, config, device_name()).start()
+
+
+def _also(first, second):
+    """A callback that calls `first`, then `second` (which only queues: budgetft.track)."""
+
+    def both(*args):
+        answer = first(*args)
+        second(*args)
+        return answer
+
+    return both
 
 
 def _public(metrics: dict) -> dict:

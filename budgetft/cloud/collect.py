@@ -1,5 +1,8 @@
 """Bringing a cloud run home: the uploaded run directory into the local one (the VM's ledger
-replaces ours only if it extends it), and the VM's true time charged if the uploads missed some."""
+replaces ours only if it extends it), and the VM's true time charged if the uploads missed some:
+after a watched run, from the VM's own record; after a launcher that died, from the zone's
+operations (or, without them, the minute before the VM's last upload); and for a start that
+failed after the cloud had begun to bill it."""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from budgetft.cloud.estimate import RESERVE_SECONDS
 from budgetft.cloud.plan import LAUNCH_DIR
-from budgetft.cloud.provider import STOPPED_STATES, VM
+from budgetft.cloud.provider import STOPPED_STATES, VM, VmEvent
+from budgetft.cloud.startup import SYNC_EVERY_S
 from budgetft.cloud.storage import Bucket
 from budgetft.files import write_text
-from budgetft.money.catalog import Instance
 from budgetft.money.usd import cost, round_up
 from budgetft.money.ledger import Charge, Ledger, parse_charges, read_charges
 from budgetft.rundir import FROZEN_STATES_DIR, LEDGER_FILE
@@ -62,9 +66,10 @@ def _same(a: Charge, b: Charge) -> bool:
     return (a.seq, a.total, a.key, a.category) == (b.seq, b.total, b.key, b.category)
 
 
-def vm_usd(instance: Instance, vm: VM | None, gone_at: datetime | None) -> tuple[Decimal, float]:
-    """What Compute Engine bills for this VM, at most: CPU/GPU from start to stop (or to when we
-    saw it gone), one-minute minimum; the disk until deletion. Returns (usd, running seconds)."""
+def vm_usd(rate: Decimal, disk_rate: Decimal, vm: VM | None, gone_at: datetime | None) -> tuple[Decimal, float]:
+    """What Compute Engine bills for this VM, at most: at `rate` (the VM's catalogue price and
+    side costs) from start to stop (or to when we saw it gone), one-minute minimum; the disk at
+    `disk_rate` until deletion. Returns (usd, running seconds)."""
     if vm is None:
         return Decimal(0), 0.0
     start = vm.last_start or vm.created
@@ -73,8 +78,41 @@ def vm_usd(instance: Instance, vm: VM | None, gone_at: datetime | None) -> tuple
     stopped = vm.last_stop if vm.status in STOPPED_STATES and vm.last_stop else end_of_life
     running = max(0.0, (stopped - start).total_seconds()) if start else 0.0
     disk_only = max(0.0, (end_of_life - stopped).total_seconds())
-    total = cost(instance.usd_per_hour, running) + cost(instance.disk_usd_per_hour, disk_only, 0)
+    total = cost(rate, running) + cost(disk_rate, disk_only, 0)
     return total, running
+
+
+def failed_start_usd(rate: Decimal, disk_rate: Decimal, vm: VM, now: datetime | None = None) -> Decimal:
+    """What the cloud bills for an instance whose start failed and that we delete now: if it
+    ever ran, its running time plus the deletion (at least Compute Engine's one minute) at the
+    full rate; if it never ran (PROVISIONING, STAGING), its boot disk's life plus the deletion."""
+    now = now or datetime.now(timezone.utc)
+    if vm.last_start is not None or vm.status in ("RUNNING", "STOPPING"):
+        return cost(rate, vm.billed_seconds(now) + RESERVE_SECONDS)
+    return cost(disk_rate, vm.age_seconds(now) + RESERVE_SECONDS, 0)
+
+
+def settle_missing_tail(
+    run_dir: Path, cap: Decimal, session: int, seeded: int, rate: Decimal, events: list[VmEvent], finished: bool
+) -> tuple[Decimal, str]:
+    """A VM whose launcher died: its ledger came home only as of its last upload. From the zone's
+    operations (created .. preempted or deleted), charge the bill the ledger lacks; without
+    them, a VM that never wrote its exit code is charged the last minute before its last upload
+    (uploads come every SYNC_EVERY_S; its shutdown was charged before it was created). Returns
+    (charged, how it was worked out)."""
+    start = next((e.time for e in events if e.kind == "created"), None)
+    end = next((e.time for e in reversed(events) if e.kind in ("preempted", "deleted", "stopped", "guest-shutdown")), None)
+    if start is not None and end is not None and end > start:
+        running = (end - start).total_seconds()
+        charged, _ = reconcile(run_dir, cap, session, seeded, cost(rate, running), running)
+        return charged, f"VM #{session} lived {running:.0f} s by its zone's operations"
+    if finished:
+        return Decimal(0), f"VM #{session} uploaded its exit code: its ledger is whole"
+    with Ledger(run_dir, cap) as ledger:
+        amount = min(cost(rate, SYNC_EVERY_S, 0), ledger.remaining)
+        if amount > 0:
+            ledger.charge(amount, "overhead", f"VM #{session}: up to {SYNC_EVERY_S} s after its last upload, never brought home", key=f"vm{session}:tail")
+    return amount, f"VM #{session}'s operations are gone: its last {SYNC_EVERY_S} s are charged"
 
 
 def reconcile(run_dir: Path, cap: Decimal, session: int, seeded: int, billed: Decimal, running_s: float) -> tuple[Decimal, Decimal]:

@@ -4,37 +4,39 @@ Client construction is injectable (`endpoint`, `credentials`) so tests drive the
 against a fake API on 127.0.0.1. We use the `*_unary` calls and poll operations with our own
 ZoneOperationsClient: the library's ExtendedOperation builds its own operations client without
 our endpoint, which would wait on the real API instead of the one we were pointed at.
+
+Every call goes through `_call`: a 429, a 5xx, rateLimitExceeded or a dropped connection is
+retried with exponential backoff (budgetft.cloud.retry); inserts and deletes carry a requestId,
+so a retried one acts once. Errors that remain become budgetft's own (budgetft.cloud.gcp_errors).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-from budgetft.cloud.errors import (
-    ApiDisabled,
-    CloudError,
-    NoCredentials,
-    NoProject,
-    NotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    ZoneUnavailable,
-    first_line,
-)
-from budgetft.cloud.provider import RUN_LABEL, VM, Provider, RegionInfo
+from budgetft.cloud.errors import CloudError, NetworkMissing, NoCredentials, NoProject, NotFound, first_line
+from budgetft.cloud.gcp_errors import classify, is_transient, problem_from_http, problem_from_operation
+from budgetft.cloud.gcp_json import event_from_json, image_from_json, last_part, vm_from_json
+from budgetft.cloud.provider import RUN_LABEL, VM, ImageInfo, Provider, RegionInfo, VmEvent
+from budgetft.cloud.retry import Backoff
 
-# Imported inside functions: google: the [gcp] extra, installed only where needed.
+# Imported inside functions: google: the [gcp] extra, installed only where needed; compute_v1
+# alone takes seconds to import.
 
-# BUDGETFT_GCP_ENDPOINT points every Compute call elsewhere (a fake API in tests, a private
+# BUDGETFT_GCP_ENDPOINT points every Google API call elsewhere (a fake API in tests, a private
 # endpoint); with it set and no credentials given, calls are made anonymously.
 ENDPOINT_ENV = "BUDGETFT_GCP_ENDPOINT"
+# The project's quota that caps GPUs in all regions together (0 in new projects).
+GLOBAL_GPU_METRIC = "GPUS_ALL_REGIONS"
 
-# Quota metric per GPU (Compute Engine's regional quota names); Spot VMs draw on the
-# PREEMPTIBLE_ variant when the project has it, else on the standard one.
+# Quota metric per GPU (Compute Engine's regional quota names); Spot VMs (and standard VMs with
+# a short maxRunDuration, see budgetft.cloud.quota) may draw on the PREEMPTIBLE_ variant.
 GPU_QUOTA_METRICS = {
     "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
     "nvidia-tesla-p100": "NVIDIA_P100_GPUS",
@@ -43,91 +45,28 @@ GPU_QUOTA_METRICS = {
     "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
     "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
     "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
+    "nvidia-h200-141gb": "NVIDIA_H200_GPUS",
+    "nvidia-b200": "NVIDIA_B200_GPUS",
+}
+POLL_SECONDS = 2.0  # between polls of an operation that operations.wait returned unfinished
+
+_CLIENTS = {
+    "instances": "InstancesClient",
+    "operations": "ZoneOperationsClient",
+    "regions": "RegionsClient",
+    "projects": "ProjectsClient",
+    "images": "ImagesClient",
+    "accelerators": "AcceleratorTypesClient",
+    "machines": "MachineTypesClient",
+    "networks": "NetworksClient",
+    "subnetworks": "SubnetworksClient",
+    "routers": "RoutersClient",
 }
 
-# Operation / HTTP error codes meaning "this zone has no room for it right now".
-CAPACITY_CODES = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "STOCKOUT", "RESOURCE_POOL_EXHAUSTED"}
-QUOTA_CODES = {"QUOTA_EXCEEDED", "quotaExceeded", "rateLimitExceeded"}
-DISABLED_CODES = {"SERVICE_DISABLED", "accessNotConfigured"}
 
-
-def classify(zone: str | None, codes: list[str], message: str, project: str, status: int | None = None) -> CloudError:
-    """Turn what Compute Engine said into the error the launcher acts on."""
-    text = message or ", ".join(codes) or "unknown error"
-    lowered = text.lower()
-    if set(codes) & DISABLED_CODES or "has not been used in project" in lowered or "is disabled" in lowered:
-        return ApiDisabled(project, detail=first_line(text, 200))
-    if set(codes) & CAPACITY_CODES or "does not have enough resources available" in lowered:
-        return ZoneUnavailable(zone or "?", f"out of capacity ({text})")
-    if set(codes) & QUOTA_CODES or ("quota" in lowered and "exceeded" in lowered):
-        return QuotaExceeded(
-            f"quota exceeded: {text}. Fix: request more quota for this GPU in this region "
-            "(console: IAM & Admin > Quotas, filter by the metric above; see infra/gcp/README.md), "
-            "or pick another --gpu or --region"
-        )
-    not_here = ("acceleratortypes" in lowered or "machinetypes" in lowered or "disktypes" in lowered) and (
-        status == 404 or "not found" in lowered or "does not exist" in lowered or "invalid value" in lowered
-    )
-    if not_here or "not available in zone" in lowered or "not supported in zone" in lowered:
-        return ZoneUnavailable(zone or "?", f"does not offer this GPU or machine type ({text})")
-    if status == 404 or "notFound" in codes:
-        return NotFound(text)
-    if status in (401, 403) or "forbidden" in codes or "PERMISSION_DENIED" in codes:
-        return PermissionDenied(
-            f"permission denied: {text}. Fix: your account needs roles/compute.instanceAdmin.v1 and "
-            "roles/iam.serviceAccountUser on the VM's service account (infra/gcp/README.md)"
-        )
-    return CloudError(text)
-
-
-def _api_error(exc: Exception, zone: str | None, project: str) -> CloudError:
-    """A google.api_core exception (HTTP error from the REST transport) -> CloudError."""
-    codes: list[str] = []
-    for item in getattr(exc, "errors", None) or []:
-        if isinstance(item, dict):
-            codes += [str(item.get(k)) for k in ("reason", "code") if item.get(k)]
-    reason = getattr(exc, "reason", None)
-    if reason:
-        codes.append(str(reason))
-    message = getattr(exc, "message", None) or str(exc)
-    return classify(zone, codes, str(message), project, getattr(exc, "code", None))
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _last(url: str) -> str:
-    return url.rsplit("/", 1)[-1] if url else ""
-
-
-def vm_from_json(data: dict[str, Any]) -> VM:
-    """A VM from an instance resource in its REST JSON form."""
-    sched = data.get("scheduling") or {}
-    accels = data.get("guestAccelerators") or []
-    disks = data.get("disks") or []
-    boot = next((d for d in disks if d.get("boot")), disks[0] if disks else {})
-    duration = (sched.get("maxRunDuration") or {}).get("seconds")
-    return VM(
-        name=data.get("name", ""),
-        zone=_last(data.get("zone", "")),
-        status=data.get("status", "UNKNOWN"),
-        labels=dict(data.get("labels") or {}),
-        created=_time(data.get("creationTimestamp")),
-        last_start=_time(data.get("lastStartTimestamp")),
-        last_stop=_time(data.get("lastStopTimestamp")),
-        machine_type=_last(data.get("machineType", "")),
-        gpu=_last(accels[0].get("acceleratorType", "")) if accels else None,
-        gpu_count=int(accels[0].get("acceleratorCount", 0)) if accels else 0,
-        spot=sched.get("provisioningModel") == "SPOT" or bool(sched.get("preemptible")),
-        disk_gb=int(boot.get("diskSizeGb") or (boot.get("initializeParams") or {}).get("diskSizeGb") or 0),
-        max_run_seconds=int(duration) if duration else None,
-    )
+def _pause(seconds: float) -> None:
+    """Every wait of this module (backoff, operation polls): one place for tests to skip them."""
+    time.sleep(seconds)
 
 
 class GcpProvider(Provider):
@@ -140,8 +79,12 @@ class GcpProvider(Provider):
         self.endpoint = endpoint if endpoint is not None else os.environ.get(ENDPOINT_ENV) or None
         self._credentials = credentials
         self._clients: dict[str, Any] = {}
+        self._project_quotas: dict[str, tuple[float, float]] | None = None
+        # Told about each retry ("Compute Engine answered 503; retrying in 2.1 s"); the launcher
+        # points it at its console.
+        self.notify: Callable[[str], None] | None = None
 
-    # -- clients
+    # -- clients and calls
 
     def _client(self, kind: str):
         if kind in self._clients:
@@ -157,47 +100,119 @@ class GcpProvider(Provider):
         if credentials is None:
             credentials = default_credentials()[0]
         options = ClientOptions(api_endpoint=self.endpoint) if self.endpoint else None
-        cls = {
-            "instances": compute_v1.InstancesClient,
-            "operations": compute_v1.ZoneOperationsClient,
-            "regions": compute_v1.RegionsClient,
-            "projects": compute_v1.ProjectsClient,
-        }[kind]
-        client = cls(credentials=credentials, transport="rest", client_options=options)
+        client = getattr(compute_v1, _CLIENTS[kind])(credentials=credentials, transport="rest", client_options=options)
         self._clients[kind] = client
         return client
 
     def _call(self, where: str | None, fn, *args, **kwargs):
+        """fn(*args, **kwargs), retried while it fails for a passing reason; errors mapped."""
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc
+        from requests import exceptions as req_exc
 
+        def transient(exc: BaseException) -> bool:
+            if isinstance(exc, (req_exc.ConnectionError, req_exc.Timeout)):
+                return True
+            return isinstance(exc, gexc.GoogleAPICallError) and is_transient(problem_from_http(exc))
+
+        def retrying(exc: BaseException, pause: float) -> None:
+            if self.notify is not None:
+                self.notify(f"[yellow]Compute Engine: {first_line(exc, 160)}; retrying in {pause:.1f} s[/]")
+
+        backoff = Backoff(sleep=lambda s: _pause(s))
         try:
-            return fn(*args, **kwargs)
+            return backoff.run(lambda: fn(*args, **kwargs), transient, retrying)
         except auth_exc.DefaultCredentialsError as exc:
             raise NoCredentials(first_line(exc)) from None
         except auth_exc.RefreshError as exc:
             raise NoCredentials(f"the stored credentials were refused: {exc}") from None
         except gexc.GoogleAPICallError as exc:
-            raise _api_error(exc, where, self.project) from None
+            raise classify(problem_from_http(exc), where, self.project) from None
+        except (req_exc.ConnectionError, req_exc.Timeout) as exc:
+            raise CloudError(f"cannot reach Compute Engine ({first_line(exc, 160)}) after {backoff.attempts} tries over {backoff.waited_s:.0f} s. Fix: check this machine's network, then try again") from None
 
-    # -- the interface
+    # -- regions, quotas and what zones offer
+
+    def project_quotas(self) -> dict[str, tuple[float, float]]:
+        """The project-wide quotas (GPUS_ALL_REGIONS, ...): metric -> (limit, usage)."""
+        if self._project_quotas is None:
+            project = self._call(None, self._client("projects").get, project=self.project)
+            self._project_quotas = {q.metric: (float(q.limit), float(q.usage)) for q in project.quotas}
+        return self._project_quotas
 
     def region(self, region: str) -> RegionInfo:
-        client = self._client("regions")
-        data = self._call(None, client.get, project=self.project, region=region)
-        zones = [_last(z) for z in data.zones]
+        data = self._call(None, self._client("regions").get, project=self.project, region=region)
         quotas = {q.metric: (float(q.limit), float(q.usage)) for q in data.quotas}
         # GPUS_ALL_REGIONS is a project-wide cap (0 in new projects) that no region can lift.
-        project = self._call(None, self._client("projects").get, project=self.project)
-        quotas.update({q.metric: (float(q.limit), float(q.usage)) for q in project.quotas if q.metric == "GPUS_ALL_REGIONS"})
-        return RegionInfo(region, zones, quotas)
+        quotas.update({m: v for m, v in self.project_quotas().items() if m == GLOBAL_GPU_METRIC})
+        return RegionInfo(region, [last_part(z) for z in data.zones], quotas)
 
-    def create(self, zone: str, request: dict) -> str:
+    def offered_zones(self, gpu: str | None, machine: str) -> set[str] | None:
+        """Zones that offer both (one aggregated list each, filtered by name on the server)."""
+        machines = self._zones_listing("machines", machine)
+        if not gpu:
+            return machines
+        return machines & self._zones_listing("accelerators", gpu)
+
+    def _zones_listing(self, kind: str, name: str) -> set[str]:
+        pages = self._call(None, self._client(kind).aggregated_list, request={"project": self.project, "filter": f"name = {name}"})
+        zones = set()
+        for scope, listing in self._call(None, list, pages):
+            items = getattr(listing, "accelerator_types", None) or getattr(listing, "machine_types", None) or []
+            if any(item.name == name for item in items):
+                zones.add(last_part(scope))
+        return zones
+
+    # -- images and the network
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """images.getFromFamily for a family URL, images.get for an image URL; None if missing."""
+        from google.cloud import compute_v1
+
+        found = re.search(r"projects/([^/]+)/global/images/(family/)?([^/]+)$", ref)
+        if not found:
+            raise CloudError(f"{ref!r} is not an image reference; write projects/PROJECT/global/images/family/FAMILY or .../images/NAME")
+        project, is_family, name = found.groups()
+        client = self._client("images")
+        try:
+            if is_family:
+                image = self._call(None, client.get_from_family, project=project, family=name)
+            else:
+                image = self._call(None, client.get, project=project, image=name)
+        except NotFound:
+            return None
+        return image_from_json(json.loads(compute_v1.Image.to_json(image)))
+
+    def network(self, name: str) -> dict | None:
+        """{'auto_subnets': bool} for a VPC network, or None when the project has none of that name."""
+        try:
+            net = self._call(None, self._client("networks").get, project=self.project, network=name)
+        except (NotFound, NetworkMissing):
+            return None
+        return {"auto_subnets": bool(net.auto_create_subnetworks), "subnets": [s for s in net.subnetworks]}
+
+    def subnetwork(self, region: str, name: str) -> dict | None:
+        try:
+            sub = self._call(None, self._client("subnetworks").get, project=self.project, region=region, subnetwork=name)
+        except (NotFound, NetworkMissing):
+            return None
+        return {"private_google_access": bool(sub.private_ip_google_access), "network": last_part(sub.network)}
+
+    def nat_routers(self, region: str, network: str) -> list[str]:
+        """Cloud Routers of `network` in `region` that carry a Cloud NAT gateway."""
+        pages = self._call(None, self._client("routers").list, project=self.project, region=region)
+        return [r.name for r in self._call(None, list, pages) if last_part(r.network) == network and list(r.nats)]
+
+    # -- instances
+
+    def create(self, zone: str, request: dict, request_id: str | None = None) -> str:
         from google.cloud import compute_v1
 
         instance = compute_v1.Instance.from_json(json.dumps(request))
         client = self._client("instances")
-        op = self._call(zone, client.insert_unary, project=self.project, zone=zone, instance_resource=instance)
+        rid = request_id or str(uuid.uuid4())
+        request = compute_v1.InsertInstanceRequest(project=self.project, zone=zone, instance_resource=instance, request_id=rid)
+        op = self._call(zone, client.insert_unary, request=request)
         self._raise_op_error(zone, op)
         return op.name
 
@@ -211,16 +226,13 @@ class GcpProvider(Provider):
                 self._raise_op_error(zone, op)
                 return
             if time.monotonic() > deadline:
-                raise CloudError(f"operation {operation} in {zone} not done after {timeout_s:.0f} s")
-            time.sleep(1.0)
+                raise CloudError(f"operation {operation} in {zone} not done after {timeout_s:.0f} s; see `gcloud compute operations describe {operation} --zone {zone}`")
+            _pause(POLL_SECONDS)
 
     def _raise_op_error(self, zone: str, op) -> None:
-        errors = list(op.error.errors) if op.error and op.error.errors else []
-        if not errors:
-            return
-        codes = [e.code for e in errors]
-        message = "; ".join(e.message for e in errors if e.message)
-        raise classify(zone, codes, message, self.project, op.http_error_status_code or None)
+        problem = problem_from_operation(op)
+        if problem is not None:
+            raise classify(problem, zone, self.project)
 
     def get(self, zone: str, name: str) -> VM | None:
         from google.cloud import compute_v1
@@ -247,11 +259,22 @@ class GcpProvider(Provider):
         return sorted(found, key=lambda v: (v.created or datetime.min.replace(tzinfo=timezone.utc), v.name))
 
     def delete(self, zone: str, name: str) -> str | None:
+        client = self._client("instances")
         try:
-            op = self._call(zone, self._client("instances").delete_unary, project=self.project, zone=zone, instance=name)
+            request = {"project": self.project, "zone": zone, "instance": name, "request_id": str(uuid.uuid4())}
+            op = self._call(zone, client.delete_unary, request=request)
         except NotFound:
             return None
         return op.name
+
+    def events(self, zone: str, name: str) -> list[VmEvent]:
+        """The instance's operations in its zone (insert, preempted, delete, ...), oldest first."""
+        from google.cloud import compute_v1
+
+        link = f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}/instances/{name}"
+        pages = self._call(zone, self._client("operations").list, request={"project": self.project, "zone": zone, "filter": f'targetLink = "{link}"'})
+        ops = [event_from_json(json.loads(compute_v1.Operation.to_json(op))) for op in self._call(zone, list, pages)]
+        return sorted(ops, key=lambda e: e.time or datetime.min.replace(tzinfo=timezone.utc))
 
 
 def default_credentials():

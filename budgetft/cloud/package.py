@@ -6,6 +6,7 @@ code and ship it through the bucket; an installed release is installed on the VM
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -63,3 +64,12 @@ def build_wheel(out_dir: Path) -> Path:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise CloudError(f"could not build the budgetft wheel for the VM: {' / '.join(tail)}")
     return wheel
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256 in hex: the VM installs the wheel only if its digest is this one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

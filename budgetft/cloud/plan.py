@@ -1,23 +1,25 @@
 """Everything a cloud launch will do, decided before anything is created (and all a dry run shows):
-the job as the VM will see it, the instance, its price and lifetime, the overheads charged up
-front, the start-up script and the instance request. No network here."""
+the job as the VM will see it, the instance, its price with the side costs and its lifetime, the
+overheads charged up front, where it will be tried in turn, the start-up script and the instance
+request. No network here: the launch's preflight then narrows it with what the cloud says (live
+zones, the image, the bucket's region)."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from budgetft.cloud import image as images
 from budgetft.cloud import request as req
 from budgetft.cloud.choose import Choice, choose, model_params
-from budgetft.cloud.errors import CloudError
-from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, duration_text, estimate, money
+from budgetft.cloud.estimate import VmEstimate, boot_seconds, disk_gb_for, estimate, money
+from budgetft.cloud.failover import Placement, placements
 from budgetft.cloud.gcp import project_from_environment
 from budgetft.cloud.package import InstallSource, install_source
-from budgetft.cloud.startup import VM_WORK, StartupParams, render
+from budgetft.cloud.side_costs import SideCosts, side_costs
+from budgetft.cloud.startup import SHA_AT_LAUNCH, VM_WORK, StartupParams, render
 from budgetft.cloud.storage import parse_url, run_prefix
 from budgetft.files import read_json
 from budgetft.money.catalog import DEFAULT_REGION, Instance
@@ -26,8 +28,6 @@ from budgetft.money.usd import round_up, usd
 from budgetft.resume import new_run_dir, resume_point
 from budgetft.rundir import RunDir
 from budgetft.spec import JobSpec, dump_job, load_job
-
-# Imported inside functions: google: the [gcp] extra, installed only where needed.
 
 BUCKET_ENV = "BUDGETFT_BUCKET"
 LAUNCH_DIR = "cloud"  # <run_dir>/cloud/launch-<n>.json, startup-<n>.log: one per VM of the run
@@ -56,11 +56,26 @@ class LaunchPlan:
     zones: list[str]
     zone_given: bool
     install: InstallSource
-    image: str
+    image: str  # the planned image reference (a family); a launch resolves it to one image
+    region_given: bool = False
+    external_ip: bool = True
+    fallback_on_demand: bool = False
+    hf_token_secret: str | None = None  # projects/P/secrets/S
+    model_params: float = 0.0
+    full_finetune: bool = False
+    order: tuple[Placement, ...] = ()  # where the VM is tried, in turn (budgetft.cloud.failover)
 
     @property
     def instance(self) -> Instance:
         return self.choice.instance
+
+    @property
+    def side(self) -> SideCosts:
+        """The side costs of the first placement, the bucket assumed in its region (a dry run)."""
+        return self.side_for(self.instance, None)
+
+    def side_for(self, instance: Instance, bucket_location: str | None) -> SideCosts:
+        return side_costs(instance, external_ip=self.external_ip, bucket_location=bucket_location, model_params=self.model_params, full_finetune=self.full_finetune)
 
     @property
     def remaining(self) -> Decimal:
@@ -83,32 +98,42 @@ class LaunchPlan:
     def launch_record(self) -> Path:
         return self.run_dir / LAUNCH_DIR / f"launch-{self.session}.json"
 
-    def startup_script(self, **overrides) -> str:
+    def startup_script(self, *, price: object = None, wheel_sha256: str | None = None, **overrides) -> str:
+        """The VM's script; `price` is the placement's full rate (default: the plan's)."""
         wheel_url = f"{self.run_url}/dist/{self.install.wheel}" if self.install.wheel else ""
         params = StartupParams(
             run_id=self.run_id,
             session=self.session,
             run_url=self.run_url,
             cap_usd=money(self.cap),
-            price_per_hour=str(self.instance.usd_per_hour),
+            price_per_hour=str(price if price is not None else self.estimate.usd_per_hour),
             boot_estimate_s=boot_seconds(),
             wheel_url=wheel_url,
             pip_spec=self.install.pip_spec,
+            wheel_sha256=(wheel_sha256 if wheel_sha256 is not None else SHA_AT_LAUNCH) if wheel_url else "",
+            hf_token_secret=self.hf_token_secret or "",
         )
         if overrides:
             params = StartupParams(**{**params.__dict__, **overrides})
         return render(params)
 
-    def request(self, zone: str, script: str | None = None) -> dict:
+    def request(self, zone: str, script: str | None = None, *, instance: Instance | None = None, est: VmEstimate | None = None, image: str | None = None) -> dict:
+        """The instance request for `zone`: by default the plan's first placement."""
+        instance, est = instance or self.instance, est or self.estimate
+        scopes = req.SCOPES + ((req.CLOUD_PLATFORM_SCOPE,) if self.hf_token_secret else ())
         spec = req.VmSpec(
             name=self.name,
             zone=zone,
-            instance=self.instance,
-            max_run_seconds=self.estimate.max_run_seconds,
-            startup_script=script if script is not None else self.startup_script(),
+            instance=instance,
+            max_run_seconds=est.max_run_seconds,
+            startup_script=script if script is not None else self.startup_script(price=est.usd_per_hour),
             service_account=req.service_account(self.project or "PROJECT_ID"),
-            image=self.image,
+            image=image or self.image,
             labels=req.labels(self.run_id, self.session, self.spec.name),
+            external_ip=self.external_ip,
+            network=req.network(),
+            subnet=req.subnet(),
+            scopes=scopes,
         )
         return req.instance_request(spec)
 
@@ -125,6 +150,9 @@ class CloudOptions:
     project: str | None = None
     bucket: str | None = None  # gs:// URL for the run's results
     dry_run: bool = False
+    external_ip: bool = True  # False: --no-external-ip (Private Google Access and Cloud NAT instead)
+    fallback_on_demand: bool = False  # --fallback-on-demand: a Spot run may fall back to standard VMs
+    hf_token_secret: str | None = None  # Secret Manager secret holding the hub token (name or projects/P/secrets/S)
 
 
 def make_plan(
@@ -138,6 +166,7 @@ def make_plan(
 ) -> LaunchPlan:
     gpu, machine, zone, region = options.gpu, options.machine, options.zone, options.region
     spot, project, bucket = options.spot, options.project, options.bucket
+    region_given = bool(zone or region)
 
     if zone and region and req.region_of(zone) != region:
         raise LaunchError(f"--zone {zone} is not in --region {region}; give one of them")
@@ -188,7 +217,8 @@ def make_plan(
         disk_gb=disk_gb_for(params),
         calibration=calibration if calibration and calibration.is_file() else None,
     )
-    est = estimate(cap - spent, choice.instance)
+    full = "full" in spec.methods
+    est = estimate(cap - spent, choice.instance, side_costs(choice.instance, external_ip=options.external_ip, model_params=params, full_finetune=full))
     if not est.enough:
         raise LaunchError(est.refusal(choice.instance))
 
@@ -197,6 +227,9 @@ def make_plan(
     parse_url(bucket_url)  # a malformed --bucket is refused here
     if resume is not None and not bucket and last.get("bucket_url") and not os.environ.get(BUCKET_ENV):
         bucket_url = last["bucket_url"]  # the run's results are already there
+    if options.fallback_on_demand and not spot:
+        raise LaunchError("--fallback-on-demand lets a Spot run fall back to standard VMs; add --spot, or drop it")
+    order = placements(default_catalog(), choice.instance, region=region, zone=zone, region_given=region_given, fallback_on_demand=options.fallback_on_demand)
     return LaunchPlan(
         spec=spec,
         vm_job_yaml=vm_yaml,
@@ -215,8 +248,24 @@ def make_plan(
         zones=req.zones_for(region, zone),
         zone_given=zone is not None,
         install=install_source(),
-        image=req.image(),
+        image=images.planned(),
+        region_given=region_given,
+        external_ip=options.external_ip,
+        fallback_on_demand=options.fallback_on_demand,
+        hf_token_secret=secret_name(options.hf_token_secret, project),
+        model_params=params,
+        full_finetune=full,
+        order=tuple(order),
     )
+
+
+def secret_name(secret: str | None, project: str | None) -> str | None:
+    """'hf-token' -> 'projects/PROJECT/secrets/hf-token'; a full name stays as it is."""
+    if not secret:
+        return None
+    if secret.startswith("projects/"):
+        return secret.split("/versions/")[0]
+    return f"projects/{project or 'PROJECT_ID'}/secrets/{secret}"
 
 
 def vm_job(spec: JobSpec, run_dir: Path, resumed: bool) -> tuple[str, list[tuple[Path, str]]]:
@@ -246,63 +295,3 @@ def vm_job(spec: JobSpec, run_dir: Path, resumed: bool) -> tuple[str, list[tuple
         return dump_job(spec), []
     moved = spec.model_copy(update={"data": data.model_copy(update={"name": name, "files": files})})
     return dump_job(moved), inputs
-
-
-def summary_lines(plan: LaunchPlan) -> list[tuple[str, str]]:
-    """(label, text) rows that a dry run and a launch print up front."""
-    inst, est = plan.instance, plan.estimate
-    parts = [f"machine ${inst.machine_usd_per_hour:.4f}"]
-    if inst.gpus_usd_per_hour > 0:
-        parts.append(f"GPU ${inst.gpus_usd_per_hour:.4f}")
-    parts.append(f"{inst.disk_gb} GB {inst.disk_type} ${inst.disk_usd_per_hour:.4f}")
-    rows = [
-        ("instance", plan.choice.reason()),
-        ("price", f"${inst.usd_per_hour:.4f}/h ({' + '.join(parts)}), {inst.provisioning}"),
-        ("budget", f"cap ${money(plan.cap)}, spent ${money(plan.spent)}, ${money(plan.remaining)} left" + (f" (resuming {plan.run_dir}, VM #{plan.session})" if plan.resumed else "")),
-        (
-            "max run",
-            f"{est.max_run_seconds} s ({duration_text(est.max_run_seconds)}): scheduling.maxRunDuration; Compute Engine "
-            "deletes the VM then, whatever happens to this machine",
-        ),
-    ]
-    for line in est.overheads:
-        rows.append(("estimate" if line is est.overheads[0] else "", f"{line.category:<9} ${line.usd:.4f}  {line.seconds:>4} s  {line.what}"))
-    rows.append(("", f"{'run':<9} ${est.run_usd:.4f}  {est.run_seconds:>4} s  at most: `budgetft run` on the VM meters it into the same ledger"))
-    rows.append(("", f"{'total':<9} ${est.total_usd:.4f}  of the ${money(plan.remaining)} left"))
-    zones = plan.zones
-    rows.append(("zone", zones[0] + ("" if plan.zone_given or len(zones) < 2 else f" (then {', '.join(zones[1:])} if it has no capacity)")))
-    rows.append(("bucket", f"{plan.run_url}/"))
-    rows.append(("install", plan.install.describe()))
-    rows.append(("image", plan.image))
-    rows.append(("run dir", str(plan.run_dir)))
-    return rows
-
-
-def request_json(plan: LaunchPlan, zone: str) -> str:
-    """The request as JSON, after checking that the client library accepts every field of it."""
-    from google.cloud import compute_v1
-
-    request = plan.request(zone)
-    try:
-        compute_v1.Instance.from_json(json.dumps(request))
-    except Exception as exc:  # a field the API does not know: a bug in request.py
-        raise CloudError(f"the instance request does not match the Compute API: {exc}") from None
-    return json.dumps(request, indent=2)
-
-
-def show_dry_run(plan: LaunchPlan, console) -> None:
-    """The plan for people (on `console`), then the request and the script (on stdout, so
-    `--dry-run > plan.txt` keeps exactly what would be sent)."""
-    zone = plan.zones[0]
-    console.print("[bold]dry run[/]: nothing is created and nothing is charged", highlight=False)
-    for label, text in summary_lines(plan):
-        console.print(f"{label:<9} {text}", highlight=False, soft_wrap=True)
-    if not plan.project:
-        console.print("note      no --project given: PROJECT_ID stands in for it", highlight=False)
-    project = plan.project or "PROJECT_ID"
-    out = sys.stdout
-    out.write(f"# instance request: POST https://compute.googleapis.com/compute/v1/projects/{project}/zones/{zone}/instances\n")
-    out.write(request_json(plan, zone) + "\n")
-    out.write("# start-up script (the request's metadata.startup-script, shown unescaped)\n")
-    out.write(plan.startup_script())
-    out.flush()

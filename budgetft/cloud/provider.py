@@ -14,8 +14,11 @@ from budgetft.cloud.errors import CloudError
 RUN_LABEL = "budgetft-run"
 SESSION_LABEL = "budgetft-session"  # 1 for the first VM of a run, 2 for its first --resume, ...
 
-# Instance states (Compute Engine's names). A VM is billed for CPU/GPU while RUNNING/STOPPING.
+# Instance states (Compute Engine's names). A VM is billed for CPU/GPU from RUNNING until it is
+# TERMINATED (so STOPPING counts); PROVISIONING and STAGING, before it runs, are not billed
+# ("Instance uptime", cloud.google.com/compute/vm-instance-pricing).
 LIVE_STATES = ("PROVISIONING", "STAGING", "RUNNING", "STOPPING", "REPAIRING", "SUSPENDING")
+NOT_YET_BILLED = ("PROVISIONING", "STAGING")
 STOPPED_STATES = ("TERMINATED", "STOPPED", "SUSPENDED")
 
 
@@ -51,13 +54,41 @@ class VM:
         return max(0.0, ((now or datetime.now(timezone.utc)) - self.created).total_seconds())
 
     def billed_seconds(self, now: datetime | None = None) -> float:
-        """Seconds of CPU/GPU time so far: from the (last) start to the stop, or to now while it
-        runs. An upper bound for the current session (provisioning time is counted too)."""
+        """Seconds of CPU/GPU time so far: from the (last) start, when it entered RUNNING, to its
+        stop, or to now while it runs. None before it runs (PROVISIONING, STAGING). Without a
+        start time the creation time stands in: an upper bound."""
+        if self.status in NOT_YET_BILLED and self.last_start is None:
+            return 0.0
         start = self.last_start or self.created
         if start is None:
             return 0.0
         end = self.last_stop if self.status in STOPPED_STATES and self.last_stop else (now or datetime.now(timezone.utc))
         return max(0.0, (end - start).total_seconds())
+
+
+@dataclass(frozen=True)
+class VmEvent:
+    """Something that happened to an instance, from its zone's operations: why a VM ended."""
+
+    kind: str  # preempted | deleted | stopped | guest-shutdown | created | other
+    operation_type: str  # Compute Engine's, e.g. compute.instances.preempted
+    time: datetime | None
+    user: str = ""  # who asked (an e-mail), or "system" for Compute Engine's own events
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A boot image, as images.get / images.getFromFamily describe it."""
+
+    name: str
+    self_link: str
+    family: str
+    disk_size_gb: int  # the smallest boot disk it fits on
+    status: str  # READY | PENDING | FAILED | DELETING
+    deprecation: str = ""  # "" (active) | DEPRECATED | OBSOLETE | DELETED
+    obsolete_after: str = ""  # RFC 3339, when DEPRECATED images say so
+    replacement: str = ""
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,9 +110,10 @@ class Provider(ABC):
         makes, so it is where missing credentials or a disabled API show up."""
 
     @abstractmethod
-    def create(self, zone: str, request: dict) -> str:
+    def create(self, zone: str, request: dict, request_id: str | None = None) -> str:
         """Start creating an instance from a request (the cloud's JSON form); return the
-        operation to wait for. Raises ZoneUnavailable, QuotaExceeded, ..."""
+        operation to wait for. `request_id` (a UUID) makes a retried insert act once. Raises
+        ZoneUnavailable, QuotaExceeded, ..."""
 
     @abstractmethod
     def wait(self, zone: str, operation: str, timeout_s: float = 300.0) -> None:
@@ -98,6 +130,20 @@ class Provider(ABC):
     @abstractmethod
     def delete(self, zone: str, name: str) -> str | None:
         """Start deleting an instance; return the operation, or None if it was already gone."""
+
+    # -- what a launch checks before it creates anything; a provider that cannot tell answers None
+
+    def offered_zones(self, gpu: str | None, machine: str) -> set[str] | None:
+        """Zones that offer this GPU and machine type, or None when unknown."""
+        return None
+
+    def image(self, ref: str) -> ImageInfo | None:
+        """The image a reference (an image or an image family URL) resolves to now."""
+        return None
+
+    def events(self, zone: str, name: str) -> list[VmEvent]:
+        """What happened to an instance (its zone's operations), oldest first."""
+        return []
 
     def delete_and_confirm(self, zone: str, name: str, timeout_s: float = 300.0) -> None:
         """Delete, wait, and check the instance is really gone."""

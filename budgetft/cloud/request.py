@@ -1,5 +1,5 @@
 """The Compute Engine instance request, as the REST API's JSON. Pure: same inputs, same request,
-so `--dry-run` prints exactly what a launch would send."""
+so `--dry-run` prints exactly what a launch would send, and a multi-VM launcher builds one per VM."""
 
 from __future__ import annotations
 
@@ -7,21 +7,26 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from budgetft.cloud.image import DEFAULT_IMAGE
 from budgetft.cloud.provider import RUN_LABEL, SESSION_LABEL
 from budgetft.money.catalog import Instance
 
-# A Deep Learning VM image family with CUDA, PyTorch and the NVIDIA driver baked in, so the VM
-# does not spend paid minutes installing them. Override with BUDGETFT_GCP_IMAGE (any image or
-# family URL, e.g. .../images/family/pytorch-2-9-cu129-ubuntu-2204-nvidia-580).
-DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/pytorch-2-7-cu128-ubuntu-2204-nvidia-570"
-IMAGE_ENV = "BUDGETFT_GCP_IMAGE"
-# The VM's identity: a service account that may only read and write objects in the results
-# bucket (infra/gcp/README.md creates it). Override with BUDGETFT_GCP_SERVICE_ACCOUNT.
+# The VM's identity: a service account that may only use the results bucket and delete itself
+# (infra/gcp/README.md creates it). Override with BUDGETFT_GCP_SERVICE_ACCOUNT.
 SERVICE_ACCOUNT_ENV = "BUDGETFT_GCP_SERVICE_ACCOUNT"
 SERVICE_ACCOUNT_NAME = "budgetft-vm"
-# OAuth scope: Cloud Storage read/write only. The VM cannot touch Compute, IAM or anything else,
-# whatever roles its service account has.
-SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+# The VPC network the VM joins, and its subnet in the region (an auto-mode network names its
+# subnets after itself; a custom-mode one needs BUDGETFT_GCP_SUBNET).
+NETWORK_ENV, SUBNET_ENV = "BUDGETFT_GCP_NETWORK", "BUDGETFT_GCP_SUBNET"
+DEFAULT_NETWORK = "default"
+# OAuth scopes: Cloud Storage read/write, and Compute so the VM can delete itself when done
+# (its service account's IAM roles narrow both: one bucket, and only instances named budgetft-*).
+# Secret Manager accepts only cloud-platform, so a VM that reads a hub token gets that scope,
+# still narrowed by IAM to the one secret.
+STORAGE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+COMPUTE_SCOPE = "https://www.googleapis.com/auth/compute"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+SCOPES = (STORAGE_SCOPE, COMPUTE_SCOPE)
 
 # Zones tried in turn for each catalogue region (Compute Engine's zone names). A live launch uses
 # the region's zones as the API lists them; this order is for dry runs and ties.
@@ -33,12 +38,16 @@ KNOWN_ZONES = {
 }
 
 
-def image() -> str:
-    return os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
-
-
 def service_account(project: str) -> str:
     return os.environ.get(SERVICE_ACCOUNT_ENV) or f"{SERVICE_ACCOUNT_NAME}@{project}.iam.gserviceaccount.com"
+
+
+def network() -> str:
+    return os.environ.get(NETWORK_ENV) or DEFAULT_NETWORK
+
+
+def subnet() -> str | None:
+    return os.environ.get(SUBNET_ENV) or None
 
 
 def label_value(text: str) -> str:
@@ -72,12 +81,16 @@ def region_of(zone: str) -> str:
 class VmSpec:
     name: str
     zone: str
-    instance: Instance
+    instance: Instance  # priced with the boot disk the request asks for (instance.disk_gb)
     max_run_seconds: int
     startup_script: str
     service_account: str
-    image: str = DEFAULT_IMAGE
+    image: str = DEFAULT_IMAGE  # the exact image a launch resolved (its selfLink path), or a family in a dry run
     labels: dict[str, str] = field(default_factory=dict)
+    external_ip: bool = True
+    network: str = DEFAULT_NETWORK
+    subnet: str | None = None
+    scopes: tuple[str, ...] = SCOPES
 
 
 def labels(run_id: str, session: int, job_name: str) -> dict[str, str]:
@@ -86,6 +99,14 @@ def labels(run_id: str, session: int, job_name: str) -> dict[str, str]:
 
 def instance_request(spec: VmSpec) -> dict:
     inst, zone = spec.instance, spec.zone
+    nic: dict = {"network": f"global/networks/{spec.network}"}
+    if spec.subnet:
+        nic["subnetwork"] = f"regions/{region_of(zone)}/subnetworks/{spec.subnet}"
+    if spec.external_ip:
+        # An ephemeral public address: the VM installs from PyPI and downloads from the hub. No
+        # inbound port is opened. Without it (--no-external-ip) the subnet's Private Google
+        # Access reaches Cloud Storage and a Cloud NAT the internet.
+        nic["accessConfigs"] = [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]
     request: dict = {
         "name": spec.name,
         "machineType": f"zones/{zone}/machineTypes/{inst.machine}",
@@ -101,21 +122,15 @@ def instance_request(spec: VmSpec) -> dict:
                 },
             }
         ],
-        "networkInterfaces": [
-            {
-                "network": "global/networks/default",
-                # An ephemeral public address: the VM installs from PyPI and downloads from the hub.
-                "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}],
-            }
-        ],
-        "serviceAccounts": [{"email": spec.service_account, "scopes": list(SCOPES)}],
+        "networkInterfaces": [nic],
+        "serviceAccounts": [{"email": spec.service_account, "scopes": list(spec.scopes)}],
         "scheduling": {
             # GPU VMs cannot live-migrate; and a restarted VM would rerun the job on our money.
             "onHostMaintenance": "TERMINATE",
             "automaticRestart": False,
             "provisioningModel": "SPOT" if inst.spot else "STANDARD",
             # The hard end of life, enforced by Compute Engine whatever happens to us: the VM is
-            # deleted (with its disk) this many seconds after it starts.
+            # deleted (with its disk) this many seconds after it starts running.
             "maxRunDuration": {"seconds": str(spec.max_run_seconds)},
             "instanceTerminationAction": "DELETE",
         },

@@ -15,12 +15,17 @@ from pathlib import Path
 from budgetft.cloud.errors import CloudError
 
 TEMPLATE = Path(__file__).resolve().parent.parent.parent / "infra" / "gcp" / "startup.sh.tmpl"
-PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
 
 # Where the run lives on the VM; the job's local data files are shipped to $WORK/run/inputs/.
 VM_WORK = "/var/lib/budgetft"
 SYNC_EVERY_S = 60  # upload the run directory this often while it runs (a preemption loses <= 60 s)
 GPU_WAIT_S = 600  # give up if the GPU driver is not answering after this long
+METADATA_URL = "http://metadata.google.internal/computeMetadata/v1"
+COMPUTE_API = "https://compute.googleapis.com"
+SECRETS_API = "https://secretmanager.googleapis.com"
+# What a dry run shows for the wheel's digest, which exists only once the wheel is built.
+SHA_AT_LAUNCH = "(the sha256 of the wheel built at launch)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,11 @@ class StartupParams:
     uptime_file: str = "/proc/uptime"
     sync_every_s: int = SYNC_EVERY_S
     gpu_wait_s: int = GPU_WAIT_S
+    wheel_sha256: str = ""  # the VM installs the wheel only if it has this digest
+    hf_token_secret: str = ""  # projects/P/secrets/S: the hub token, read on the VM from Secret Manager
+    metadata_url: str = METADATA_URL
+    compute_api: str = COMPUTE_API
+    secrets_api: str = SECRETS_API
 
 
 def render(params: StartupParams, template: Path | None = None) -> str:

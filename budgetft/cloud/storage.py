@@ -13,6 +13,7 @@ itself) so tests use gcp-storage-emulator on loopback.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,9 @@ from budgetft.files import atomic_write
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 ROOT = "budgetft"  # every object budgetft writes lives under this prefix
+# The custom roles infra/gcp/README.md creates (budgetft.cloud.rights lists their permissions).
+BUCKET_VM_ROLE = "projects/PROJECT_ID/roles/budgetftBucket"
+BUCKET_USER_ROLE = "projects/PROJECT_ID/roles/budgetftBucketUser"
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -80,6 +84,28 @@ class Bucket:
 
     # -- checks
 
+    def location(self) -> tuple[str, str]:
+        """(location, location type), e.g. ('US-CENTRAL1', 'region'): buckets.get, which needs
+        storage.buckets.get (the budgetftBucket role has it; roles/storage.objectUser does not)."""
+        with self._errors():
+            bucket = self._handle().client.get_bucket(self.name)
+        return str(bucket.location or ""), str(bucket.location_type or "")
+
+    def permissions(self, wanted: list[str]) -> list[str]:
+        """Which of `wanted` the caller holds on the bucket (testIamPermissions: needs no right)."""
+        with self._errors():
+            return list(self._handle().test_iam_permissions(wanted))
+
+    def members_roles(self) -> dict[str, set[str]]:
+        """member -> roles granted on the bucket itself (needs storage.buckets.getIamPolicy)."""
+        with self._errors():
+            policy = self._handle().get_iam_policy(requested_policy_version=3)
+        roles: dict[str, set[str]] = {}
+        for binding in policy.bindings:
+            for member in binding.get("members", ()):
+                roles.setdefault(member, set()).add(binding["role"])
+        return roles
+
     def check_writable(self, prefix: str) -> None:
         """Write and delete a probe object: the one way to know we may write, before any money
         is spent. Raises BucketError with the fix."""
@@ -122,6 +148,7 @@ class Bucket:
             return [Blob(b.name, int(b.size or 0), b.updated) for b in blobs]
 
     def read_text(self, name: str) -> str | None:
+        """The object's text, or None when it does not exist (the bucket does)."""
         from google.api_core.exceptions import NotFound
 
         try:
@@ -170,28 +197,35 @@ class _mapped_errors:
         if isinstance(exc, auth_exc.DefaultCredentialsError):
             raise NoCredentials(first_line(exc)) from None
         if isinstance(exc, gexc.NotFound):
-            if self.missing_ok and _bucket_exists(self.bucket):
+            if self.missing_ok and _bucket_listable(self.bucket):
                 return False  # the object is missing, not the bucket: let the caller decide
             raise BucketError(
                 f"bucket {url} does not exist (or is not visible to you). Fix: "
-                f"`gcloud storage buckets create {url} --location=us-central1 --uniform-bucket-level-access` "
-                "(see infra/gcp/README.md), or pass --bucket gs://AN_EXISTING_BUCKET"
+                f"`gcloud storage buckets create {url} --location=REGION --uniform-bucket-level-access` in the region "
+                "you run in (see infra/gcp/README.md, step 3), or pass --bucket gs://AN_EXISTING_BUCKET"
             ) from None
         if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized)):
+            if "has not been used in project" in str(exc) or "is disabled" in str(exc):
+                raise BucketError(f"the Cloud Storage API is not enabled ({_first_line(exc)}). Fix: `gcloud services enable storage.googleapis.com`") from None
+            needed = re.search(r"(storage\.[a-zA-Z]+\.[a-zA-Z]+)", str(exc))
             raise BucketError(
-                f"bucket {url} is not writable with your credentials ({_first_line(exc)}). Fix: "
+                f"bucket {url} refuses your credentials{' ' + needed.group(1) if needed else ''} ({_first_line(exc)}). Fix: "
                 f"`gcloud storage buckets add-iam-policy-binding {url} --member=user:YOU@EXAMPLE.COM "
-                "--role=roles/storage.objectUser` (and the same for the VM's service account; see infra/gcp/README.md)"
+                f"--role={BUCKET_USER_ROLE.replace('PROJECT_ID', self.bucket.project or 'PROJECT_ID')}` (infra/gcp/README.md, step 5; "
+                f"the VM's service account needs {BUCKET_VM_ROLE.replace('PROJECT_ID', self.bucket.project or 'PROJECT_ID')}, step 4)"
             ) from None
         if isinstance(exc, gexc.GoogleAPICallError):
             raise BucketError(f"bucket {url}: {_first_line(exc)}") from None
         return False
 
 
-def _bucket_exists(bucket: Bucket) -> bool:
+def _bucket_listable(bucket: Bucket) -> bool:
+    """Whether the bucket exists, asked with objects.list (a right every budgetft principal has)
+    rather than buckets.get: a missing object must not read as a missing bucket."""
     try:
-        return bool(bucket._handle().exists())
-    except Exception:
+        list(bucket._handle().client.list_blobs(bucket.name, max_results=1))
+        return True
+    except Exception:  # noqa: BLE001 - any failure: the bucket is not usable as it is
         return False
 
 

@@ -16,7 +16,7 @@ from budgetft.cloud.estimate import SHUTDOWN_SECONDS, duration_text, money
 from budgetft.cloud.provider import STOPPED_STATES, VM, Provider
 from budgetft.cloud.storage import Bucket
 
-POLL_SECONDS = 20.0  # one instance GET and a few small object reads per poll
+POLL_SECONDS = 20.0  # one instance GET, one listing and a few small object reads per poll (side_costs.LAUNCHER_POLL_S)
 QUIET_LOG_SECONDS = 60.0  # without a terminal, print a progress line at least this often
 # A VM whose start-up script has not reported a phase after this many times the boot estimate is
 # presumed broken (wrong image, service account cannot write the bucket): we delete it.
@@ -74,6 +74,9 @@ class Watcher:
         self.boot_estimate_s = boot_estimate_s
         self.console = console
         self.poll_s = POLL_SECONDS if poll_s is None else poll_s
+        # trial.json name -> ((size, updated), best accuracy, trial id): a trial is read again
+        # only when the listing says it changed (Cloud Storage bills every read).
+        self._trials: dict[str, tuple[tuple, float | None, str | None]] = {}
 
     # -- what the VM uploaded
 
@@ -92,14 +95,14 @@ class Watcher:
             if not blob.name.endswith("/trial.json"):
                 continue
             trials += 1
-            try:
-                trial = json.loads(self.bucket.read_text(blob.name) or "{}")
-            except ValueError:
-                continue
-            for ev in trial.get("evals") or []:
-                acc = ev.get("accuracy")
-                if isinstance(acc, (int, float)) and (best is None or acc > best):
-                    best, best_id = float(acc), trial.get("trial_id")
+            stamp = (blob.size, blob.updated)
+            cached = self._trials.get(blob.name)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, *_best_eval(self.bucket.read_text(blob.name)))
+                self._trials[blob.name] = cached
+            _, acc, trial_id = cached
+            if acc is not None and (best is None or acc > best):
+                best, best_id = acc, trial_id
         status = vm.status if vm else "GONE"
         return Progress(status, phase, spent, best, best_id, trials, time.monotonic() - started)
 
@@ -170,3 +173,17 @@ class Watcher:
         finally:
             if status_ctx:
                 status_ctx.__exit__(None, None, None)
+
+
+def _best_eval(text: str | None) -> tuple[float | None, str | None]:
+    """(best accuracy, trial id) of a trial.json's text; (None, None) when unreadable."""
+    try:
+        trial = json.loads(text or "{}")
+    except ValueError:
+        return None, None
+    best = None
+    for ev in trial.get("evals") or []:
+        acc = ev.get("accuracy")
+        if isinstance(acc, (int, float)) and (best is None or acc > best):
+            best = float(acc)
+    return best, trial.get("trial_id")

@@ -150,6 +150,8 @@ def read_rows(path_text: str) -> list[dict]:
             rows = _json_lines(text, path)
     except (json.JSONDecodeError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"data file {path} could not be parsed: {exc}") from None
+    except DataError:
+        raise  # already names the file, the line and the fix
     except Exception as exc:  # pyarrow raises its own error types
         raise DataError(f"data file {path} could not be read: {exc}") from None
     if rows and not all(isinstance(r, dict) for r in rows):

@@ -14,12 +14,13 @@ import platform
 import shutil
 import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from budgetft import __version__
 from budgetft.money.ledger import Ledger, read_charges
@@ -45,7 +46,12 @@ from budgetft.telemetry import TelemetrySampler
 from budgetft.telemetry.carbon import region_from_env
 from budgetft.telemetry.device import device_name
 from budgetft.telemetry.summary import read_samples, samples_between
+from budgetft.track.run_tracking import start_run_tracking
 from budgetft.tune import ray_session
+
+
+# Seconds kept back, after the trackers' last wait, for closing the meter and the display.
+SHUTDOWN_MARGIN_S = 5.0
 
 
 class Terminated(KeyboardInterrupt):
@@ -63,12 +69,14 @@ class RunOptions:
     ray_address: str | None = None
     calibration_steps: int = CALIBRATION_STEPS
     live: bool = True
+    track: list = field(default_factory=list)  # --track: budgetft.track.choice.TrackChoice (TensorBoard is always on)
 
 
 class Run:
     def __init__(self, spec: JobSpec, opts: RunOptions, console: Console):
         self.spec, self.opts, self.console = spec, opts, console
         self.task = self.run = self.ledger = self.meter = self.display = self.sampler = self.tuning = None
+        self.tracking = None  # TensorBoard and the --track trackers (budgetft.track.run_tracking)
         self.tasks: dict = {}  # model name -> its task (the job's models: JobSpec.variants)
         self.watched_pids: dict[str, int] = {}  # packed calibration's workers, while they run
         self.stopped_by = ""  # "Ctrl-C" or "SIGTERM" when the run was interrupted
@@ -188,6 +196,8 @@ class Run:
         # About one hardware sample a second (NVML, or CPU/memory without a GPU) until the report.
         self.sampler = TelemetrySampler(run.telemetry, interval_s=1.0, pids=self._trial_pids)
         self.sampler.start()
+        # Every tracker call from here on only queues: tracking never holds up a step or a payment.
+        self.tracking = start_run_tracking(run, info, self.spec.model_dump(mode="json"), list(opts.track), warn=self.console.print)
         self.display = RunDisplay(self, live=opts.live)
         return info
 
@@ -200,11 +210,27 @@ class Run:
         if self.sampler is not None:
             self.sampler.stop()
         written = finish(self.run, info, status, budget_stopped=self.meter.stopped.is_set(), stop_reason=self.meter.reason, warn=self.console.print)
+        if self.tracking is not None:  # the summary, report files and export, in what the money still pays for
+            try:
+                lost = self.tracking.finish(status, self._paid_seconds_left())
+            except KeyboardInterrupt:  # a second Ctrl-C: the trackers get no more time, the meter still closes
+                lost = "cut short by Ctrl-C; what was not sent is dropped"
+            if lost:
+                self.console.print(f"[yellow]tracking:[/] {escape(lost)}", highlight=False)
         if status == "finished":  # derived, possibly gigabytes; a run that may resume keeps them
             shutil.rmtree(self.run.frozen_states, ignore_errors=True)
         self.meter.close()
         self.ledger.refresh()
         self.display.final(written)
+
+    def _paid_seconds_left(self) -> float:
+        """Machine seconds the cap still pays for (what is prepaid and unused, and what is left
+        unspent), less a margin for shutting down: the trackers' last wait fits in it."""
+        price = Decimal(self.opts.usd_per_hour)
+        if price <= 0:
+            return float("inf")
+        money = max(self.ledger.cap - self.ledger.spent, Decimal(0)) + self.meter.unused_usd()
+        return max(0.0, float(money * 3600 / price) - SHUTDOWN_MARGIN_S)
 
     # -- what the telemetry sampler and packing calibration need
 

@@ -41,6 +41,7 @@ from budgetft.telemetry.cpu_share import use_free_cores
 from budgetft.train import frozen_prefix
 from budgetft.train.persist import save_trained
 from budgetft.train.trial import TrialSettings, run_trial
+from budgetft.track.tensorboard import TrialCurves
 from budgetft.tune import chaos
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
@@ -118,6 +119,7 @@ class Worker:
     eval_member_s: float = 0.0
     best: float = -1.0  # best accuracy so far: its weights are kept
     model: object = None
+    curves: TrialCurves | None = None  # its TensorBoard curves (budgetft.track): each callback only queues
     _eval_started: float = 0.0
     _eval_members: int = 1
 
@@ -242,12 +244,16 @@ class Worker:
         self.step_s = log.seconds
         self.record.steps, self.record.examples = log.step, log.step * (self.record.batch_size or 0)
         self.record.examples_per_s = log.examples_per_s
+        if self.curves is not None:
+            self.curves.step(log)
 
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
         metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
         self.record.evals.append(metrics)
+        if self.curves is not None:
+            self.curves.evaluated(step, metrics)
         self.record.frozen_prefix = frozen_prefix.summary(self.model)  # Tune may stop the trial at this report
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
@@ -279,6 +285,7 @@ def train_trial(config: dict, ctx: dict) -> None:
     worker.folder.mkdir(parents=True, exist_ok=True)
     worker.save()
     write_phase(worker.folder, "starting")  # imports, data, model: overhead, not training
+    worker.curves = TrialCurves.for_trial(run.root, spec["trial_id"], worker.folder, run.ledger, {"method": spec["method"], **spec["config"]})
     try:
         _train(worker)
     except BaseException as exc:  # ASHA's stop arrives here as well as real failures
@@ -298,6 +305,7 @@ def train_trial(config: dict, ctx: dict) -> None:
         worker.save()
         raise
     finally:
+        worker.curves.close()  # the last points flushed, at most a few seconds
         (worker.folder / PHASE_FILE).unlink(missing_ok=True)
 
 

@@ -27,18 +27,21 @@ def test_dry_run_prints_the_request_whose_lifetime_the_budget_pays_for(tmp_path,
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
     on_demand, script, human = dry_run_request()
     spot, _, spot_human = dry_run_request("--spot")
-    # $1 at the catalogue's $2.8668/h for n1-standard-8 + V100 + 50 GB disk is 1255 s; 60 s of
-    # that is kept for the shutdown, which is billed too.
-    assert on_demand["scheduling"]["maxRunDuration"] == {"seconds": "1195"}  # ~20 minutes
+    # $1 less the results' transfer home ($0.02392) at the catalogue's $2.8668/h for n1-standard-8
+    # + V100 + 50 GB disk, plus the external address ($0.005/h) and storage operations ($0.009/h),
+    # is 1219 s; 90 s of that is kept for the shutdown and Compute Engine's deletion lag, billed too.
+    assert on_demand["scheduling"]["maxRunDuration"] == {"seconds": "1129"}  # ~19 minutes
     seconds_spot = int(spot["scheduling"]["maxRunDuration"]["seconds"])
-    assert seconds_spot == 3068 and 2.4 < seconds_spot / 1195 < 2.7  # ~2.5x longer on Spot
+    assert seconds_spot == 2926 and 2.4 < seconds_spot / 1129 < 2.7  # ~2.5x longer on Spot
     assert on_demand["scheduling"]["instanceTerminationAction"] == "DELETE"
     assert spot["scheduling"]["provisioningModel"] == "SPOT" and on_demand["scheduling"]["provisioningModel"] == "STANDARD"
     assert on_demand["machineType"].endswith("/n1-standard-8")
     assert on_demand["guestAccelerators"][0]["acceleratorType"].endswith("/nvidia-tesla-v100")
     assert on_demand["serviceAccounts"][0]["email"] == "budgetft-vm@my-project.iam.gserviceaccount.com"
-    assert "$2.8668/h" in human and "19 min 55 s" in human and "total     $1.0000" in human
-    assert "$1.1508/h" in spot_human and "51 min 8 s" in spot_human
+    assert "$2.8808/h" in human and "18 min 49 s" in human and "total     $1.0000" in human
+    assert "external IPv4 address $0.0050" in human and "Cloud Storage operations $0.0090" in human
+    assert "$1.1648/h" in spot_human and "48 min 46 s" in spot_human and "external IPv4 address $0.0050" in spot_human
+    assert "then      us-east1 (on-demand" in human  # where it goes next when us-central1 has no room
     # The script printed is the one in the request, and nothing was created or written.
     embedded = next(i["value"] for i in on_demand["metadata"]["items"] if i["key"] == "startup-script")
     assert script.split("\n", 1)[1] == embedded

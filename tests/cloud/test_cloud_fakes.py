@@ -1,281 +1,29 @@
-"""Test doubles for the cloud tests (no tests here): a fake Compute Engine REST API on 127.0.0.1
-that the real google-cloud-compute client talks to, gcp-storage-emulator for the bucket, and a
-sandboxed "VM" that runs the real rendered start-up script with its install and GPU steps
+"""Test doubles for the cloud tests (no tests here): the fake Compute Engine API on 127.0.0.1
+(gcp_fake_compute) that the real google-cloud-compute client talks to, gcp-storage-emulator
+behind a proxy that enforces Cloud Storage's rights (gcp_fake_storage), and a sandboxed "VM"
+that runs the real rendered start-up script with its install, GPU and metadata-server steps
 replaced by stubs. Nothing here reaches the real Google Cloud."""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
-PROJECT = "test-project"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file, however it is imported
+
+from gcp_fake_compute import PROJECT, REGION_ZONES, SA, FakeCompute, free_port, stamp  # noqa: E402,F401
+from gcp_fake_storage import USER, VM, VM_TOKEN, RightsProxy  # noqa: E402,F401
+
 BUCKET = "budgetft-test"
-REGION_ZONES = {
-    "us-central1": ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"],
-    "us-east1": ["us-east1-b", "us-east1-c", "us-east1-d"],
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stamp(dt: datetime) -> str:
-    """Compute Engine's timestamp style: RFC 3339 with milliseconds and the Pacific offset."""
-    return dt.astimezone(timezone(timedelta(hours=-7))).isoformat(timespec="milliseconds")
-
-
-# ----------------------------------------------------------------------------- fake Compute API
-
-
-class FakeCompute:
-    """Just enough of compute/v1 for budgetft: regions.get, instances insert/get/list/delete/
-    aggregatedList and zoneOperations get/wait, with failures that tests switch on."""
-
-    def __init__(self, project: str = PROJECT):
-        self.project = project
-        self.instances: dict[tuple[str, str], dict] = {}
-        self.operations: dict[str, dict] = {}
-        self.requests: list[tuple[str, str, dict | None]] = []
-        self.lock = threading.RLock()
-        # switches
-        self.exhausted_zones: set[str] = set()  # insert's operation fails ZONE_RESOURCE_POOL_EXHAUSTED
-        self.quota_on_insert = False  # insert is refused with HTTP 403 quotaExceeded
-        self.api_disabled = False  # every call: 403 SERVICE_DISABLED
-        self.quotas = {"NVIDIA_V100_GPUS": (4.0, 0.0), "PREEMPTIBLE_NVIDIA_V100_GPUS": (4.0, 0.0), "NVIDIA_T4_GPUS": (4.0, 0.0), "NVIDIA_L4_GPUS": (4.0, 0.0)}
-        self.project_quotas = {"GPUS_ALL_REGIONS": (8.0, 0.0), "CPUS_ALL_REGIONS": (64.0, 0.0)}
-        self.on_insert = None  # callable(fake, zone, name, body), run in a thread: the "VM"
-        self.server: ThreadingHTTPServer | None = None
-        self.endpoint = ""
-
-    # -- test helpers
-
-    def set_status(self, zone: str, name: str, status: str) -> None:
-        with self.lock:
-            inst = self.instances.get((zone, name))
-            if inst is None:
-                return
-            inst["status"] = status
-            if status == "TERMINATED":
-                inst["lastStopTimestamp"] = stamp(datetime.now(timezone.utc))
-
-    def vanish(self, zone: str, name: str) -> None:
-        """What a Spot preemption with instanceTerminationAction=DELETE looks like: gone."""
-        with self.lock:
-            self.instances.pop((zone, name), None)
-
-    def add_instance(self, zone: str, name: str, labels: dict, *, machine="n1-standard-8", gpu="nvidia-tesla-v100", spot=False, age_s=600.0, status="RUNNING") -> dict:
-        created = datetime.now(timezone.utc) - timedelta(seconds=age_s)
-        inst = {
-            "kind": "compute#instance",
-            "id": str(uuid.uuid4().int % 10**18),
-            "name": name,
-            "zone": f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}",
-            "machineType": f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}/machineTypes/{machine}",
-            "status": status,
-            "labels": labels,
-            "creationTimestamp": stamp(created),
-            "lastStartTimestamp": stamp(created),
-            "scheduling": {"provisioningModel": "SPOT" if spot else "STANDARD"},
-            "disks": [{"boot": True, "diskSizeGb": "50"}],
-        }
-        if gpu:
-            inst["guestAccelerators"] = [{"acceleratorType": f"zones/{zone}/acceleratorTypes/{gpu}", "acceleratorCount": 1}]
-        with self.lock:
-            self.instances[(zone, name)] = inst
-        return inst
-
-    def inserts(self) -> list[tuple[str, dict]]:
-        return [(p.split("/zones/")[1].split("/")[0], b) for m, p, b in self.requests if m == "POST" and p.endswith("/instances")]
-
-    def deletes(self) -> list[str]:
-        return [p for m, p, _ in self.requests if m == "DELETE"]
-
-    # -- server
-
-    def start(self) -> str:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                path = urlparse(self.path).path
-                with fake.lock:
-                    fake.requests.append((method, path, body))
-                code, reply = fake.route(method, path, body)
-                self._reply(code, reply)
-
-            def do_GET(self):
-                self._handle("GET")
-
-            def do_POST(self):
-                self._handle("POST")
-
-            def do_DELETE(self):
-                self._handle("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        return self.endpoint
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-
-    # -- the API
-
-    def route(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
-        base = f"/compute/v1/projects/{self.project}"
-        if not path.startswith(base):
-            return 404, _error(404, f"project not found: {path}", "notFound")
-        if self.api_disabled:
-            return 403, {
-                "error": {
-                    "code": 403,
-                    "message": f"Compute Engine API has not been used in project {self.project} before or it is disabled.",
-                    "errors": [{"message": "disabled", "domain": "usageLimits", "reason": "accessNotConfigured"}],
-                    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED", "domain": "googleapis.com"}],
-                }
-            }
-        rest = path[len(base):]
-        with self.lock:
-            if rest == "":
-                return 200, {"name": self.project, "quotas": [{"metric": m, "limit": lim, "usage": use} for m, (lim, use) in self.project_quotas.items()]}
-            if m := re.fullmatch(r"/regions/([^/]+)", rest):
-                return self._region(m.group(1))
-            if rest == "/aggregated/instances" and method == "GET":
-                items: dict[str, dict] = {}
-                for (zone, _), inst in sorted(self.instances.items()):
-                    items.setdefault(f"zones/{zone}", {"instances": []})["instances"].append(inst)
-                return 200, {"kind": "compute#instanceAggregatedList", "items": items}
-            if m := re.fullmatch(r"/zones/([^/]+)/instances", rest):
-                zone = m.group(1)
-                if method == "POST":
-                    return self._insert(zone, body or {})
-                return 200, {"items": [i for (z, _), i in self.instances.items() if z == zone]}
-            if m := re.fullmatch(r"/zones/([^/]+)/instances/([^/]+)", rest):
-                zone, name = m.groups()
-                inst = self.instances.get((zone, name))
-                if inst is None:
-                    return 404, _error(404, f"The resource 'projects/{self.project}/zones/{zone}/instances/{name}' was not found", "notFound")
-                if method == "DELETE":
-                    return 200, self._operation(zone, "delete", name, on_done=lambda: self.instances.pop((zone, name), None))
-                self._advance(inst)
-                return 200, inst
-            if m := re.fullmatch(r"/zones/([^/]+)/operations/([^/]+)(/wait)?", rest):
-                op = self.operations.get(m.group(2))
-                if op is None:
-                    return 404, _error(404, "operation not found", "notFound")
-                self._finish(op)  # get after insert and wait both see it done: one poll
-                return 200, op["public"]
-        return 404, _error(404, f"no fake for {method} {path}", "notFound")
-
-    def _region(self, region: str) -> tuple[int, dict]:
-        zones = REGION_ZONES.get(region)
-        if zones is None:
-            return 404, _error(404, f"region {region} not found", "notFound")
-        return 200, {
-            "name": region,
-            "status": "UP",
-            "zones": [f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{z}" for z in zones],
-            "quotas": [{"metric": m, "limit": lim, "usage": use} for m, (lim, use) in self.quotas.items()],
-        }
-
-    def _insert(self, zone: str, body: dict) -> tuple[int, dict]:
-        if self.quota_on_insert:
-            return 403, _error(403, "Quota 'NVIDIA_V100_GPUS' exceeded.  Limit: 0.0 in region us-central1.", "quotaExceeded")
-        name = body.get("name", "")
-        if (zone, name) in self.instances:
-            return 409, _error(409, f"The resource '{name}' already exists", "alreadyExists")
-        if zone in self.exhausted_zones:
-            return 200, self._operation(
-                zone, "insert", name,
-                error={"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": f"The zone 'projects/{self.project}/zones/{zone}' does not have enough resources available to fulfill the request.  Try a different zone, or try again later."},
-            )
-        now = datetime.now(timezone.utc)
-        inst = json.loads(json.dumps(body))
-        for disk in inst.get("disks", []):  # a created instance reports its disks' sizes at the top
-            disk["diskSizeGb"] = (disk.get("initializeParams") or {}).get("diskSizeGb", "10")
-        inst.update(
-            kind="compute#instance",
-            id=str(uuid.uuid4().int % 10**18),
-            zone=f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}",
-            status="PROVISIONING",
-            creationTimestamp=stamp(now),
-        )
-        self.instances[(zone, name)] = inst
-        op = self._operation(zone, "insert", name)
-        if self.on_insert is not None:
-            threading.Thread(target=self.on_insert, args=(self, zone, name, body), daemon=True).start()
-        return 200, op
-
-    def _advance(self, inst: dict) -> None:
-        """PROVISIONING -> STAGING -> RUNNING, one step per GET, as a real boot looks from outside."""
-        nxt = {"PROVISIONING": "STAGING", "STAGING": "RUNNING"}.get(inst["status"])
-        if nxt:
-            inst["status"] = nxt
-            if nxt == "RUNNING":
-                inst["lastStartTimestamp"] = stamp(datetime.now(timezone.utc))
-
-    def _operation(self, zone: str, kind: str, target: str, error: dict | None = None, on_done=None) -> dict:
-        name = f"operation-{uuid.uuid4().hex[:12]}"
-        public = {
-            "kind": "compute#operation",
-            "name": name,
-            "zone": f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}",
-            "operationType": kind,
-            "targetLink": f"https://www.googleapis.com/compute/v1/projects/{self.project}/zones/{zone}/instances/{target}",
-            "status": "RUNNING",
-            "progress": 0,
-        }
-        self.operations[name] = {"public": public, "error": error, "on_done": on_done}
-        return dict(public)
-
-    def _finish(self, op: dict) -> None:
-        public = op["public"]
-        if public["status"] == "DONE":
-            return
-        public.update(status="DONE", progress=100, endTime=stamp(datetime.now(timezone.utc)))
-        if op["error"]:
-            public["error"] = {"errors": [op["error"]]}
-            public["httpErrorStatusCode"] = 503
-            public["httpErrorMessage"] = "SERVICE UNAVAILABLE"
-        if op["on_done"]:
-            op["on_done"]()
-
-
-def _error(code: int, message: str, reason: str) -> dict:
-    return {"error": {"code": code, "message": message, "errors": [{"message": message, "domain": "global", "reason": reason}]}}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -292,31 +40,46 @@ def fake_compute(monkeypatch):
 
 @pytest.fixture(scope="module")
 def gcs_server():
+    """gcp-storage-emulator, and the rights proxy in front of it that every client talks to."""
     from gcp_storage_emulator.server import create_server
 
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
-    yield server, f"http://127.0.0.1:{port}"
+    proxy = RightsProxy(f"http://127.0.0.1:{port}")
+    proxy.start()
+    yield server, proxy
+    proxy.stop()
     server.stop()
 
 
 @pytest.fixture
 def gcs(gcs_server, monkeypatch):
-    """The storage emulator, wiped between tests, found through STORAGE_EMULATOR_HOST."""
-    server, endpoint = gcs_server
+    """The storage emulator, wiped between tests, found through STORAGE_EMULATOR_HOST (the
+    rights proxy: you may use the bucket as budgetftBucketUser, the VM as budgetftBucket)."""
+    server, proxy = gcs_server
     server.wipe(keep_buckets=True)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    proxy.reset()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.endpoint)
     monkeypatch.setenv("BUDGETFT_BUCKET", f"gs://{BUCKET}")
-    return endpoint
+    return proxy.endpoint
+
+
+@pytest.fixture
+def gcs_rights(gcs, gcs_server):
+    """The rights proxy, to change who holds which role on the bucket."""
+    return gcs_server[1]
 
 
 @pytest.fixture
 def fast_cloud(monkeypatch):
-    """Poll quickly and skip the 5 s wheel build (one test builds the real wheel)."""
-    from budgetft.cloud import package, watch
+    """Poll quickly, never wait for real (backoff, operation polls), and skip the 5 s wheel build
+    (one test builds the real wheel)."""
+    from budgetft.cloud import gcp, launcher, package, watch
 
     monkeypatch.setattr(watch, "POLL_SECONDS", 0.1)
+    waits: list[float] = []
+    monkeypatch.setattr(gcp, "_pause", waits.append)
 
     def fake_wheel(out_dir: Path) -> Path:
         path = Path(out_dir) / package.wheel_name()
@@ -324,25 +87,54 @@ def fast_cloud(monkeypatch):
         return path
 
     monkeypatch.setattr(package, "build_wheel", fake_wheel)
+    monkeypatch.setattr(launcher, "build_wheel", fake_wheel)
+    return waits
 
 
-def bucket_client(endpoint: str):
+def launch(out, console, **kw) -> int:
+    """`budgetft run --cloud gcp` as the CLI calls it: a $1.00 V100 run unless told otherwise."""
+    from budgetft.cloud.launcher import run_in_cloud
+    from budgetft.cloud.plan import CloudOptions
+
+    args = dict(gpu="v100", machine=None, zone=None, region=None, spot=False, project=None, bucket=None, dry_run=False)
+    args.update(kw)
+    budget, overrides, resume = args.pop("budget", Decimal("1.00")), args.pop("overrides", []), args.pop("resume", None)
+    return run_in_cloud(None, overrides, budget, CloudOptions(**args), out=out, resume=resume, console=console)
+
+
+def console():
+    """A wide console writing into a buffer: (console, buffer)."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    return Console(file=buf, width=400, highlight=False), buf
+
+
+def bucket_client(endpoint: str, vm: bool = False):
+    """A client of the test bucket as you (anonymous) or as the VM's service account."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
+    from google.oauth2.credentials import Credentials
 
-    return storage.Client(project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}).bucket(BUCKET)
+    credentials = Credentials(token=VM_TOKEN) if vm else AnonymousCredentials()
+    return storage.Client(project=PROJECT, credentials=credentials, client_options={"api_endpoint": endpoint}).bucket(BUCKET)
 
 
 # ----------------------------------------------------------------------------- a sandboxed VM
 
-# `gcloud storage rsync|cp` against the emulator's JSON API (STORAGE_EMULATOR_HOST), logging each
-# call. Standard library only (python -S): a start-up script calls it a dozen times.
-GCLOUD_STUB = r'''#!{python} -S
-import json, os, re, sys, urllib.parse, urllib.request
+# `gcloud storage rsync|cp` against the emulator's JSON API (STORAGE_EMULATOR_HOST, the rights
+# proxy) as the VM's service account, logging each call. Like the real gcloud storage, it reads
+# the bucket (buckets.get) before it touches its objects. Standard library only (python -S): a
+# start-up script calls it a dozen times.
+GCLOUD_STUB = r"""#!{python} -S
+import json, os, re, sys, urllib.error, urllib.parse, urllib.request
 from pathlib import Path
 with open(os.environ["FAKE_VM_LOG"], "a") as log:
     log.write("gcloud " + " ".join(sys.argv[1:]) + "\n")
 host = os.environ["STORAGE_EMULATOR_HOST"].rstrip("/")
+AUTH = {{"Authorization": "Bearer {token}"}}
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 flags = [a for a in sys.argv[1:] if a.startswith("--")]
 exclude = next((f.split("=", 1)[1].strip("'") for f in flags if f.startswith("--exclude=")), None)
@@ -353,21 +145,26 @@ def split(url):
     return bucket, key.rstrip("/")
 def q(name):
     return urllib.parse.quote(name, safe="")
-def names(bucket, prefix):
-    with urllib.request.urlopen(f"{{host}}/storage/v1/b/{{bucket}}/o?prefix={{q(prefix)}}") as r:
-        return [item["name"] for item in json.load(r).get("items", [])]
-def get(bucket, name, target):
+def call(url, data=None, method=None):
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(AUTH))
+    if data is not None:
+        req.add_header("Content-Type", "application/octet-stream")
     try:
-        with urllib.request.urlopen(f"{{host}}/download/storage/v1/b/{{bucket}}/o/{{q(name)}}?alt=media") as r:
-            data = r.read()
-    except urllib.error.HTTPError:
+        with urllib.request.urlopen(req) as r:
+            return r.read()
+    except urllib.error.HTTPError as exc:
+        sys.stderr.write(f"ERROR: {{exc.code}} {{exc.read()[:300]!r}}\n")
         sys.exit(1)
+bucket = split(src if src.startswith("gs://") else dst)[0]
+call(f"{{host}}/storage/v1/b/{{bucket}}")  # gcloud storage reads the bucket first: storage.buckets.get
+def names(bucket, prefix):
+    return [item["name"] for item in json.loads(call(f"{{host}}/storage/v1/b/{{bucket}}/o?prefix={{q(prefix)}}")).get("items", [])]
+def get(bucket, name, target):
+    data = call(f"{{host}}/download/storage/v1/b/{{bucket}}/o/{{q(name)}}?alt=media")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
 def put(bucket, name, path):
-    req = urllib.request.Request(f"{{host}}/upload/storage/v1/b/{{bucket}}/o?uploadType=media&name={{q(name)}}", data=Path(path).read_bytes(), method="POST")
-    req.add_header("Content-Type", "application/octet-stream")
-    urllib.request.urlopen(req).read()
+    call(f"{{host}}/upload/storage/v1/b/{{bucket}}/o?uploadType=media&name={{q(name)}}", data=Path(path).read_bytes(), method="POST")
 if src.startswith("gs://") and verb == "rsync":
     bucket, prefix = split(src)
     for name in names(bucket, prefix + "/"):
@@ -384,11 +181,30 @@ elif verb == "rsync":
 else:
     bucket, key = split(dst)
     put(bucket, key, src)
-'''
+"""
+
+# curl on the VM: the metadata server (token, project, zone, name), Secret Manager (the hub token,
+# when FAKE_SECRET is set) and Compute's instances.delete (the VM deleting itself: logged, and a
+# file tells the sandbox to delete the fake instance).
+CURL_STUB = r"""#!/usr/bin/env bash
+url="${{@: -1}}"
+method=GET
+for ((i = 1; i < $#; i++)); do [[ "${{!i}}" == "-X" ]] && j=$((i + 1)) && method="${{!j}}"; done
+echo "curl $method $url" >> "$FAKE_VM_LOG"
+case "$url" in
+  */instance/service-accounts/default/token) echo '{{"access_token":"ya29.vm","expires_in":3599,"token_type":"Bearer"}}' ;;
+  */project/project-id) echo "{project}" ;;
+  */instance/zone) echo "projects/123/zones/$FAKE_VM_ZONE" ;;
+  */instance/name) echo "$FAKE_VM_NAME" ;;
+  */versions/latest:access) [[ -n "${{FAKE_SECRET:-}}" ]] || exit 22; printf '{{"payload": {{"data": "%s"}}}}\n' "$(printf %s "$FAKE_SECRET" | base64)" ;;
+  */instances/*) [[ "$method" == DELETE && -z "${{FAKE_NO_SELF_DELETE:-}}" ]] || exit 22; touch "$FAKE_VM_ROOT/deleted" ;;
+  *) exit 22 ;;
+esac
+"""
 
 # The image's python3: answers the torch probe and builds a "venv" whose pip records what it is
 # asked to install and whose budgetft is the fake run below; its python is the real one.
-PYTHON3_STUB = r'''#!/usr/bin/env bash
+PYTHON3_STUB = r"""#!/usr/bin/env bash
 echo "python3 $*" >> "$FAKE_VM_LOG"
 if [[ "$1" == "-c" ]]; then exit 0; fi
 if [[ "$1" == "-m" && "$2" == "venv" ]]; then
@@ -401,18 +217,18 @@ if [[ "$1" == "-m" && "$2" == "venv" ]]; then
   exit 0
 fi
 exit 2
-'''
+"""
 
 # `budgetft run` on the VM: a short run that writes what the real one writes and charges the
 # ledger through the real Ledger, slowly enough for the launcher to watch it. FAKE_RUN=preempt
 # stops after the first evaluation and waits to be killed.
-FAKE_BUDGETFT = r'''#!{python}
+FAKE_BUDGETFT = r"""#!{python}
 import json, os, sys, time
 from pathlib import Path
 from budgetft.money.ledger import Ledger
 args = sys.argv[1:]
 with open(os.environ["FAKE_VM_LOG"], "a") as log:
-    log.write("budgetft " + " ".join(args) + "\n")
+    log.write("budgetft " + " ".join(args) + ("  HF_TOKEN=" + os.environ["HF_TOKEN"] if os.environ.get("HF_TOKEN") else "") + "\n")
 def opt(name):
     return args[args.index(name) + 1] if name in args else None
 run_dir = Path(opt("--out") or opt("--resume"))
@@ -438,12 +254,13 @@ trial["status"] = "finished"
 info.update(status="finished")
 (run_dir / "run.json").write_text(json.dumps(info))
 sys.exit(int(os.environ.get("FAKE_RUN_EXIT", "0")))
-'''
+"""
 
 
 class SandboxVM:
     """Runs a rendered start-up script as the VM would, with stubs on PATH for python3 (the
-    install), nvidia-smi (the GPU), gcloud (to the storage emulator) and shutdown."""
+    install), nvidia-smi (the GPU), gcloud (to the storage emulator, as the VM's account), curl
+    (the metadata server, Secret Manager, the self-delete) and shutdown."""
 
     def __init__(self, root: Path, storage_endpoint: str, uptime_s: float = 300.0, sync_every_s: int = 1):
         self.root = root
@@ -451,6 +268,7 @@ class SandboxVM:
         self.work = root / "work"
         self.log = root / "calls.log"
         self.poweroff = root / "poweroff"
+        self.deleted = root / "deleted"
         self.uptime = root / "uptime"
         self.storage_endpoint = storage_endpoint
         self.sync_every_s = sync_every_s
@@ -458,7 +276,8 @@ class SandboxVM:
         self.bin.mkdir(parents=True)
         self.uptime.write_text(f"{uptime_s:.2f} 100.00\n")
         stubs = {
-            "gcloud": GCLOUD_STUB.format(python=sys.executable),
+            "gcloud": GCLOUD_STUB.format(python=sys.executable, token=VM_TOKEN),
+            "curl": CURL_STUB.format(project=PROJECT),
             "python3": PYTHON3_STUB.format(python=sys.executable),
             "fake-budgetft": FAKE_BUDGETFT.format(python=sys.executable),
             "nvidia-smi": '#!/usr/bin/env bash\necho "nvidia-smi $*" >> "$FAKE_VM_LOG"\necho "Tesla V100-SXM2-16GB, 16384 MiB, 570.86"\n',
@@ -475,7 +294,7 @@ class SandboxVM:
         script = re.sub(r"^UPTIME_FILE=.*$", f"UPTIME_FILE={self.uptime}", script, count=1, flags=re.M)
         return re.sub(r"^SYNC_EVERY_S=.*$", f"SYNC_EVERY_S={self.sync_every_s}", script, count=1, flags=re.M)
 
-    def run(self, script: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    def run(self, script: str, timeout: float = 60.0, zone: str = "us-central1-a", name: str = "budgetft-r1-s1") -> subprocess.CompletedProcess:
         path = self.root / "startup.sh"
         path.write_text(self.localize(script))
         env = {
@@ -483,6 +302,9 @@ class SandboxVM:
             "HOME": str(self.root),
             "FAKE_VM_LOG": str(self.log),
             "FAKE_VM_BIN": str(self.bin),
+            "FAKE_VM_ROOT": str(self.root),
+            "FAKE_VM_ZONE": zone,
+            "FAKE_VM_NAME": name,
             "STORAGE_EMULATOR_HOST": self.storage_endpoint,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             **self.env_extra,
@@ -493,12 +315,15 @@ class SandboxVM:
         return self.log.read_text().splitlines() if self.log.exists() else []
 
     def boot(self, fake: FakeCompute, zone: str, name: str, body: dict) -> None:
-        """FakeCompute.on_insert: run the instance's start-up script, then power off."""
+        """FakeCompute.on_insert: run the instance's start-up script; then the VM is gone (it
+        deleted itself) or powered off."""
         script = next(i["value"] for i in body["metadata"]["items"] if i["key"] == "startup-script")
         try:
-            self.result = self.run(script)
+            self.result = self.run(script, zone=zone, name=name)
         finally:
-            if self.poweroff.exists():
+            if self.deleted.exists():
+                fake.delete_by(zone, name, SA)
+            elif self.poweroff.exists():
                 fake.set_status(zone, name, "TERMINATED")
 
 
@@ -515,16 +340,18 @@ def wait_for(predicate, timeout: float = 20.0, every: float = 0.05) -> bool:
     return False
 
 
-
 class QuickVM:
-    """FakeCompute.on_insert without a start-up script, for flow tests: uploads what a VM would
-    (phase, a trial, ledger charges on top of the seeded ledger), then ends as told:
-    finish (exit code 0, powered off), vanish (a Spot preemption deletes it mid-run), or silent
-    (never reports; its clock says it started two hours ago)."""
+    """FakeCompute.on_insert without a start-up script, for flow tests: uploads what a VM would,
+    as the VM's account (phase, a trial, ledger charges on top of the seeded ledger), then ends
+    as told: finish (exit code 0, then it deletes itself), stop (exit code 0, powered off),
+    preempt (a Spot preemption mid-run, recorded in the zone's operations), vanish (gone with no
+    record), expire (deleted by its maxRunDuration), or silent (never reports; its clock says it
+    started two hours ago)."""
 
     def __init__(self, storage_endpoint: str, end: str = "finish", accuracy: float = 0.70, delay_s: float = 0.3):
         self.endpoint, self.end, self.accuracy, self.delay_s = storage_endpoint, end, accuracy, delay_s
         self.booted: list[tuple[str, str]] = []
+        self.bodies: list[dict] = []
 
     def __call__(self, fake: FakeCompute, zone: str, name: str, body: dict) -> None:
         import tempfile
@@ -532,31 +359,43 @@ class QuickVM:
         from budgetft.money.ledger import Ledger
 
         self.booted.append((zone, name))
+        self.bodies.append(body)
         script = next(i["value"] for i in body["metadata"]["items"] if i["key"] == "startup-script")
-        settings = dict(re.findall(r"^([A-Z_]+)=(.*)$", script, flags=re.M))
+        settings = dict(re.findall(r"^([A-Z_0-9]+)=(.*)$", script, flags=re.M))
         prefix = settings["RUN_URL"].split("/", 3)[3]
         session = settings["SESSION"]
+        lifetime = int(body["scheduling"]["maxRunDuration"]["seconds"])
+        # A silent VM started two hours ago; one about to be deleted by its maxRunDuration has
+        # run all but the last seconds of it.
+        ran = timedelta(hours=2) if self.end == "silent" else timedelta(0)
+        with fake.lock:
+            inst = fake.instances[(zone, name)]
+            inst["status"] = "RUNNING"
+            inst["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - ran)
         if self.end == "silent":
-            with fake.lock:
-                inst = fake.instances[(zone, name)]
-                inst["status"] = "RUNNING"
-                inst["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - timedelta(hours=2))
             return
-        bucket = bucket_client(self.endpoint)
+        bucket = bucket_client(self.endpoint, vm=True)
         bucket.blob(f"{prefix}/vm/phase").upload_from_string("running")
+        if self.end == "expire":  # reported, then seen running for all but its last seconds
+            with fake.lock:
+                fake.instances[(zone, name)]["lastStartTimestamp"] = stamp(datetime.now(timezone.utc) - timedelta(seconds=lifetime - 2))
         with tempfile.TemporaryDirectory() as tmp:
             bucket.blob(f"{prefix}/run/ledger.jsonl").download_to_filename(f"{tmp}/ledger.jsonl")
-            with Ledger(tmp, settings["CAP_USD"]) as ledger:
+            with Ledger(tmp, settings["CAP_USD"].strip("'")) as ledger:
                 ledger.charge("0.10", "training", "quick VM training", trial=f"t00{session}-lora", key=f"s{session}:1")
             bucket.blob(f"{prefix}/run/ledger.jsonl").upload_from_filename(f"{tmp}/ledger.jsonl")
         trial = {"trial_id": f"t00{session}-lora", "method": "lora", "status": "running", "evals": [{"step": 50, "accuracy": self.accuracy}]}
         bucket.blob(f"{prefix}/run/trials/t00{session}-lora/trial.json").upload_from_string(json.dumps(trial))
-        bucket.blob(f"{prefix}/run/run.json").upload_from_string(json.dumps({"run_id": prefix.rsplit("/", 1)[-1], "status": "running", "cap_usd": settings["CAP_USD"], "sessions": int(session)}))
+        run_id = prefix.rsplit("/", 1)[-1]
+        bucket.blob(f"{prefix}/run/run.json").upload_from_string(json.dumps({"run_id": run_id, "status": "running", "cap_usd": settings["CAP_USD"], "sessions": int(session)}))
         time.sleep(self.delay_s)
-        if self.end == "vanish":
-            fake.vanish(zone, name)
+        if self.end in ("preempt", "vanish", "expire"):
+            {"preempt": fake.preempt, "vanish": fake.vanish, "expire": fake.expire}[self.end](zone, name)
             return
         bucket.blob(f"{prefix}/run/report.md").upload_from_string("# quick report\n")
-        bucket.blob(f"{prefix}/run/run.json").upload_from_string(json.dumps({"run_id": prefix.rsplit("/", 1)[-1], "status": "finished", "cap_usd": settings["CAP_USD"], "sessions": int(session)}))
+        bucket.blob(f"{prefix}/run/run.json").upload_from_string(json.dumps({"run_id": run_id, "status": "finished", "cap_usd": settings["CAP_USD"], "sessions": int(session)}))
         bucket.blob(f"{prefix}/vm/exit_code").upload_from_string("0\n")
-        fake.set_status(zone, name, "TERMINATED")
+        if self.end == "stop":
+            fake.set_status(zone, name, "TERMINATED")
+        else:
+            fake.delete_by(zone, name, SA)

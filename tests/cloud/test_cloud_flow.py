@@ -1,41 +1,30 @@
 """`budgetft run --cloud gcp` end to end against the fake Compute API (real google-cloud-compute
-client, REST) and gcp-storage-emulator: launch -> poll -> collect -> VM deleted; zone fallback;
-preemption and --resume; and the failures that must leave nothing behind."""
+client, REST) and gcp-storage-emulator behind its rights proxy: launch -> poll -> collect -> VM
+gone; preemption and --resume; and the failures that must leave nothing behind. Every injected
+fault, one by one: test_cloud_failover.py."""
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 from decimal import Decimal
 
 import pytest
-from rich.console import Console
 from test_cloud_fakes import (  # noqa: F401  (fixtures)
     BUCKET,
+    VM,
     QuickVM,
     SandboxVM,
     bucket_client,
     fake_compute,
     fast_cloud,
     gcs,
+    gcs_rights,
     gcs_server,
+    launch,
     read_ledger,
 )
-
-from budgetft.cloud.launcher import run_in_cloud
-from budgetft.cloud.plan import CloudOptions
-
-
-def launch(out, console, **kw):
-    args = dict(gpu="v100", machine=None, zone=None, region=None, spot=False, project=None, bucket=None, dry_run=False)
-    args.update(kw)
-    budget, overrides, resume = args.pop("budget", Decimal("1.00")), args.pop("overrides", []), args.pop("resume", None)
-    return run_in_cloud(None, overrides, budget, CloudOptions(**args), out=out, resume=resume, console=console)
-
-
-def console() -> tuple[Console, io.StringIO]:
-    buf = io.StringIO()
-    return Console(file=buf, width=400, highlight=False), buf
+from test_cloud_fakes import console as make_console
 
 
 def bucket_names(endpoint: str) -> list[str]:
@@ -45,22 +34,26 @@ def bucket_names(endpoint: str) -> list[str]:
 def test_launch_poll_collect_and_delete_with_the_real_startup_script(tmp_path, fake_compute, gcs, fast_cloud):
     vm = SandboxVM(tmp_path / "vm", gcs)
     fake_compute.on_insert = vm.boot
-    con, out = console()
+    con, out = make_console()
     run_dir = tmp_path / "run1"
     code = launch(run_dir, con)
     text = out.getvalue()
     assert code == 0, text + getattr(vm, "result", None).stdout if hasattr(vm, "result") else text
-    # The request: the budget's lifetime, enforced by the cloud, and our labels and scope.
+    # The request: the budget's lifetime, enforced by the cloud, and our labels and scopes; the
+    # exact image the preflight resolved (not the family); the wheel's digest in the script.
     [(zone, body)] = fake_compute.inserts()
     assert zone == "us-central1-a"
     sched = body["scheduling"]
-    assert sched["maxRunDuration"] == {"seconds": "1195"} and sched["instanceTerminationAction"] == "DELETE"
+    assert sched["maxRunDuration"] == {"seconds": "1129"} and sched["instanceTerminationAction"] == "DELETE"
     assert sched["provisioningModel"] == "STANDARD"
     assert body["labels"]["budgetft-run"] == "run1"
-    assert body["serviceAccounts"][0]["scopes"] == ["https://www.googleapis.com/auth/devstorage.read_write"]
-    # Progress was shown while it ran, the VM was deleted and is gone.
+    assert body["serviceAccounts"][0]["scopes"] == ["https://www.googleapis.com/auth/devstorage.read_write", "https://www.googleapis.com/auth/compute"]
+    assert body["disks"][0]["initializeParams"]["sourceImage"] == "projects/deeplearning-platform-release/global/images/pytorch-2-9-cu129-ubuntu-2404-nvidia-580-v20261120"
+    script = body["metadata"]["items"][0]["value"]
+    assert f"WHEEL_SHA256={hashlib.sha256(b'PK fake wheel').hexdigest()}" in script
+    # Progress was shown while it ran; the VM deleted itself (and its disk) when done.
     assert "VM RUNNING" in text and "best accuracy" in text
-    assert fake_compute.instances == {} and len(fake_compute.deletes()) == 1
+    assert fake_compute.instances == {} and fake_compute.deletes() == []
     assert "VM RUNNING, running" in text
     # The results are home: the VM's run directory, its start-up log, our launch record.
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
@@ -69,20 +62,23 @@ def test_launch_poll_collect_and_delete_with_the_real_startup_script(tmp_path, f
     assert (run_dir / "report.md").is_file()
     assert "phase: running" in (run_dir / "cloud" / "startup-1.log").read_text()
     record = json.loads((run_dir / "cloud" / "launch-1.json").read_text())
-    assert record["status"] == "finished" and record["zone"] == "us-central1-a" and record["max_run_seconds"] == 1195
-    # One ledger: the overheads charged before launch, the VM's boot overrun and its training.
+    assert record["status"] == "finished" and record["zone"] == "us-central1-a" and record["max_run_seconds"] == 1129
+    assert record["wheel_sha256"] == hashlib.sha256(b"PK fake wheel").hexdigest() and record["usd_per_hour"] == "2.880847316"
+    # One ledger: the overheads charged before launch (the VM's seconds, then the results'
+    # transfer home), the VM's boot overrun and its training, at the whole rate.
     charges = read_ledger(run_dir)
     keys = [c["key"] for c in charges]
-    assert keys[:4] == ["vm1:boot", "vm1:overhead", "vm1:upload", "vm1:teardown"]
+    assert keys[:5] == ["vm1:boot", "vm1:overhead", "vm1:upload", "vm1:teardown", "vm1.side1"]
     assert "vm1:boot-extra" in keys and "s1:100" in keys
     assert Decimal(charges[-1]["total_usd"]) <= Decimal("1.00")
-    assert "spent $" in text and "of $1.00" in text and "deleted by budgetft; confirmed gone" in text
+    assert "spent $" in text and "of $1.00" in text and "deleted itself when done; confirmed gone" in text
+    assert "FAIL" not in text  # the preflight's checks all passed
 
 
 def test_zone_fallback_then_success(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.exhausted_zones = {"us-central1-a", "us-central1-b"}
+    fake_compute.faults.stockouts.update({"us-central1-a": {}, "us-central1-b": {}})
     fake_compute.on_insert = QuickVM(gcs)
-    con, out = console()
+    con, out = make_console()
     code = launch(tmp_path / "run2", con)
     text = out.getvalue()
     assert code == 0, text
@@ -92,54 +88,46 @@ def test_zone_fallback_then_success(tmp_path, fake_compute, gcs, fast_cloud):
     assert json.loads((tmp_path / "run2" / "cloud" / "launch-1.json").read_text())["zone"] == "us-central1-c"
 
 
-def test_every_zone_exhausted_fails_cleanly(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.exhausted_zones = {"us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"}
-    con, out = console()
-    code = launch(tmp_path / "run3", con)
+def test_every_zone_of_the_region_asked_for_exhausted_fails_cleanly(tmp_path, fake_compute, gcs, fast_cloud):
+    for zone in ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"):
+        fake_compute.faults.stockouts[zone] = {}
+    con, out = make_console()
+    code = launch(tmp_path / "run3", con, region="us-central1")
     text = out.getvalue()
     assert code == 2
-    assert "no zone of us-central1 could start" in text and "Nothing was left running" in text
+    assert "no zone could start the VM now" in text and "us-central1-f: out of capacity" in text and "Nothing was left running" in text
     assert len(fake_compute.inserts()) == 4 and fake_compute.instances == {}
     assert not (tmp_path / "run3").exists()  # nothing was spent: no half-made run directory
     assert bucket_names(gcs) == []
 
 
-def test_an_exhausted_zone_given_with_zone_suggests_the_region(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.exhausted_zones = {"us-central1-b"}
-    con, out = console()
+def test_an_exhausted_zone_given_with_zone_says_how_to_widen_the_search(tmp_path, fake_compute, gcs, fast_cloud):
+    fake_compute.faults.stockouts["us-central1-b"] = {}
+    con, out = make_console()
     assert launch(tmp_path / "r", con, zone="us-central1-b") == 2
-    assert "Try --region us-central1" in out.getvalue()
+    assert "drop --zone/--region so every catalogue region is tried" in out.getvalue()
     assert len(fake_compute.inserts()) == 1
 
 
-def test_zero_gpu_quota_fails_before_creating_anything(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.quotas["NVIDIA_V100_GPUS"] = (0.0, 0.0)
-    con, out = console()
+def test_no_project_wide_gpu_quota_fails_before_creating_anything(tmp_path, fake_compute, gcs, fast_cloud):
+    fake_compute.project_quotas["GPUS_ALL_REGIONS"] = (0.0, 0.0)
+    con, out = make_console()
     code = launch(tmp_path / "run4", con)
     text = out.getvalue()
     assert code == 2
-    assert "not enough GPU quota in us-central1" in text and "NVIDIA_V100_GPUS limit 0" in text and "quota increase" in text
+    assert "GPUS_ALL_REGIONS quota (limit 0, in use 0) leaves no GPU for this VM, in any region" in text and "request an increase of GPUS_ALL_REGIONS" in text
     assert fake_compute.inserts() == [] and fake_compute.instances == {}
     assert not (tmp_path / "run4").exists() and bucket_names(gcs) == []
 
 
-def test_quota_refused_at_insert_does_not_try_other_zones(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.quota_on_insert = True
-    con, out = console()
-    assert launch(tmp_path / "run5", con) == 2
-    assert "quota exceeded" in out.getvalue()
-    assert len(fake_compute.inserts()) == 1 and fake_compute.instances == {}
-    assert not (tmp_path / "run5").exists()
-
-
-def test_spot_preemption_reports_what_was_uploaded_then_resume_finishes(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.on_insert = QuickVM(gcs, end="vanish", accuracy=0.64)
-    con, out = console()
+def test_spot_preemption_is_read_from_the_zone_then_resume_finishes(tmp_path, fake_compute, gcs, fast_cloud):
+    fake_compute.on_insert = QuickVM(gcs, end="preempt", accuracy=0.64)
+    con, out = make_console()
     run_dir = tmp_path / "run6"
     code = launch(run_dir, con, spot=True)
     text = out.getvalue()
     assert code == 1, text
-    assert "Spot preemption" in text and "1 trial(s), best accuracy 0.640" in text
+    assert "Spot preemption" in text and "(compute.instances.preempted)" in text and "1 trial(s), best accuracy 0.640" in text
     assert "deleted by Compute Engine; confirmed gone" in text
     assert f"continue with: budgetft run --cloud gcp --resume {run_dir} --spot" in text
     assert fake_compute.instances == {}
@@ -148,7 +136,7 @@ def test_spot_preemption_reports_what_was_uploaded_then_resume_finishes(tmp_path
 
     # --resume: a new VM (session 2) with what is left of the same cap.
     fake_compute.on_insert = QuickVM(gcs, end="finish", accuracy=0.71)
-    con, out = console()
+    con, out = make_console()
     code = launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None)
     text = out.getvalue()
     assert code == 0, text
@@ -160,7 +148,7 @@ def test_spot_preemption_reports_what_was_uploaded_then_resume_finishes(tmp_path
     first = int(fake_compute.inserts()[0][1]["scheduling"]["maxRunDuration"]["seconds"])
     assert lifetime < first  # only the remaining money buys time
     charges = read_ledger(run_dir)
-    assert [c["key"] for c in charges if c["key"] and c["key"].startswith("vm2:")] == ["vm2:boot", "vm2:overhead", "vm2:upload", "vm2:teardown"]
+    assert [c["key"] for c in charges if c["key"] and c["key"].startswith("vm2")] == ["vm2:boot", "vm2:overhead", "vm2:upload", "vm2:teardown", "vm2.side1"]
     assert Decimal(charges[-1]["total_usd"]) > spent_before and Decimal(charges[-1]["total_usd"]) <= Decimal("1.00")
     assert (run_dir / "cloud" / "launch-2.json").is_file() and fake_compute.instances == {}
     assert (run_dir / "trials" / "t002-lora" / "trial.json").is_file()
@@ -168,7 +156,7 @@ def test_spot_preemption_reports_what_was_uploaded_then_resume_finishes(tmp_path
 
 def test_a_silent_vm_is_deleted_and_its_true_time_charged_up_to_the_cap(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.on_insert = QuickVM(gcs, end="silent")
-    con, out = console()
+    con, out = make_console()
     run_dir = tmp_path / "run7"
     code = launch(run_dir, con)
     text = out.getvalue()
@@ -188,7 +176,7 @@ def test_ctrl_c_while_watching_deletes_the_vm(tmp_path, fake_compute, gcs, fast_
 
     fake_compute.on_insert = None  # a VM that just runs
     monkeypatch.setattr(watch.time, "sleep", interrupt)
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run8", con) == 130
     assert fake_compute.instances == {} and len(fake_compute.deletes()) == 1
     assert "interrupted" in out.getvalue()
@@ -196,7 +184,7 @@ def test_ctrl_c_while_watching_deletes_the_vm(tmp_path, fake_compute, gcs, fast_
 
 def test_api_disabled_names_the_command_that_enables_it(tmp_path, fake_compute, gcs, fast_cloud):
     fake_compute.api_disabled = True
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run9", con) == 2
     assert "gcloud services enable compute.googleapis.com --project test-project" in out.getvalue()
     assert not (tmp_path / "run9").exists()
@@ -210,18 +198,30 @@ def test_no_credentials_names_the_login_command(tmp_path, monkeypatch, gcs):
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run10", con) == 2
     assert "gcloud auth application-default login" in out.getvalue()
     assert not (tmp_path / "run10").exists()
 
 
 def test_missing_bucket_fails_before_anything_is_created(tmp_path, fake_compute, gcs, fast_cloud):
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "run11", con, bucket="gs://no-such-bucket") == 2
     text = out.getvalue()
     assert "gs://no-such-bucket does not exist" in text and "gcloud storage buckets create gs://no-such-bucket" in text
     assert fake_compute.inserts() == [] and not (tmp_path / "run11").exists()
+
+
+def test_a_vm_account_with_only_roles_storage_object_user_is_refused_before_anything_is_created(tmp_path, fake_compute, gcs, gcs_rights, fast_cloud):
+    """Issue 28, point 4: such a VM could not upload (gcloud storage needs storage.buckets.get)
+    and was deleted as silent after paid minutes; the preflight now refuses it, with the fix."""
+    gcs_rights.roles[VM] = {"roles/storage.objectUser"}
+    fake_compute.on_insert = QuickVM(gcs)  # were it created, it would end at once
+    con, out = make_console()
+    assert launch(tmp_path / "r", con) == 2
+    text = out.getvalue()
+    assert "vm bucket rights" in text and "lacks storage.buckets.get" in text and "--role=projects/test-project/roles/budgetftBucket" in text
+    assert fake_compute.inserts() == [] and not (tmp_path / "r").exists()
 
 
 def test_unwritable_bucket_fails_before_anything_is_created(tmp_path, fake_compute, monkeypatch, fast_cloud):
@@ -247,9 +247,9 @@ def test_unwritable_bucket_fails_before_anything_is_created(tmp_path, fake_compu
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{server.server_address[1]}")
     try:
-        con, out = console()
+        con, out = make_console()
         assert launch(tmp_path / "run12", con, bucket="gs://locked") == 2
-        assert "gs://locked is not writable" in out.getvalue() and "roles/storage.objectUser" in out.getvalue()
+        assert "gs://locked refuses your credentials" in out.getvalue() and "roles/budgetftBucketUser" in out.getvalue()
         assert fake_compute.inserts() == []
     finally:
         server.shutdown()
@@ -257,32 +257,25 @@ def test_unwritable_bucket_fails_before_anything_is_created(tmp_path, fake_compu
 
 
 def test_budget_too_small_for_the_vm_overheads_is_refused(tmp_path):
-    con, out = console()
+    con, out = make_console()
     assert launch(tmp_path / "r", con, budget=Decimal("0.25"), dry_run=True) == 2
     assert "Raise --budget to at least $" in out.getvalue()
 
 
-def test_a_new_project_without_global_gpu_quota_is_told_which_quota_to_raise(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.project_quotas["GPUS_ALL_REGIONS"] = (0.0, 0.0)
-    con, out = console()
-    assert launch(tmp_path / "run13", con) == 2
-    assert "GPUS_ALL_REGIONS" in out.getvalue() and fake_compute.inserts() == []
-
-
 def test_resume_refuses_while_a_vm_of_the_run_is_still_up_and_catches_up_first(tmp_path, fake_compute, gcs, fast_cloud):
-    fake_compute.on_insert = QuickVM(gcs, end="vanish")
+    fake_compute.on_insert = QuickVM(gcs, end="preempt")
     run_dir = tmp_path / "run14"
-    con, out = console()
+    con, out = make_console()
     assert launch(run_dir, con, spot=True) == 1
     # The launcher "died" before bringing the last upload home: the bucket has a newer trial.
     bucket = bucket_client(gcs)
     bucket.blob("budgetft/run14/run/trials/t009-lora/trial.json").upload_from_string('{"trial_id": "t009-lora"}')
     fake_compute.add_instance("us-central1-b", "budgetft-run14-s9", {"budgetft-run": "run14"})
-    con, out = console()
+    con, out = make_console()
     assert launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None) == 2
     assert "still has a VM: budgetft-run14-s9" in out.getvalue() and len(fake_compute.inserts()) == 1
     fake_compute.vanish("us-central1-b", "budgetft-run14-s9")
     fake_compute.on_insert = QuickVM(gcs, end="finish")
-    con, out = console()
+    con, out = make_console()
     assert launch(None, con, spot=True, resume=run_dir, budget=None, gpu=None) == 0, out.getvalue()
     assert "caught up" in out.getvalue() and (run_dir / "trials" / "t009-lora" / "trial.json").is_file()

@@ -9,8 +9,10 @@ import pytest
 
 from budgetft.cloud import request as req
 from budgetft.cloud.choose import ChoiceError, RELATIVE_THROUGHPUT, choose, model_params
-from budgetft.cloud.estimate import SHUTDOWN_SECONDS, disk_gb_for, estimate, max_run_seconds, money, overhead_seconds
-from budgetft.cloud.plan import CloudOptions, LaunchError, make_plan
+from budgetft.cloud.estimate import DELETE_LAG_SECONDS, RESERVE_SECONDS, SHUTDOWN_SECONDS, disk_gb_for, estimate, max_run_seconds, minimum_budget, money, overhead_seconds
+from budgetft.cloud.failover import placements
+from budgetft.cloud.plan import CloudOptions, LaunchError, make_plan, secret_name
+from budgetft.cloud.side_costs import IPV4_USD_PER_HOUR, gcs_operations_usd_per_hour, side_costs, transfer_usd_per_gb
 from budgetft.resume import ResumeError
 from budgetft.money.catalog_store import default_catalog
 
@@ -30,22 +32,44 @@ def pick(**kw):
 # -- lifetime and overheads
 
 
-def test_max_run_duration_is_what_the_budget_buys_rounded_down_less_shutdown():
+def test_max_run_duration_is_what_the_budget_buys_rounded_down_less_shutdown_and_deletion_lag():
     price = v100().usd_per_hour
     seconds = max_run_seconds(Decimal("1.00"), price)
-    assert seconds == 1255 - SHUTDOWN_SECONDS  # 3600 / 2.866847316 = 1255.7 s, rounded down
-    assert v100().cost(seconds + SHUTDOWN_SECONDS) <= Decimal("1.00")  # never past the budget
-    assert max_run_seconds(Decimal("1.00"), v100(spot=True).usd_per_hour) == 3128 - SHUTDOWN_SECONDS
+    # 3600 / 2.866847316 = 1255.7 s, rounded down; Compute Engine may delete up to 30 s late, billed.
+    assert RESERVE_SECONDS == SHUTDOWN_SECONDS + DELETE_LAG_SECONDS == 90
+    assert seconds == 1255 - RESERVE_SECONDS
+    assert v100().cost(seconds + RESERVE_SECONDS) <= Decimal("1.00")  # never past the budget
+    assert max_run_seconds(Decimal("1.00"), v100(spot=True).usd_per_hour) == 3128 - RESERVE_SECONDS
 
 
 def test_estimate_charges_overheads_and_leaves_the_rest_to_the_run():
     est = estimate(Decimal("1.00"), v100())
     assert [line.category for line in est.overheads] == ["boot", "overhead", "upload", "teardown"]
     assert est.total_usd == Decimal("1.00") and est.run_usd > 0
-    assert est.run_seconds == est.max_run_seconds - (overhead_seconds() - SHUTDOWN_SECONDS)
+    assert est.run_seconds == est.max_run_seconds - (overhead_seconds() - RESERVE_SECONDS)
     assert est.enough
     small = estimate(Decimal("0.25"), v100())
-    assert not small.enough and "at least $0.53" in small.refusal(v100())
+    assert not small.enough and f"at least ${minimum_budget(v100().usd_per_hour)}" in small.refusal(v100())
+    assert minimum_budget(v100().usd_per_hour) == Decimal("0.55")  # 390 s of overheads + 300 s of run at $2.8668/h
+
+
+def test_the_side_costs_enter_the_rate_rounded_up_and_their_one_offs_the_overheads():
+    side = side_costs(v100(), model_params=135e6)
+    assert [t.what for t in side.hourly] == ["external IPv4 address", "Cloud Storage operations"]
+    assert side.hourly[0].usd == IPV4_USD_PER_HOUR == Decimal("0.005") and "network-pricing" in side.hourly[0].source and "2026" in side.hourly[0].source
+    assert gcs_operations_usd_per_hour() == Decimal("0.0090")  # 840 Class A and 1,500 Class B operations an hour at most
+    est = estimate(Decimal("1.00"), v100(), side)
+    assert est.usd_per_hour == v100().usd_per_hour + Decimal("0.014")  # the VM's meter charges the whole rate
+    results = est.overheads[-1]
+    assert results.seconds == 0 and results.category == "upload" and results.usd == Decimal("0.023920")  # 0.104 GB at $0.23/GB
+    # The one-off is paid out of the money the lifetime is made of: (1.00 - 0.02392) * 3600 / 2.880847316 = 1219.7 s.
+    assert est.max_run_seconds == 1219 - RESERVE_SECONDS and est.total_usd == Decimal("1.00")
+    private = side_costs(v100(spot=True), external_ip=False, bucket_location="europe-west4", model_params=135e6)
+    assert private.hourly[0].what == "Cloud NAT gateway and its address" and private.hourly[0].usd == Decimal("0.0064")
+    assert private.hourly[-1].what.startswith("uploads to the bucket in europe-west4")
+    assert "NAT processing" in private.one_offs[0].what and private.one_offs[0].usd == Decimal("0.091800")  # 2.04 GB at $0.045
+    assert transfer_usd_per_gb("us-central1", "us-central1") == 0 and transfer_usd_per_gb("US", "us-east1") == 0
+    assert transfer_usd_per_gb("us-east1", "us-central1") == Decimal("0.02") and transfer_usd_per_gb("europe-west4", "us-central1") == Decimal("0.15")
 
 
 def test_disk_grows_with_the_model_and_never_below_the_image_minimum():
@@ -125,6 +149,14 @@ def test_request_for_an_n1_attaches_the_gpu_and_sets_the_end_of_life():
     assert s == {"onHostMaintenance": "TERMINATE", "automaticRestart": False, "provisioningModel": "SPOT", "maxRunDuration": {"seconds": "1195"}, "instanceTerminationAction": "DELETE"}
     assert body["disks"][0]["autoDelete"] is True and body["disks"][0]["initializeParams"]["diskSizeGb"] == "50"
     assert body["labels"] == {"budgetft-run": "x", "budgetft-session": "1", "budgetft-job": "job"}
+    # Storage, and Compute so the VM can delete itself; its account's roles narrow both.
+    assert body["serviceAccounts"][0]["scopes"] == [req.STORAGE_SCOPE, req.COMPUTE_SCOPE]
+    assert body["networkInterfaces"] == [{"network": "global/networks/default", "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]}]
+
+
+def test_request_without_an_external_address_names_its_subnet_when_told():
+    body = req.instance_request(spec(v100(), external_ip=False, network="vpc", subnet="ml"))
+    assert body["networkInterfaces"] == [{"network": "global/networks/vpc", "subnetwork": "regions/us-central1/subnetworks/ml"}]
 
 
 def test_request_for_a_g2_has_no_attached_gpu():
@@ -191,3 +223,43 @@ def test_plan_defaults_bucket_from_project_and_region_from_zone(tmp_path):
     p = plan(tmp_path, bucket=None, zone="us-east1-c")
     assert p.bucket_url == "gs://p-budgetft" and p.region == "us-east1" and p.zones == ["us-east1-c"]
     assert p.run_url == "gs://p-budgetft/budgetft/r"
+    assert [pl.region for pl in p.order] == ["us-east1"]  # a zone given: nowhere else
+
+
+def test_failover_order_is_catalogue_price_order_and_on_demand_comes_after_every_spot_placement(tmp_path):
+    p = plan(tmp_path, spot=True, fallback_on_demand=True)
+    order = [(pl.region, pl.spot) for pl in p.order]
+    prices = [pl.instance.usd_per_hour for pl in p.order if pl.spot]
+    assert prices == sorted(prices) and order[0] == ("us-central1", True)  # the plan's region first among equal prices
+    spots = [o for o in order if o[1]]
+    assert order[: len(spots)] == spots and all(not s for _, s in order[len(spots):]) and len(spots) == len(order) - len(spots)
+    assert {r for r, _ in order} == set(CATALOG.regions()) - {"local"}  # every region that prices an n1-standard-8 + V100
+    assert [pl.region for pl in plan(tmp_path, out=tmp_path / "r2", region="us-west1").order] == ["us-west1"]  # --region: that one only
+    with pytest.raises(LaunchError, match="add --spot"):
+        plan(tmp_path, out=tmp_path / "r3", fallback_on_demand=True)
+
+
+def test_placements_follow_whatever_regions_the_catalogue_prices():
+    from budgetft.money.catalog import Catalog
+
+    rows = "\n".join([
+        "kind,name,region,provisioning,usd_per_hour,usd_per_gb_month,gpu,gpu_count,vcpus,memory_gb,attaches_to",
+        "machine,n1-standard-8,r-cheap,spot,0.10,,,,8,30,",
+        "machine,n1-standard-8,r-dear,spot,0.20,,,,8,30,",
+        "machine,n1-standard-8,r-none,spot,0.05,,,,8,30,",
+        "gpu,nvidia-tesla-t4,r-cheap,spot,0.10,,,,,,n1",
+        "gpu,nvidia-tesla-t4,r-dear,spot,0.10,,,,,,n1",
+        "disk,pd-balanced,r-cheap,any,,0.10,,,,,",
+        "disk,pd-balanced,r-dear,any,,0.10,,,,,",
+        "disk,pd-balanced,r-none,any,,0.10,,,,,",
+    ])
+    catalog = Catalog.from_text(rows)
+    inst = catalog.instance("n1-standard-8", "t4", region="r-dear", spot=True)
+    order = placements(catalog, inst, region="r-dear")
+    assert [p.region for p in order] == ["r-cheap", "r-dear"]  # r-none has no T4: not a place to try
+
+
+def test_a_secret_is_named_in_full():
+    assert secret_name("hf-token", "p") == "projects/p/secrets/hf-token"
+    assert secret_name("projects/q/secrets/t/versions/3", "p") == "projects/q/secrets/t"
+    assert secret_name(None, "p") is None

@@ -9,7 +9,9 @@ import subprocess
 from decimal import Decimal
 
 import pytest
-from test_cloud_fakes import BUCKET, SandboxVM, bucket_client, gcs, gcs_server, read_ledger  # noqa: F401
+import hashlib
+
+from test_cloud_fakes import BUCKET, VM, SandboxVM, bucket_client, gcs, gcs_rights, gcs_server, read_ledger  # noqa: F401
 
 from budgetft.cloud.errors import CloudError
 from budgetft.cloud.estimate import boot_seconds
@@ -18,10 +20,12 @@ from budgetft.money.ledger import Ledger
 
 RUN_URL = f"gs://{BUCKET}/budgetft/r1"
 WHEEL = f"{RUN_URL}/dist/budgetft-0.1.0-py3-none-any.whl"
+WHEEL_BYTES = b"PK the wheel the launcher built"
 
 
 def params(**kw) -> StartupParams:
-    base = dict(run_id="r1", session=1, run_url=RUN_URL, cap_usd="1.00", price_per_hour="2.866847316", boot_estimate_s=boot_seconds(), wheel_url=WHEEL, pip_spec="budgetft==0.1.0")
+    base = dict(run_id="r1", session=1, run_url=RUN_URL, cap_usd="1.00", price_per_hour="2.866847316", boot_estimate_s=boot_seconds(), wheel_url=WHEEL,
+                pip_spec="budgetft==0.1.0", wheel_sha256=hashlib.sha256(WHEEL_BYTES).hexdigest())
     return StartupParams(**{**base, **kw})
 
 
@@ -57,7 +61,7 @@ def seed_bucket(endpoint: str, cap: str = "1.00", run_json: dict | None = None) 
     """What the launcher uploads before creating the VM: job.yaml, a ledger with the overheads."""
     bucket = bucket_client(endpoint)
     bucket.blob("budgetft/r1/run/job.yaml").upload_from_string("name: fake\n")
-    bucket.blob("budgetft/r1/dist/budgetft-0.1.0-py3-none-any.whl").upload_from_string(b"PK")
+    bucket.blob("budgetft/r1/dist/budgetft-0.1.0-py3-none-any.whl").upload_from_string(WHEEL_BYTES)
     import tempfile
     from pathlib import Path
 
@@ -82,11 +86,14 @@ def test_sandbox_run_installs_runs_uploads_and_powers_off(tmp_path, gcs):
     assert any(c.startswith("nvidia-smi") for c in calls)
     run_call = next(c for c in calls if c.startswith("budgetft run"))
     assert "--budget 1.00 --price-per-hour 2.866847316 --out" in run_call and run_call.split()[2].endswith("run/job.yaml")
-    # Phases in order, then the final upload, the exit code, and the power-off last of all.
+    # Phases in order, then the final upload, the exit code, the VM deleting itself (and its
+    # disk: nothing left billing), and the power-off last of all.
     log = (vm.work / "vm" / "startup-1.log").read_text()
     order = [log.index(f"phase: {p}") for p in ("booting", "installing", "gpu", "running", "uploading")]
     assert order == sorted(order)
-    assert calls[-1] == "shutdown -h now" and vm.poweroff.exists()
+    delete = "curl DELETE https://compute.googleapis.com/compute/v1/projects/test-project/zones/us-central1-a/instances/budgetft-r1-s1"
+    assert delete in calls and calls.index(delete) < len(calls) - 1 and vm.deleted.exists()
+    assert calls[-1] == "shutdown -h now" and vm.poweroff.exists() and "deleting this VM and its disk" in log
     bucket = bucket_client(gcs)
     assert bucket.blob("budgetft/r1/vm/exit_code").download_as_text().strip() == "0"
     assert bucket.blob("budgetft/r1/vm/phase").download_as_text().strip() == "uploading"
@@ -131,7 +138,57 @@ def test_a_restarted_vm_does_not_rerun_the_job(tmp_path, gcs):
     (vm.work / "vm" / "exit_code").write_text("0\n")
     done = vm.run(render(params()))
     assert done.returncode == 0
-    assert [c for c in vm.calls() if not c.startswith("gcloud")] == ["shutdown -h now"]
+    assert [c for c in vm.calls() if not c.startswith(("gcloud", "curl"))] == ["shutdown -h now"] and vm.deleted.exists()
+
+
+def test_a_vm_that_may_not_delete_itself_powers_off_and_says_what_bills(tmp_path, gcs):
+    seed_bucket(gcs)
+    vm = SandboxVM(tmp_path / "vm", gcs)
+    vm.env_extra["FAKE_NO_SELF_DELETE"] = "1"
+    assert vm.run(render(params())).returncode == 0
+    assert not vm.deleted.exists() and vm.poweroff.exists()
+    assert "its disk bills until `budgetft down r1`" in (vm.work / "vm" / "startup-1.log").read_text()
+
+
+def test_a_wheel_changed_in_the_bucket_is_not_installed(tmp_path, gcs):
+    """Anything on a VM may write to the bucket; the sha256 sits in the script (instance
+    metadata), which nothing on the VM can change."""
+    seed_bucket(gcs)
+    bucket_client(gcs, vm=True).blob("budgetft/r1/dist/budgetft-0.1.0-py3-none-any.whl").upload_from_string(b"PK a wheel someone swapped in")
+    vm = SandboxVM(tmp_path / "vm", gcs)
+    done = vm.run(render(params()))
+    assert done.returncode == 15
+    assert not any(c.startswith("pip install") for c in vm.calls()) and not any(c.startswith("budgetft run") for c in vm.calls())
+    assert "not the one the launcher built" in (vm.work / "vm" / "startup-1.log").read_text()
+    assert bucket_client(gcs).blob("budgetft/r1/vm/exit_code").download_as_text().strip() == "15"
+    assert render(params(wheel_sha256="")).count("WHEEL_SHA256=''") == 1  # no digest: nothing matches it, nothing installs
+
+
+def test_the_hub_token_comes_from_secret_manager_and_stays_out_of_the_log(tmp_path, gcs):
+    seed_bucket(gcs)
+    secret = "projects/test-project/secrets/hf-token"
+    vm = SandboxVM(tmp_path / "vm", gcs)
+    vm.env_extra["FAKE_SECRET"] = "hf_s3cr3t"
+    assert vm.run(render(params(hf_token_secret=secret))).returncode == 0
+    calls = vm.calls()
+    assert f"curl GET https://secretmanager.googleapis.com/v1/{secret}/versions/latest:access" in calls
+    assert any(c.startswith("budgetft run") and c.endswith("HF_TOKEN=hf_s3cr3t") for c in calls)  # the run sees it
+    log = (vm.work / "vm" / "startup-1.log").read_text()
+    assert "hf_s3cr3t" not in log and "hf_s3cr3t" not in render(params(hf_token_secret=secret))
+    unreadable = SandboxVM(tmp_path / "vm2", gcs)
+    assert unreadable.run(render(params(hf_token_secret=secret))).returncode == 16
+    assert not any(c.startswith("budgetft run") for c in unreadable.calls())
+
+
+def test_a_vm_with_only_roles_storage_object_user_cannot_read_the_bucket(tmp_path, gcs, gcs_rights):
+    """Issue 28, point 4: roles/storage.objectUser lacks storage.buckets.get, which gcloud
+    storage reads first: the VM reads nothing and ends with exit code 10."""
+    seed_bucket(gcs)
+    gcs_rights.roles[VM] = {"roles/storage.objectUser"}
+    vm = SandboxVM(tmp_path / "vm", gcs)
+    assert vm.run(render(params())).returncode == 10
+    assert (VM, "storage.buckets.get", "/storage/v1/b/budgetft-test") in gcs_rights.denied
+    assert "budgetftBucket role" in (vm.work / "vm" / "startup-1.log").read_text()
 
 
 def test_read_ledger_helper_matches_ledger(tmp_path):

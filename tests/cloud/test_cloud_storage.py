@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from test_cloud_fakes import BUCKET, gcs, gcs_server  # noqa: F401  (fixtures)
+from test_cloud_fakes import BUCKET, USER, VM, bucket_client, gcs, gcs_rights, gcs_server  # noqa: F401  (fixtures)
 
 from budgetft.cloud.collect import adopt_ledger
 from budgetft.cloud.errors import BucketError
@@ -48,6 +48,48 @@ def test_a_missing_bucket_says_how_to_create_it(gcs):
         Bucket("gs://nope").check_writable("budgetft/r1")
     with pytest.raises(BucketError, match="does not exist"):
         Bucket("gs://nope").read_text("x")
+
+
+def test_a_missing_object_is_missing_even_without_storage_buckets_get(gcs, gcs_rights):
+    """Issue 28, point 4: with only roles/storage.objectUser (no storage.buckets.get), a missing
+    object used to read as a missing bucket (the check called buckets.get). Objects.list is asked."""
+    gcs_rights.roles[USER] = {"roles/storage.objectUser"}
+    bucket = Bucket(f"gs://{BUCKET}")
+    assert bucket.read_text("budgetft/r1/vm/exit_code") is None
+    with pytest.raises(BucketError, match="gs://nope does not exist"):
+        Bucket("gs://nope").read_text("budgetft/r1/vm/exit_code")
+
+
+def test_the_bucket_tells_its_location_your_rights_and_who_else_may_use_it(gcs, gcs_rights):
+    bucket = Bucket(f"gs://{BUCKET}", project="test-project")
+    assert bucket.location()[0].lower() == "us"
+    assert set(bucket.permissions(["storage.buckets.get", "storage.objects.create", "storage.buckets.setIamPolicy"])) == {"storage.buckets.get", "storage.objects.create"}
+    assert bucket.members_roles()[VM] == {"projects/test-project/roles/budgetftBucket"}
+    gcs_rights.roles[USER] = {"roles/storage.objectUser"}
+    with pytest.raises(BucketError, match="storage.buckets.get") as refused:
+        bucket.location()
+    assert "--role=projects/test-project/roles/budgetftBucketUser" in str(refused.value)
+
+
+def test_the_watcher_reads_a_trial_again_only_when_it_changed(monkeypatch, gcs):
+    import io
+
+    from rich.console import Console
+
+    from budgetft.cloud.watch import Watcher
+
+    client = bucket_client(gcs, vm=True)
+    client.blob("budgetft/r1/run/trials/t1/trial.json").upload_from_string('{"trial_id": "t1", "evals": [{"accuracy": 0.6}]}')
+    bucket = Bucket(f"gs://{BUCKET}")
+    reads: list[str] = []
+    real = bucket.read_text
+    monkeypatch.setattr(bucket, "read_text", lambda name: reads.append(name) or real(name))
+    w = Watcher(None, bucket, "budgetft/r1", "z", "n", cap=Decimal(1), max_run_seconds=600, boot_estimate_s=225, console=Console(file=io.StringIO()))
+    assert w.read_progress(None, 0.0).best_accuracy == 0.6
+    assert w.read_progress(None, 0.0).best_accuracy == 0.6
+    assert reads.count("budgetft/r1/run/trials/t1/trial.json") == 1  # Cloud Storage bills each read
+    client.blob("budgetft/r1/run/trials/t1/trial.json").upload_from_string('{"trial_id": "t1", "evals": [{"accuracy": 0.6}, {"accuracy": 0.71}]}')
+    assert w.read_progress(None, 0.0).best_accuracy == 0.71
 
 
 def ledger_with(path, *amounts) -> None:
