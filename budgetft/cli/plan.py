@@ -110,7 +110,8 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
 
         costs = replace(costs, calibration_seconds=spent_s)
     source = f"calibrated now on {device_name()}" if calibration else inputs.source
-    plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps, curves=inputs.curves, batch_size=spec.train.batch_size)
+    plan = plan_budget(cap, Decimal(0), price.usd_per_hour, rates, costs, spec.train.max_steps, curves=inputs.curves, batch_size=spec.train.batch_size,
+                       paces=inputs.paces)
     explain_unmeasured(plan, inputs, spec)
     err.print(f"rates: {source}")
     for r in rates.values():

@@ -36,6 +36,7 @@ CATEGORIES = (
     "boot",
     "calibration",
     "evaluation",
+    "minimum",  # the unused part of a machine start's one-minute billing minimum, charged as it closes
     "overhead",
     "report",
     "teardown",

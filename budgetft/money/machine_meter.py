@@ -155,7 +155,7 @@ class MachineMeter:
         short = self.minimum_seconds - self.start_paid_s - float(self.meter.paid_seconds)
         if short > 0:  # a machine start shorter than the billing minimum still pays for the minute
             try:
-                self.meter.charge_for(short, "overhead", f"one-minute billing minimum of this machine start ({short:.0f} s unused)", key=f"s{self.session}:minimum")
+                self.meter.charge_for(short, "minimum", f"one-minute billing minimum of this machine start ({short:.0f} s unused)", key=f"s{self.session}:minimum")
             except BudgetExceeded as exc:
                 self._stop(str(exc))
             self._publish()

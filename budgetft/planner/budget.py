@@ -21,6 +21,7 @@ from decimal import Decimal
 from budgetft.money.usd import SECONDS_PER_HOUR, round_up, seconds_to_usd
 from budgetft.planner import prior
 from budgetft.planner.curves import LEARNED_LIFT
+from budgetft.planner.forecast import COVERAGE, Pace
 from budgetft.spec import JobError
 
 REDUCTION_FACTOR = 3
@@ -78,6 +79,7 @@ class Costs:
     trial_startup_seconds: float = 20.0  # per trial, until its first step
     reserve_seconds: float = 30.0  # report and shutdown, kept back until the end
     selection_rows: int | None = None  # the rows trials are compared on (None: unknown)
+    test_rows: int | None = None  # the held-out rows the winner is judged on (None: unknown or none)
 
 
 @dataclass
@@ -193,21 +195,23 @@ def plan_budget(
     eta: int = REDUCTION_FACTOR,
     curves: dict | None = None,
     batch_size: int = 8,
+    paces: dict | None = None,
 ) -> Plan:
     """The plan for what is left of the cap. With learning curves for some of the methods, a
     prior-guided plan (budgetft.planner.prior): the money goes where the curves say it buys the
-    most, and the plan forecasts what it buys. Without, the money is split between the methods
-    and ASHA stops the weak trials at rungs."""
-    plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size)
+    most, and the plan forecasts what it buys (paces: option -> this machine's pace, budgetft.
+    planner.forecast.Pace). Without, the money is split between the methods and ASHA stops the
+    weak trials at rungs."""
+    plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size, paces)
     # Concurrency is credited only to trials that run at the same time: a plan of fewer trials
     # than slots (one trial on an 8-GPU machine) is made again with as many slots as trials, so it
     # is not bought the idle GPUs' time.
     while plan.concurrency > 1 and plan.total_trials < plan.concurrency:
-        plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, max(1, plan.total_trials), eta, curves, batch_size)
+        plan = _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, max(1, plan.total_trials), eta, curves, batch_size, paces)
     return plan
 
 
-def _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size) -> Plan:
+def _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency, eta, curves, batch_size, paces) -> Plan:
     if usd_per_hour <= 0:
         raise ValueError("a plan needs a positive price per hour (--price-per-hour)")
     if not rates:
@@ -229,7 +233,8 @@ def _plan_budget(cap, spent, usd_per_hour, rates, costs, max_steps, concurrency,
     if known and all(c.examples_to_learn() is None for c in known.values()):
         known = {}  # no curve says any option learns: nothing to value them by, plan as without curves
     if known:
-        methods, forecast, words, dropped, need = _prior_guided(rates, known, costs, slot_seconds, max_steps, batch_size, eta, cap - spent, usd_per_hour, concurrency)
+        methods, forecast, words, dropped, need = _prior_guided(rates, known, costs, slot_seconds, max_steps, batch_size, eta, cap - spent, usd_per_hour,
+                                                                concurrency, paces or {})
         if not methods:
             one = costs.trial_startup_seconds + need
             minimum_usd = round_up(spent + seconds_to_usd(fixed + costs.reserve_seconds + one, usd_per_hour), Decimal("0.01"))
@@ -295,7 +300,8 @@ def _after_test(rate: MethodRate, slot_seconds: float, concurrency: int) -> floa
     return slot_seconds - float(rate.test_seconds or 0.0) * concurrency
 
 
-def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, batch_size: int, eta: int, money_left: Decimal, usd_per_hour: Decimal, concurrency: int = 1):
+def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, batch_size: int, eta: int, money_left: Decimal, usd_per_hour: Decimal,
+                  concurrency: int = 1, paces: dict | None = None):
     """(method plans, forecast, words, dropped, seconds the cheapest useful trial needs) of the
     option the learning curves value most (budgetft.planner.prior). Each option keeps its own
     model's held-out test back from `seconds` and prices evaluations at its own model's rate."""
@@ -306,7 +312,8 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
             mine = _after_test(rate, slot_seconds, concurrency)
             evals = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
             found += prior.options_for(method, rate.seconds_per_step, curve, mine, costs.trial_startup_seconds + rate.trial_seconds,
-                                       evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD, costs.selection_rows)
+                                       evals, max_steps, batch_size, MAX_TRIALS_PER_METHOD, costs.selection_rows,
+                                       costs.test_rows, (paces or {}).get(method) or Pace())
         return found
 
     options = all_options(seconds)
@@ -337,7 +344,8 @@ def _prior_guided(rates, curves, costs: Costs, seconds: float, max_steps: int, b
     forecast = {
         "method": best.method, "trials": best.trials, "steps": best.steps,
         "lift_points": round(best.lift, 1), "low_points": round(best.low, 1), "high_points": round(best.high, 1),
-        "basis": curve.source,
+        "coverage": COVERAGE, "sd_points": round(best.sd, 2), "sd_parts": dict(best.parts), "examples": best.examples,
+        "bias_points": round(curve.bias, 2), "basis": curve.source,
         "double_budget_lift_points": round(doubled.lift, 1) if doubled else None,
     }
     more = next((o for o in options if o.method == best.method and o.trials == best.trials + 1), None)

@@ -57,6 +57,7 @@ def run_costs(
         trial_startup_seconds=Costs.trial_startup_seconds + planned_seconds(task.job, 1 / eval_rows_per_s),
         reserve_seconds=RESERVE_SECONDS,
         selection_rows=len(task.eval),
+        test_rows=len(task.test) if task.test is not None else None,
     )
 
 

@@ -13,9 +13,18 @@ from budgetft import methods
 from budgetft.methods.phased import scoring_passes, steps_of
 from budgetft.models.placement import placement_for
 from budgetft.planner import costs as around
-from budgetft.planner.budget import NO_CURVE, Costs, MethodRate, Plan, never_learns, plan_budget
+from budgetft.planner.budget import (
+    NO_CURVE,
+    Costs,
+    MethodRate,
+    Plan,
+    never_learns,
+    plan_budget,
+)
 from budgetft.planner.costs import CALIBRATION_STEPS, run_costs
 from budgetft.planner.curves import Curve, curves_for
+from budgetft.planner.curves import paces as paces_of
+from budgetft.planner.forecast import Pace
 from budgetft.planner.memory_plan import device_plan
 from budgetft.planner.options import Choice, choices
 from budgetft.planner.rates import offline_rates
@@ -35,6 +44,7 @@ class PlanInputs:
     options: list[Choice]  # the options planned (those with curves when any has one)
     source: str  # where the rates came from, in words
     all_curves: dict[str, Curve] | None = None  # every option's curve, measured or not (why one got no trials)
+    paces: dict[str, Pace] | None = None  # option key -> how this machine's trials kept to their planned steps
 
 
 def considered(job) -> tuple[list[Choice], dict[str, Curve]]:
@@ -96,7 +106,8 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
     loads = (calibration or {}).get("load_seconds_by_model") or {}
     costs = run_costs(tasks[lead], rates, eval_rates[lead], calibration_steps, baselines_done=baselines_done, calibration_done=calibration is not None,
                       load_seconds=max(loads.values(), default=None))
-    return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves)
+    paces = {c.key: Pace.of(paces_of(c.model, job.data.name, c.method)) for c in options if c.key in rates}
+    return PlanInputs(rates, {k: v for k, v in curves.items() if k in rates}, costs, eval_rates, options, source, curves, paces)
 
 
 def _default_point(job, method_name: str):
@@ -190,4 +201,4 @@ def budget_check(
     inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.busy_slowdown(),
                          baselines_done=baselines_done, calibration_steps=calibration_steps)
     return plan_budget(cap, spent, usd_per_hour, inputs.rates, inputs.costs, job.train.max_steps, concurrency=concurrency,
-                       curves=inputs.curves, batch_size=job.train.batch_size)
+                       curves=inputs.curves, batch_size=job.train.batch_size, paces=inputs.paces)

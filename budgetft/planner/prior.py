@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from budgetft.planner.forecast import Pace, forecast
+
 # What the best of k configurations sampled around a known-good default adds to the default's
 # lift, in points: the expected maximum of k standard normals times an assumed spread of one
 # point between such configurations. Our assumption (stated, not measured here), and small on
@@ -52,18 +54,23 @@ class Option:
     steps: int
     seconds: float  # expected machine (slot) seconds
     lift: float  # forecast points over the majority, configuration choice included
-    low: float
+    low: float  # the forecast's range (budgetft.planner.forecast.COVERAGE of outcomes inside it)
     high: float
     min_steps: int  # the fewest steps the curve says this method needs to learn the task
     asha: bool = False
     grace: int = 0
     rungs: tuple[int, ...] = ()
+    sd: float = 0.0  # the forecast's standard deviation, points
+    parts: tuple[tuple[str, float], ...] = ()  # (reason, its standard deviation in points): budgetft.planner.forecast
+    examples: int = 0  # the size the curve was read at
 
 
 def options_for(method: str, seconds_per_step: float, curve, seconds: float, trial_startup: float, eval_seconds: float,
-                max_steps: int, batch_size: int, max_trials: int, selection_rows: int | None = None) -> list[Option]:
+                max_steps: int, batch_size: int, max_trials: int, selection_rows: int | None = None,
+                test_rows: int | None = None, pace: Pace = Pace()) -> list[Option]:
     """The viable k-trial options of one method within `seconds` of slot time; the best of k is
-    chosen on `selection_rows` rows (best_of_bonus)."""
+    chosen on `selection_rows` rows (best_of_bonus), and the outcome judged on `test_rows` rows
+    at this machine's `pace` (budgetft.planner.forecast)."""
     examples = curve.examples_to_learn()
     if examples is None:
         return []
@@ -77,9 +84,9 @@ def options_for(method: str, seconds_per_step: float, curve, seconds: float, tri
         steps = min(max_steps, math.floor((seconds - k * per_trial) / (k * seconds_per_step))) if seconds > k * per_trial else 0
         if steps < min_steps:
             break
-        point = curve.at(steps * batch_size)
-        bonus = best_of_bonus(k, selection_rows)
-        found.append(Option(method, k, steps, k * (per_trial + steps * seconds_per_step), point.lift + bonus, point.low + bonus, point.high + bonus, min_steps))
+        f = forecast(curve, steps * batch_size, best_of_bonus(k, selection_rows), test_rows, pace)
+        found.append(Option(method, k, steps, k * (per_trial + steps * seconds_per_step), f.lift, f.low, f.high, min_steps,
+                            sd=f.sd, parts=tuple(f.parts.items()), examples=f.examples))
         if steps < max_steps and k >= 2 and found[-2].lift > found[-1].lift:
             break  # more trials only shorten each one further
     return found

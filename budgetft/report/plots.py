@@ -27,7 +27,7 @@ ENDED_MARKERS = {"finished": "o", "stopped_early": "v", "stopped_by_cap": "s", "
                  "running": "D", "interrupted": "D"}
 CATEGORY_COLORS = {"boot": "#8c564b", "upload": "#e377c2", "baselines": "#7f7f7f", "calibration": "#bcbd22",
                    "training": "#1f77b4", "evaluation": "#2ca02c", "overhead": "#ff7f0e", "report": "#17becf",
-                   "teardown": "#9467bd"}
+                   "teardown": "#9467bd", "minimum": "#c7c7c7"}
 
 
 def _place_labels(fig, ax, labels: list[tuple[str, float, float, str]]) -> None:

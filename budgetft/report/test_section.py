@@ -41,8 +41,9 @@ def forecast_sentence(forecast: dict | None, test: dict | None) -> str | None:
     """The plan's forecast beside the outcome, in points over the majority."""
     if not forecast:
         return None
+    coverage = f"{100 * forecast['coverage']:.0f}% range" if forecast.get("coverage") else "range"
     text = (f"the plan forecast {fmt.points(forecast['lift_points'])} points over the majority "
-            f"(range {fmt.points(forecast['low_points'])} to {fmt.points(forecast['high_points'])}; {forecast.get('basis')})")
+            f"({coverage} {fmt.points(forecast['low_points'])} to {fmt.points(forecast['high_points'])}; {forecast.get('basis')})")
     lift = ((test or {}).get("vs_majority") or {}).get("lift_points")
     if lift is not None:
         inside = forecast["low_points"] <= lift <= forecast["high_points"]

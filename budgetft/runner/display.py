@@ -167,9 +167,15 @@ def plan_table(plan, n_trials: int | None = None) -> Group:
         f = plan.forecast
         double = f.get("double_budget_lift_points")
         lines.append(Text(
-            f"forecast: {f['lift_points']:+.1f} points over the majority answer on held-out rows (range {f['low_points']:+.1f} to "
-            f"{f['high_points']:+.1f}; {f['basis']})" + (f"; double the budget: {double:+.1f}" if double is not None else "")
+            f"forecast: {f['lift_points']:+.1f} points over the majority answer on held-out rows "
+            f"({100 * f.get('coverage', 0.8):.0f}% range {f['low_points']:+.1f} to {f['high_points']:+.1f}; {f['basis']})"
+            + (f"; double the budget: {double:+.1f}" if double is not None else "")
         ))
+        parts = f.get("sd_parts") or {}
+        if parts:
+            words = {"seed": "the seed", "prior": "the curve's own error", "test_rows": "the test rows", "pace": "this machine's pace"}
+            lines.append(Text("  the range: " + ", ".join(f"±{v:.1f} from {words.get(k, k)}" for k, v in parts.items())
+                              + (f"; the curve moved {f['bias_points']:+.1f} points by this machine's earlier runs" if f.get("bias_points") else "")))
     for method, why in plan.dropped.items():
         lines.append(Text(f"{method}: no trials ({why})", style="yellow"))
     return Group(*lines)

@@ -53,7 +53,8 @@ def plan_round(
     previous = run.plan()
     try:
         plan = plan_budget(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps,
-                           concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size)
+                           concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size,
+                           paces=inputs.paces)
     except BudgetTooSmall as exc:
         if again:
             note(f"no further round: ${ledger.cap - used} left does not buy one more useful trial")

@@ -61,32 +61,49 @@ PRIOR = Curve("m", "d", "full", (Point(800, 0.0, -4.8, 4.8), Point(3200, 2.8, -4
               "shipped prior: measured on 400 rows, seeds 0-3, CPU")
 
 
-def test_the_prior_counts_its_seeds():
-    assert curves._shipped_runs(PRIOR) == 4
-    assert curves._shipped_runs(Curve("m", "d", "x", (), "shipped prior: seeds 0,1, bfloat16")) == 2
-    assert curves._shipped_runs(Curve("m", "d", "x", (), "shipped prior: a paper")) == 1
+def test_this_machines_outcomes_move_the_whole_prior_by_a_shrunk_bias():
+    """One run 6 points below the prior moves it a little (its own noise is large: the seed
+    spread and 200 selection rows); eight such runs move it most of the way; every size moves by
+    the same amount, since a machine whose runs read low at 8,000 examples reads low at 3,200 too."""
+    one = Curve("m", "d", "full", (Point(8000, 3.5, -3.4, 10.4, runs=1, rows=200),), "measured in 1 earlier run(s) on this machine")
+    moved = curves.corrected(PRIOR, one)
+    per_run = curves.PRIOR_BIAS_SD**2 + curves.rows_sd(200) ** 2  # the prior has no seed sd: the bias sd stands in
+    shrink = curves.PRIOR_BIAS_SD**2 / (curves.PRIOR_BIAS_SD**2 + per_run)
+    assert moved.bias == pytest.approx(-6.0 * shrink) and -2.0 < moved.bias < -0.5
+    assert moved.at(3200).lift == pytest.approx(2.8 + moved.bias) and moved.at(8000).lift == pytest.approx(9.5 + moved.bias)
+    assert moved.bias_runs == 1 and moved.bias_sd < curves.PRIOR_BIAS_SD
+    eight = curves.corrected(PRIOR, Curve("m", "d", "full", (Point(8000, 3.5, -3.4, 10.4, runs=8, rows=200),), "x"))
+    assert -6.0 < eight.bias < -3.5 and eight.bias_sd < moved.bias_sd
+    assert "moved" in eight.source and "shipped prior" in eight.source
 
 
-def test_a_stalled_run_on_this_machine_widens_the_forecast_to_include_it():
-    # Four prior seeds say +9.5 (4.4..15.4) at 8,000 examples; this machine saw one run stall at
-    # +0.0 there. The merged point is the runs-weighted mean, and the range reaches down to the
-    # stall's own interval: a forecast that claims 4.4 at the least would be refuted by a rerun.
-    stall = Curve("m", "d", "full", (Point(8000, 0.0, -6.93, 6.93, runs=1),), "measured in 1 earlier run(s) on this machine")
-    both = curves.merged(PRIOR, stall)
-    at = both.at(8000)
-    assert at.lift == pytest.approx((4 * 9.5 + 1 * 0.0) / 5)
-    assert at.low == pytest.approx(-6.93) and at.high == pytest.approx(15.4)
-    # Sizes this machine never measured keep the prior alone.
-    assert both.at(3200) == Point(3200, 2.8, -4.8, 9.6)
-    assert "earlier run" in both.source and "shipped prior" in both.source
-
-
-def test_curves_for_merges_this_machines_runs_into_the_prior():
+def test_curves_for_corrects_the_prior_with_this_machines_outcomes():
     curves.remember("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full", [(8000, 0.0)], rows=200)
     curve = curves.curves_for("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", ["full"])["full"]
     shipped = curves.shipped_curves()[curves.key("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full")]
-    assert curve.at(8000).low < shipped.at(8000).low and curve.at(8000).lift < shipped.at(8000).lift
-    assert curve.at(3200) == shipped.at(3200)
+    assert curve.bias < 0 and curve.at(8000).lift == pytest.approx(shipped.at(8000).lift + curve.bias)
+
+
+def test_a_run_stores_its_trials_final_outcome_and_pace_not_asha_rungs(tmp_path):
+    """Only trials that ran their schedule to its end say where the curve (end-of-schedule points)
+    stands; ASHA's stopped trials ended mid-schedule. The pace is steps trained against planned."""
+    import math
+    from types import SimpleNamespace
+
+    from budgetft.rundir import RunDir, TrialRecord
+    from budgetft.files import write_json
+
+    run = RunDir(tmp_path / "run")
+    write_json(run.baselines_json, {"majority": {"accuracy": 0.6}})
+    run.write_trial(TrialRecord(trial_id="t001", method="full", status="finished", max_steps=1000, steps=1150,
+                                evals=[{"step": 1150, "accuracy": 0.66, "n": 200}]))
+    run.write_trial(TrialRecord(trial_id="t002", method="full", status="stopped_early", max_steps=1000, steps=111,
+                                evals=[{"step": 111, "accuracy": 0.6, "n": 200}]))
+    job = SimpleNamespace(train=SimpleNamespace(batch_size=8), model=SimpleNamespace(name="m"), data=SimpleNamespace(name="d"))
+    curves.learned_from(job, run)
+    (point,) = curves.stored_curves()[curves.key("m", "d", "full")].points
+    assert point.examples == 9200 and point.lift == pytest.approx(6.0) and point.rows == 200
+    assert curves.paces("m", "d", "full") == [pytest.approx(round(math.log(1.15), 4))]
 
 
 MINILM = ("sentence-transformers/all-MiniLM-L6-v2", "google/boolq", "full")

@@ -76,26 +76,29 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
     assert first.max_steps >= 14 and run.has_weights(first.trial_id)
     # the round's only trial may stretch to what the money buys, up to the job's max_steps
     assert plan["trials"][0]["extend_to"] == 400 and first.steps <= 400
-    # Scored once: at its end, or at the last step the money paid for together with an
-    # evaluation (where it then stopped: the cap never lands between its last steps and it).
+    # Scored once: at its end (the planned one, or where the money moved it on a busy machine), or
+    # at the last step the money paid for together with an evaluation (where it then stopped: the
+    # cap never lands between its last steps and it).
+    end = (first.end_moved or {}).get("to") or first.max_steps
     assert all(len(t.evals) <= 1 for t in trials)
-    assert [e["step"] for e in first.evals] in ([first.max_steps], [first.steps], [])
+    assert [e["step"] for e in first.evals] in ([end], [first.steps], [])
     assert first.evals or first.status == "stopped_by_cap", result.output
     assert set(json.loads(run.calibration_json.read_text())["methods"]) == {"full"}  # only what the plan may use
     test = run.test()
     winner = run.winner()  # never a trial that was not evaluated
     assert test["winner"] == (winner.trial_id if winner else None) and test.get("chosen_by") in (None, "selection accuracy")
     assert "Forecast" in (out / "report.md").read_text()
-    # The run's selection-row scores join this machine's curve for the next plan (its test rows do not).
-    # Each evaluated trial adds its points where its evaluations were: an end that moved with the
-    # money is read from the trial's record, not from the plan.
+    # The run's selection-row scores join this machine's curve for the next plan (its test rows do
+    # not): each trial that ran its schedule to its end adds its last evaluation, at the end it
+    # reached (read from its record, not from the plan), and its pace against the plan.
     runs = curves._read_store()[curves.key(model, "tiny", "full")]
-    evaluated = [t for t in run.trials() if t.evals]  # in the order the run stored them
-    assert len(runs) == min(curves.KEPT_RUNS, 1 + len(evaluated))
-    kept = evaluated[-(len(runs) - 1):] if len(evaluated) < curves.KEPT_RUNS else evaluated[-len(runs):]
-    if len(evaluated) < curves.KEPT_RUNS:
+    finished = [t for t in run.trials() if t.evals and t.status == "finished"]
+    assert len(runs) == min(curves.KEPT_RUNS, 1 + len(finished))
+    kept = finished[-(len(runs) - 1):] if len(finished) < curves.KEPT_RUNS else finished[-len(runs):]
+    if len(finished) < curves.KEPT_RUNS:
         assert runs[0]["points"][-1][0] == 3200  # the earlier run, still kept
-    assert sorted(e for run_ in runs[len(runs) - len(kept):] for e, _ in run_["points"]) == sorted(e["step"] * 8 for t in kept for e in t.evals)
+    assert [run_["points"] for run_ in runs[len(runs) - len(kept):]] == [[[t.evals[-1]["step"] * 8, pytest.approx(run_["points"][0][1])]] for t, run_ in zip(kept, runs[len(runs) - len(kept):])]
+    assert all(len(run_["pace"]) == 1 for run_ in runs[len(runs) - len(kept):])
 
 
 def test_trials_of_a_run_share_the_frozen_blocks_states(tiny_job_data, tmp_path):
