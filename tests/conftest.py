@@ -88,6 +88,15 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def real_cache(monkeypatch):
+    """The user's cache (or BUDGETFT_TEST_CACHE): the embedded SmolLM2's converted copy (~25-45 s
+    to make) is made once per machine and shared by every test that loads it."""
+    monkeypatch.delenv("BUDGETFT_CACHE", raising=False)
+    if os.environ.get("BUDGETFT_TEST_CACHE"):
+        monkeypatch.setenv("BUDGETFT_CACHE", os.environ["BUDGETFT_TEST_CACHE"])
+
+
+@pytest.fixture
 def tiny_job_data(tiny_model_dir, tmp_path) -> dict:
     return tiny_job_dict(tiny_model_dir, tmp_path)
 

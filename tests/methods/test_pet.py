@@ -25,7 +25,7 @@ from budgetft.task import prepare_task
 from budgetft.train.trial import TrialSettings, run_trial
 from tests.conftest import make_rows, tiny_job_dict, write_jsonl
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("pet")]  # its module fixtures are built once, on one test worker
 
 # Two more wordings of the tiny job's template, over the same fields.
 PATTERNS = ["question : {question} ? passage : {passage} . answer :", "{passage} . is it there ? {question} ?"]

@@ -4,8 +4,6 @@ Converting the GGUF file takes ~25 s once per machine (cached under ~/.cache/bud
 the steps take ~10 s each on 2 CPU cores, so rows are kept short here.
 """
 
-import os
-
 import pytest
 
 from budgetft.spec import load_job
@@ -13,14 +11,6 @@ from budgetft.task import prepare_task
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.scoring.rows import evaluate
 from budgetft.scoring.baselines import majority_baseline
-
-
-@pytest.fixture
-def real_cache(monkeypatch):
-    # The converted model is worth keeping between test runs: use the user's cache.
-    monkeypatch.delenv("BUDGETFT_CACHE", raising=False)
-    if os.environ.get("BUDGETFT_TEST_CACHE"):
-        monkeypatch.setenv("BUDGETFT_CACHE", os.environ["BUDGETFT_TEST_CACHE"])
 
 
 @pytest.mark.slow

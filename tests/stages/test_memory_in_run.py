@@ -23,6 +23,9 @@ from budgetft.spec import load_job
 from budgetft.stages import device_memory
 from budgetft.stages.plan import load_failures, trial_specs
 
+# Its module fixtures (a run, built once) stay on one test worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("memory_in_run")
+
 JOB = Path(__file__).resolve().parents[2] / "jobs" / "qwen2.5-1.5b-boolq.yaml"
 GPU = "NVIDIA Fake 16GB"
 

@@ -125,7 +125,9 @@ def test_money_that_asha_frees_buys_another_round(tiny_job_data, tmp_path, monke
 
     monkeypatch.setattr(TuneSession, "round", simulated_round)
     tiny_job_data["methods"] = {"bitfit": {"learning_rate": {"loguniform": [1e-3, 1e-1]}}}
-    tiny_job_data["train"]["max_steps"] = 12
+    # Trials long enough that the cap buys a few dozen of them, not hundreds: the rounds are
+    # what is tested, and each trial costs the report and the planner time.
+    tiny_job_data["train"]["max_steps"] = 600
     tiny_job_data["eval"]["limit"] = 20
     job = tmp_path / "rounds.yaml"
     job.write_text(yaml.safe_dump(tiny_job_data))

@@ -76,7 +76,9 @@ def test_a_ray_cluster_already_up_is_not_ours(tiny_job_data, tmp_path):
     output."""
     ray_bin = Path(sys.executable).with_name("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([str(ray_bin), "start", "--head", "--num-cpus=2", "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=120)
+    port = _free_port()
+    started = subprocess.run([str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--disable-usage-stats", "--include-dashboard=false"],
+                             capture_output=True, text=True, env=env, timeout=120)
     assert started.returncode == 0, started.stderr
     try:
         job = write_job(tiny_job_data, tmp_path, {"bitfit": {"learning_rate": [3e-3]}}, max_steps=12)
@@ -88,7 +90,49 @@ def test_a_ray_cluster_already_up_is_not_ours(tiny_job_data, tmp_path):
         assert RunDir(tmp_path / "attached").trials()[0]["status"] == "finished"
         assert "Connecting to existing Ray cluster" not in attached.output and "INFO" not in attached.output
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _stop_cluster(port)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop_cluster(port: int) -> None:
+    """End the processes of the cluster whose GCS listens on `port`, and only those: `ray stop`
+    would end every Ray on the machine, the other test workers' runs among them. Its processes
+    name its session directory (or its GCS port); its agents and workers are their children."""
+    import re
+
+    from ray._private.utils import get_ray_address_file
+
+    def args(proc) -> str:
+        try:
+            return " ".join(proc.cmdline())
+        except psutil.Error:
+            return ""
+
+    processes = list(psutil.process_iter())
+    session = next((m.group(1) for p in processes if f"--gcs_server_port={port}" in args(p) for m in [re.search(r"--session-name=(\S+)", args(p))] if m), None)
+    ours = re.compile(rf"[:=]{port}\b" + (f"|{re.escape(session)}" if session else ""))
+    mine = {p.pid: p for p in processes if ours.search(args(p))}
+    for proc in list(mine.values()):
+        try:
+            mine.update({c.pid: c for c in proc.children(recursive=True)})
+        except psutil.Error:
+            pass
+    for proc in mine.values():
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(mine.values()), timeout=10)
+    address_file = Path(get_ray_address_file(None))
+    if address_file.exists() and address_file.read_text().strip().endswith(f":{port}"):
+        address_file.unlink(missing_ok=True)  # as `ray stop` does: no later ray.init finds it
 
 
 def _wait_for(predicate, timeout: float, what: str):

@@ -26,6 +26,9 @@ from tests.conftest import make_rows, tiny_job_dict, write_jsonl
 runner = CliRunner()
 SAME_PROBABILITY = 1e-5
 
+# Its module fixtures (a run, built once) stay on one test worker (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("predict_export")
+
 # Runs the model card's recipe on rows.jsonl, from inside the export folder, with budgetft
 # unimportable, and prints each row's probabilities as one JSON list.
 PLAIN_SCRIPT = r'''
