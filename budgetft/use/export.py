@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from budgetft import methods
 from budgetft.files import read_json
+from budgetft.models import cache as model_cache
 from budgetft.report.hardware import hardware_summary
 from budgetft.report.summary import summarize
 from budgetft.use import UseError, bridge
@@ -152,6 +153,10 @@ def _copy_adapter(chosen: Any, task: Any, to: Path) -> None:
 def _save_full(chosen: Any, task: Any, to: Path, merged: bool) -> None:
     model = load_chosen(chosen, task)
     if merged:
+        # Merging adds the adapters' product into the base weights in place, and this model's
+        # base tensors are the process's held copy (budgetft.models.cache): drop that copy first,
+        # so no later load in this process (predict, the trackers' export) reads merged weights.
+        model_cache.release()
         model = model.merge_and_unload()
     plain = plain_model(model, task.model.architecture, task.class_names, drop=(bridge.class_bias_attribute(),))
     plain.save_pretrained(str(to))

@@ -34,7 +34,7 @@ def test_train_table_output(tiny_job_file):
 def test_bad_input_exits_2_with_the_fix(tiny_job_file, tmp_path):
     result = runner.invoke(app, ["train", str(tiny_job_file), "--set", "data.files.train=" + str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "data file not found" in result.output
-    result = runner.invoke(app, ["train", str(tiny_job_file), "--method", "qlora"])
+    result = runner.invoke(app, ["train", str(tiny_job_file), "--method", "galore"])
     assert result.exit_code == 2 and "valid methods: lora" in result.output
     result = runner.invoke(app, ["train", "no-such-job"])
     assert result.exit_code == 2 and "job 'no-such-job' not found" in result.output
@@ -82,7 +82,7 @@ def test_methods_option_keeps_the_jobs_spaces_of_the_chosen_methods(tiny_job_fil
     result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "5", "--price-per-hour", "36", "--no-calibrate", "--methods", "bitfit"])
     assert result.exit_code == 0, result.output
     assert "bitfit" in result.output and "│ lora" not in result.output
-    result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "5", "--price-per-hour", "36", "--no-calibrate", "--methods", "qlora"])
-    assert result.exit_code == 2 and "--methods: unknown method 'qlora'; valid methods: lora" in result.output
+    result = runner.invoke(app, ["plan", str(tiny_job_file), "--budget", "5", "--price-per-hour", "36", "--no-calibrate", "--methods", "galore"])
+    assert result.exit_code == 2 and "--methods: unknown method 'galore'; valid methods: lora" in result.output
     result = runner.invoke(app, ["run", str(tiny_job_file), "--resume", str(tiny_job_file.parent), "--methods", "lora"])
     assert result.exit_code == 2 and "--methods cannot change a run being resumed" in result.output

@@ -33,6 +33,7 @@ ISSUE_METHODS = [
     "ln_tuning", "last_k", "houlsby", "pfeiffer", "mezo",
 ]
 NEW_METHODS = ["siva", "pasta", "mezo_top_k", "lst", "adamix", "fish_mask", "mezo_lst", "pet", "ipet"]  # issue 15: the methods no library ships
+GPU_METHODS = ["qlora"]  # issue 26: LoRA over a 4-bit base
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -44,9 +45,9 @@ def test_registry_has_every_method_of_the_issue():
 
 def test_unknown_method_lists_valid_ones():
     with pytest.raises(KeyError) as err:
-        methods.get("qlora")
+        methods.get("galore")
     message = err.value.args[0]
-    assert "unknown method 'qlora'; valid methods:" in message
+    assert "unknown method 'galore'; valid methods:" in message
     assert all(name in message for name in methods.names())
 
 
@@ -366,7 +367,7 @@ def test_methods_command_lists_every_method_with_counts(tiny_job_file, tiny_mode
     result = CliRunner().invoke(app, ["methods", str(tiny_job_file), "--set", "methods.lora.r=4", "--json"])
     assert result.exit_code == 0, result.output
     listing = json.loads(result.stdout[result.stdout.index("{"):])
-    assert [m["method"] for m in listing["methods"]] == [*ISSUE_METHODS, *NEW_METHODS]
+    assert [m["method"] for m in listing["methods"]] == [*ISSUE_METHODS, *NEW_METHODS, *GPU_METHODS]
     assert listing["architecture"] == DECODER
     assert listing["parameters"] == sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
     by_name = {m["method"]: m for m in listing["methods"]}

@@ -25,6 +25,12 @@ def test_hub_name_resolves_to_hub_when_reachable(hub_up, monkeypatch):
     class FakeModel:
         config = type("C", (), {"use_cache": True})()
 
+        def parameters(self):
+            return iter(())
+
+        def buffers(self):
+            return iter(())
+
     def fake_from_pretrained(name, **kwargs):
         calls["model"] = (name, kwargs)
         return FakeModel()
