@@ -24,14 +24,16 @@ def test_sigterm_mid_trial_reports_and_exits_143(tiny_job_data, tmp_path):
     job.write_text(yaml.safe_dump(tiny_job_data))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", "2", "--price-per-hour", "36", "--out", str(out)]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = tmp_path / "driver.err"  # a file, not a pipe: an unread pipe that fills blocks the driver
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, start_new_session=True)
     run = RunDir(out)
     deadline = time.time() + 300
     while not any(t.get("steps", 0) >= 2 and t.get("status") == "running" for t in run.trials()):
         assert driver.poll() is None and time.time() < deadline, "no trial trained"
         time.sleep(0.1)
     driver.send_signal(signal.SIGTERM)
-    _, stderr = driver.communicate(timeout=300)
+    driver.wait(timeout=300)
+    stderr = log.read_text()
     assert driver.returncode == 143, stderr
     assert "SIGTERM received" not in stderr and "Traceback" not in stderr  # Ray's crash handler stays out
     assert "interrupted by SIGTERM" in stderr and f"budgetft run --resume {out}" in stderr

@@ -154,9 +154,16 @@ def test_kill_9_during_tuning_then_resume_leaves_nothing_behind(tiny_job_data, t
     job = write_job(tiny_job_data, tmp_path, {"full": {"learning_rate": [3e-3, 1e-3]}}, max_steps=400)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", "0.9", "--price-per-hour", "36", "--out", str(out)]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # stderr to a file: an unread pipe fills (64 KiB of a busy machine's warnings) and blocks the driver.
+    log = tmp_path / "driver.err"
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, start_new_session=True)
     run = RunDir(out)
-    _wait_for(lambda: any(t.get("steps", 0) >= 2 for t in run.trials()), 180, "a trial to train")
+    def trained() -> bool:
+        if driver.poll() is not None:  # it ended before training: say why, not "timed out"
+            raise AssertionError(f"the driver exited {driver.returncode} before a trial trained: {log.read_text()[-3000:]}")
+        return any(t.get("steps", 0) >= 2 for t in run.trials())
+
+    _wait_for(trained, 300, "a trial to train")
     record = cache_root() / "ray-sessions" / f"{driver.pid}.json"
     recorded = json.loads(record.read_text())["processes"]
     assert recorded, "the run recorded its Ray processes"
