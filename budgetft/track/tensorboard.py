@@ -32,6 +32,10 @@ CURVES_NOTES = "curves.json"  # in a trial's folder: how its curves were written
 FLUSH_S = 5  # the writer flushes this often: the driver forwards a trial's curves within ~this
 SPEND_EVERY_S = 5.0  # the run's spend is read from the ledger at most this often per trial
 CLOSE_WAIT_S = 5.0  # a trial's last points may wait this long at its end (its worker is exiting)
+# Opening a trial's event file first imports tensorboardX and protobuf in its worker: ~1 s idle,
+# past the outbox's 10 s call timeout on a machine busy with other runs (seen at a load of 13).
+# It runs on the outbox's thread, never in a paid step, so it may take this long.
+OPEN_TIMEOUT_S = 60.0
 
 
 def trial_events_dir(run_root: Path, trial_id: str) -> Path:
@@ -52,7 +56,7 @@ class TrialCurves:
         self.writer = None
         self._spend_read = 0.0
         self.outbox = Outbox("tensorboard")
-        self.outbox.put(self._open, config or {}, what="opening the trial's event file")
+        self.outbox.put(self._open, config or {}, what="opening the trial's event file", timeout_s=OPEN_TIMEOUT_S)
 
     @classmethod
     def for_trial(cls, run_root: Path, trial_id: str, trial_folder: Path, ledger: Path, config: dict) -> "TrialCurves":
