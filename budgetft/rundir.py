@@ -130,12 +130,14 @@ class RunInfo(Record):
 class PlanRecord(Record):
     """plan.json: the latest round's plan (budgetft.planner.Plan.to_json) with the run's history:
     `round`, `rounds` (every round's plan and its trial ids) and `trials` (every trial planned
-    so far, each a trial spec), or `refused` when not one useful trial fitted."""
+    so far, each a trial spec), or `no_trials` when, calibration paid, not even one short trial
+    fitted (`refused`: the same, as runs before issue 27 wrote it)."""
 
     round: int = 0
     rounds: list[dict] = []
     trials: list[dict] = []
     refused: str | None = None
+    no_trials: str | None = None
 
 
 class TrialRecord(Record):

@@ -191,14 +191,15 @@ def budget_check(
 ) -> Plan:
     """The plan's own arithmetic, before anything is spent: the plan a run would make, with
     this run's calibrated rates when it has them (a resumed run), else with the rates stored
-    for this machine (or estimated) slowed by budgetft.planner.costs.busy_slowdown, stages
-    included. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
+    for this machine (or estimated) slowed by the fixed budgetft.planner.costs.PRECHECK_MARGIN,
+    stages included: the minimum depends on the job, the price and the stored rates, never on
+    what else the machine is doing at that second, so `plan` and `run` quote the same one. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
     trial. `tasks`: the job's model name -> its prepared task (one per model). On a GPU, a job
     none of whose options fits its memory however laid out (budgetft.planner.memory_plan) is
     refused first (NothingFits, with the numbers and the smallest GPU that would hold it)."""
     if device_type() == "cuda":
         device_plan(job, considered(job)[0], gpu_memory_bytes() or 0.0, placement_for().weight_dtype, device_name())
-    inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.busy_slowdown(),
+    inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.PRECHECK_MARGIN,
                          baselines_done=baselines_done, calibration_steps=calibration_steps)
     return plan_budget(cap, spent, usd_per_hour, inputs.rates, inputs.costs, job.train.max_steps, concurrency=concurrency,
                        curves=inputs.curves, batch_size=job.train.batch_size, paces=inputs.paces)
