@@ -138,6 +138,9 @@ class PlanRecord(Record):
     trials: list[dict] = []
     refused: str | None = None
     no_trials: str | None = None
+    # A resumed run's choice for an interrupted trial with a checkpoint (budgetft.stages.continuation):
+    # [{"trial_id", "from_step", "end", "reaches", "new_trial_steps", "chose", "why", "at"}].
+    continued: list[dict] = []
 
 
 class TrialRecord(Record):
@@ -180,6 +183,11 @@ class TrialRecord(Record):
     # weights lived ("placement"), the micro-batch it ended on, the longest batch it met
     # ("longest_tokens") and "shrunk": [{"what", "at", "from", "to"}], each batch out of memory halved.
     memory: dict | None = None
+    # Its last checkpoint (budgetft.train.checkpoint, in trials/<id>/checkpoint/): {"step", "end",
+    # "at", "bytes", "seconds"}; an interrupted trial keeps it, and a resumed run may go on from it,
+    # each time noted in `continued`: [{"from_step", "at", "steps_lost"}].
+    checkpoint: dict | None = None
+    continued: list[dict] | None = None
 
     def _reached_its_cut(self) -> bool:
         """A trial whose end moved, trained to its new end and evaluated there."""

@@ -64,6 +64,9 @@ class MethodRate:
     # iPET's labelling of unlabelled rows, which grows with its trial's steps: seconds per step,
     # included in seconds_per_step (budgetft.planner.inputs.labelling_seconds_per_step); 0 otherwise.
     labelling_seconds_per_step: float = 0.0
+    # One checkpoint of a trial's training state (budgetft.planner.checkpoints), seconds; its
+    # schedule's cost is included in seconds_per_step.
+    checkpoint_seconds: float = 0.0
 
 
 @dataclass

@@ -12,6 +12,7 @@ from decimal import Decimal
 from budgetft import methods
 from budgetft.methods.phased import scoring_passes, steps_of
 from budgetft.models.placement import placement_for
+from budgetft.planner import checkpoints
 from budgetft.planner import costs as around
 from budgetft.planner.budget import (
     NO_CURVE,
@@ -97,8 +98,11 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         # iPET's labelling grows with its trial's steps: priced into each step (conservatively,
         # linear in them), so the plan buys fewer steps rather than a labelling it cannot pay for.
         labelling = labelling_seconds_per_step(task, method, per_row)
-        step = rate.seconds_per_step + labelling
-        rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step,
+        # The trial's checkpoints (budgetft.planner.checkpoints), priced into each step: their
+        # size from what it trains, their seconds from this disk's measured write speed.
+        saving = checkpoints.checkpoint_seconds(checkpoints.checkpoint_bytes(rate.trainable_params), (calibration or {}).get("write_bytes_per_s"))
+        step = (rate.seconds_per_step + labelling) * (1 + checkpoints.overhead_share(rate.seconds_per_step, saving))
+        rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step, checkpoint_seconds=saving,
                              eval_seconds=len(task.eval) * per_row * passes,
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
                              trial_seconds=phases_seconds(task, method, per_row, steps=0), labelling_seconds_per_step=labelling)

@@ -14,6 +14,7 @@ from typing import Callable
 from budgetft import methods
 from budgetft.money.usd import seconds_to_usd
 from budgetft.planner import BudgetTooSmall, Plan, plan_budget
+from budgetft.planner import checkpoints
 from budgetft.planner.budget import SHORT_MIN_STEPS, plan_short
 from budgetft.planner.configs import trial_configs
 from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency
@@ -24,6 +25,7 @@ from budgetft.planner.split import held_out_rows_for
 from budgetft.rundir import PlanRecord, RunDir
 from budgetft.stages import device_memory
 from budgetft.task import prepare_tasks
+from budgetft.train.checkpoint import continuable
 from budgetft.telemetry.device import device_name, device_type
 
 
@@ -128,6 +130,9 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
                     "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
+            every = checkpoints.every_steps(mp.max_steps, rates[mp.method].seconds_per_step, rates[mp.method].checkpoint_seconds)
+            if every is not None and continuable(runs_as):  # its training state kept on a schedule the plan priced
+                specs[-1].update(checkpoint_every=every, checkpoint_s=round(rates[mp.method].checkpoint_seconds, 3))
             if layout:
                 specs[-1]["memory"] = layout
             passes = planned_scoring_passes(variant, choice.method)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from budgetft.scoring.class_bias import class_bias_of
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix
 from budgetft.train.persist import save_trained
 from budgetft.train.trial import TrialSettings, run_trial
@@ -162,6 +164,8 @@ class Worker:
             self.evaluate_before_money_ends(self.record.steps + 1)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
+        elif what == "checkpoint":  # written while training, priced into its steps by the plan
+            next_s, phase = float(self.spec.get("checkpoint_s") or 0.0), "training"
         else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
             next_s = self.eval_estimate()
             phase = "evaluating"
@@ -281,6 +285,19 @@ class Worker:
         if self.curves is not None:
             self.curves.step(log)
 
+    def on_checkpoint(self, step: int, end: int, model, optimizer, scheduler, schedule) -> None:
+        """The trial's training state at `step`, when it is paid for (budgetft.train.checkpoint):
+        an interruption from here loses only the steps after it."""
+        if not self.may_continue("checkpoint"):
+            return  # the next step's payment stops the trial and says why
+        t0 = time.perf_counter()
+        nbytes = trial_checkpoint.save(self.folder, model, self.spec["method"], self.spec["config"], optimizer, scheduler, schedule,
+                                       step=step, end=end, examples=step * (self.record.batch_size or 0))
+        self.record.checkpoint = {"step": step, "end": end, "at": utc_now(), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3),
+                                  "folder": trial_checkpoint.CHECKPOINT_DIR}
+        self.record.steps = max(self.record.steps, step)
+        self.save()
+
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
@@ -314,7 +331,10 @@ def train_trial(config: dict, ctx: dict) -> None:
         trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
         started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
     )
+    if spec.get("resume_from"):  # an interrupted trial goes on: its record, evaluations and kept weights stay
+        record = continued_record(run, spec, record)
     worker = Worker(spec, ctx, run, record)
+    worker.best = max((e["accuracy"] for e in record.evals), default=-1.0)
     chaos.inject(worker, chaos.parse(ctx.get("chaos")))  # faults on purpose, only when a chaos run asks
     worker.folder.mkdir(parents=True, exist_ok=True)
     worker.save()
@@ -341,6 +361,21 @@ def train_trial(config: dict, ctx: dict) -> None:
     finally:
         worker.curves.close()  # the last points flushed, at most a few seconds
         (worker.folder / PHASE_FILE).unlink(missing_ok=True)
+        if record.status not in ("running", "interrupted"):  # settled for good: nothing will go on from its checkpoint
+            shutil.rmtree(trial_checkpoint.folder_of(worker.folder), ignore_errors=True)
+
+
+def continued_record(run: RunDir, spec: dict, fresh: TrialRecord) -> TrialRecord:
+    """The record of an interrupted trial that goes on from its checkpoint in this worker:
+    running again, its evaluations, kept weights and cost so far kept, and from which step and
+    session it went on said in `continued`."""
+    old = run.trial(spec["trial_id"])
+    if old is None:
+        return fresh
+    step = int((old.checkpoint or {}).get("step") or 0)
+    continued = [*(old.continued or []), {"from_step": step, "at": utc_now(), "steps_lost": max(0, old.steps - step)}]
+    return old.model_copy(update={"status": "running", "stop_reason": None, "stopped_by_meter": None, "ended": None, "error": None,
+                                  "pid": fresh.pid, "steps": step, "continued": continued})
 
 
 def _is_tune_stop(exc: BaseException) -> bool:
@@ -384,6 +419,8 @@ def _train(worker: Worker) -> None:
         on_model=worker.on_model,
         horizon=worker.horizon,
         memory_log=record.memory,
+        checkpoint=(int(spec["checkpoint_every"]), worker.on_checkpoint) if spec.get("checkpoint_every") else None,
+        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
     )
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
