@@ -238,14 +238,13 @@ class Run:
         run_baselines(self.task, run, meter, note)
         calibrate(self.tasks, self.spec, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
         self.tuning = TuneSession(self.spec, run, meter, self.opts.ray_address, on_event=self.display.refresh)
-        # Rounds: money that ASHA freed by stopping trials early buys another round, planned
-        # with what is left, until the next useful trial no longer fits.
         if test_begun(run):  # killed during the held-out test: training was over, the test resumes
             note("the held-out test was interrupted: scoring it now")
             self._held_out_test()
             return
+        # A resumed run first weighs going on with its interrupted trial from its checkpoint; then
+        # rounds: money ASHA freed buys another, planned with what is left, until no useful trial fits.
         rounds = 0
-        # A resumed run first weighs going on with its interrupted trial from its checkpoint.
         pending = continue_interrupted(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, note=note,
                                        calibration_steps=self.opts.calibration_steps) if self.opts.resume else None
         while (planned := pending or (plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
@@ -367,8 +366,7 @@ class Run:
         self.ledger.refresh()
         self.display.final(written)
 
-    def _test_seconds_left(self) -> float:
-        """Machine seconds the cap pays for beyond the report's reserve: what the held-out test may use."""
+    def _test_seconds_left(self) -> float:  # machine seconds the cap pays for beyond the report: the held-out test's
         return max(0.0, self._paid_seconds_left() + SHUTDOWN_MARGIN_S - RESERVE_SECONDS)
 
     def _paid_seconds_left(self) -> float:

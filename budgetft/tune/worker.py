@@ -23,14 +23,12 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 from budgetft import methods
-from budgetft.files import atomic_dir, read_json, write_json
+from budgetft.files import read_json
 from budgetft.methods.counting import count_model
 from budgetft.methods.phased import scoring_passes
-from budgetft.money.ledger import read_charges
 from budgetft.money.machine_meter import stopped_by_cap, wait_for_payment
 from budgetft.quiet import quiet_libraries
 from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
@@ -41,10 +39,10 @@ from budgetft.task import prepare_task
 from budgetft.telemetry.cpu_share import use_free_cores
 from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix
-from budgetft.train.persist import save_trained
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.track.tensorboard import TrialCurves
 from budgetft.tune import chaos
+from budgetft.tune.trial_files import continued_record, error_in_words, save_weights, trial_cost, write_phase
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
@@ -66,41 +64,6 @@ CUT_STEP_MARGIN = 1.10
 BELOW = 0.97  # of the steps the money buys, when the end moves either way
 EXTEND_MIN_STEPS = 10
 EXTEND_MIN_SHARE = 0.05
-
-
-def trial_cost(run: RunDir, trial_id: str) -> str:
-    """Dollars the ledger has charged to one trial so far."""
-    if not run.ledger.exists():
-        return "0"
-    return str(sum((c.amount for c in read_charges(run.ledger) if c.trial == trial_id), start=Decimal(0)))
-
-
-def write_phase(folder: Path, phase: str, next_s: float = 0.0) -> None:
-    """What the worker is doing and how long its next piece of work will take (seconds): the
-    meter charges the slice to that phase and prepays at least `next_s` ahead."""
-    write_json(folder / PHASE_FILE, {"phase": phase, "next_s": round(float(next_s), 3)})
-
-
-def read_phase(folder: Path) -> tuple[str, float] | None:
-    """(phase, next_s), or None when the worker has not started (or has ended)."""
-    try:
-        data = read_json(folder / PHASE_FILE, None)
-    except ValueError:  # written atomically, so only a foreign file can be unreadable
-        return "training", 0.0
-    if data is None:
-        return None
-    return str(data.get("phase") or "training"), float(data.get("next_s") or 0.0)
-
-
-def error_in_words(exc: BaseException) -> str:
-    """One line a user understands for a trial's exception."""
-    import torch
-
-    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        where = "GPU" if "cuda" in str(exc).lower() or "gpu" in str(exc).lower() else "the machine's"
-        return f"ran out of {where} memory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-    return f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -210,7 +173,7 @@ class Worker:
         if target <= step + 1 and not self.record.evals:
             # The money ends now: keep these weights before the last evaluation, which the cap's
             # stop may still cut short, so that the held-out test has a model to score.
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
             self.record.best_step = step
         self.save()
         return target
@@ -309,7 +272,7 @@ class Worker:
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
             self.record.best_step = step
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
         self.save()
         tune.report(
             {
@@ -365,19 +328,6 @@ def train_trial(config: dict, ctx: dict) -> None:
             shutil.rmtree(trial_checkpoint.folder_of(worker.folder), ignore_errors=True)
 
 
-def continued_record(run: RunDir, spec: dict, fresh: TrialRecord) -> TrialRecord:
-    """The record of an interrupted trial that goes on from its checkpoint in this worker:
-    running again, its evaluations, kept weights and cost so far kept, and from which step and
-    session it went on said in `continued`."""
-    old = run.trial(spec["trial_id"])
-    if old is None:
-        return fresh
-    step = int((old.checkpoint or {}).get("step") or 0)
-    continued = [*(old.continued or []), {"from_step": step, "at": utc_now(), "steps_lost": max(0, old.steps - step)}]
-    return old.model_copy(update={"status": "running", "stop_reason": None, "stopped_by_meter": None, "ended": None, "error": None,
-                                  "pid": fresh.pid, "steps": step, "continued": continued})
-
-
 def _is_tune_stop(exc: BaseException) -> bool:
     """Tune ends a stopped trial's function (ASHA at a rung, the cap's stop-all) by raising
     SystemExit in it at its next report (ray.train's session); older releases raised their own
@@ -425,7 +375,7 @@ def _train(worker: Worker) -> None:
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
         # step: the held-out test scores it (budgetft.stages.test).
-        _save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
+        save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
         record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
@@ -441,15 +391,7 @@ def _keep_last_weights(worker: Worker) -> None:
     """Best effort, on the way out: the trained weights of a trial the cap stopped before its
     first evaluation, for the held-out test to score (run with the reserve's time)."""
     try:
-        _save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
+        save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
         worker.record.best_step = worker.record.steps
     except Exception:  # noqa: BLE001 - a failed save must not hide why the trial stopped
         pass
-
-
-def _save_weights(model, spec: dict, path: Path) -> None:
-    """The trial's best weights: the adapter (peft) or the trainable tensors (ours), written
-    whole or not at all (a full disk keeps the previous ones and raises DiskFull)."""
-    if model is None:
-        return
-    atomic_dir(path, lambda folder: save_trained(model, spec["method"], spec["config"], folder), "the trial's weights")
