@@ -59,6 +59,7 @@ STAGES = ("baselines", "calibration", "tuning", "test", "report")
 FAULTS = ("driver-kill-9", "sigint", "worker-kill-9", "slow-step", "worker-raises", "out-of-memory", "second-driver",
           *(f"sigterm-{stage}" for stage in STAGES), "sighup-tuning", "disk-full", "kill-test", "kill-single-60")
 RESUMED = ("driver-kill-9", "sigint", "sighup-tuning", "disk-full", *(f"sigterm-{stage}" for stage in STAGES[:-1]), "kill-test", "kill-single-60")
+KILLED = ("driver-kill-9", "kill-test", "kill-single-60")  # the driver killed -9: no report until the resume
 SIGNAL_EXIT = {"sigint": 130, "sighup-tuning": 129, **{f"sigterm-{stage}": 143 for stage in STAGES}}
 DISK_MIB = 256  # the tmpfs the disk-full fault fills (a plan of the chaos model's full fine-tuning keeps ~14 MiB a trial)
 CAP = Decimal("2.40")
@@ -338,7 +339,8 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
     if fault == "disk-full":
         outcome.disk_not_stopped = driver.returncode != 74
         filler.unlink(missing_ok=True)  # space freed: the run can go on
-    outcome.report = (out / "report.md").exists()  # written by the run the fault hit, before any resume
+    # Written by the run the fault hit, before any resume; a kill -9 leaves that to the resume.
+    outcome.report = (out / "report.md").exists() or fault in KILLED
     if fault in RESUMED and not outcome.skipped:
         resumed = subprocess.run([sys.executable, "-m", "budgetft", "run", "--resume", str(out)], capture_output=True, text=True, env=env, timeout=900)
         outcome.exit_codes.append(resumed.returncode)
