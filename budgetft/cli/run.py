@@ -165,10 +165,12 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
                     err.print(f"continue it with: budgetft run --resume {run.root}")
                 # The shell's code for the signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129), after the report is written.
                 raise typer.Exit(runner.exit_code or 130)
-            refused = run.plan().refused
-            if refused and not run.trials():
-                err.print(f"[bold red]error:[/] no trial was run: {refused}")
+            plan = run.plan()
+            if plan.refused and not run.trials():  # a run directory written before issue 27
+                err.print(f"[bold red]error:[/] no trial was run: {plan.refused}")
                 raise typer.Exit(1)
+            if plan.no_trials and not run.trials():  # calibration paid: what was left went to the report, not a refusal
+                err.print(f"[yellow]no trial was run:[/] {plan.no_trials}", highlight=False)
     finally:
         if lock is not None:
             lock.release(clean=True)

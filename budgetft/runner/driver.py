@@ -45,9 +45,10 @@ from budgetft.runner.signals import StopSignals, Stopped
 from budgetft.spec import JobSpec, dump_job
 from budgetft.stages.baselines import run_baselines
 from budgetft.stages.calibrate import calibrate
+from budgetft.stages.continuation import continue_interrupted
 from budgetft.stages.plan import plan_round, resolve_test_rows
 from budgetft.stages.report import finish
-from budgetft.stages.test import held_out_test
+from budgetft.stages.test import held_out_test, test_begun
 from budgetft.stages.tune import TuneSession
 from budgetft.task import prepare_tasks
 from budgetft.telemetry import TelemetrySampler
@@ -152,6 +153,10 @@ class Run:
             with self.display:
                 if self.report_only:
                     self.display.note(self.resume_note)
+                    if run.calibration_json.exists():  # what is left may still continue a trial or pay for the held-out test
+                        self._stages(new_rounds=False)
+                    else:
+                        self._held_out_test()
                 else:
                     self._stages()
         except KeyboardInterrupt as exc:
@@ -226,16 +231,26 @@ class Run:
     def _writes(self, plan, calibration: dict | None, left: Decimal) -> dict[str, int]:
         return disk_room.run_writes(plan, calibration, self._model_params, disk_room.run_seconds(max(left, Decimal(0)), self.opts.usd_per_hour))
 
-    def _stages(self) -> None:
+    def _stages(self, new_rounds: bool = True) -> None:
+        """Every stage; `new_rounds` False (a resumed run with too little left for a new useful
+        trial): only what is left to finish, an interrupted trial's continuation and the test."""
         run, meter, note = self.run, self.meter, self.display.note
         run_baselines(self.task, run, meter, note)
         calibrate(self.tasks, self.spec, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
         self.tuning = TuneSession(self.spec, run, meter, self.opts.ray_address, on_event=self.display.refresh)
-        # Rounds: money that ASHA freed by stopping trials early buys another round, planned
-        # with what is left, until the next useful trial no longer fits.
+        if test_begun(run):  # killed during the held-out test: training was over, the test resumes
+            note("the held-out test was interrupted: scoring it now")
+            self._held_out_test()
+            return
+        # A resumed run first weighs going on with its interrupted trial from its checkpoint; then
+        # rounds: money ASHA freed buys another, planned with what is left, until no useful trial fits.
         rounds = 0
-        while (planned := plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
-                                     show=self.display.show_plan, calibration_steps=self.opts.calibration_steps)) is not None:
+        pending = continue_interrupted(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, note=note,
+                                       calibration_steps=self.opts.calibration_steps) if self.opts.resume else None
+        while (planned := pending or (plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
+                                                 show=self.display.show_plan, calibration_steps=self.opts.calibration_steps)
+                                      if new_rounds else None)) is not None:
+            pending = None
             rounds += 1
             self._watch_disk(planned[0])
             try:
@@ -272,7 +287,7 @@ class Run:
         if self.tuning is not None:
             self.tuning.close()  # Ray's processes go before the test needs the cores
         self.meter.reserve_usd = seconds_to_usd(RESERVE_SECONDS, self.opts.usd_per_hour)
-        record = held_out_test(self.tasks, self.run, self.meter, self.display.note)
+        record = held_out_test(self.tasks, self.run, self.meter, self.display.note, money_left=self._test_seconds_left)
         if record and record.get("winner"):
             learned_from(self.spec, self.run)  # the next plan for this model and task knows more
 
@@ -350,6 +365,9 @@ class Run:
             self.console.print(f"[red]the ledger's last line could not be written: {exc}[/]")
         self.ledger.refresh()
         self.display.final(written)
+
+    def _test_seconds_left(self) -> float:  # machine seconds the cap pays for beyond the report: the held-out test's
+        return max(0.0, self._paid_seconds_left() + SHUTDOWN_MARGIN_S - RESERVE_SECONDS)
 
     def _paid_seconds_left(self) -> float:
         """Machine seconds the cap still pays for (what is prepaid and unused, and what is left

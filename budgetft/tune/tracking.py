@@ -11,7 +11,7 @@ from ray import tune
 from budgetft.files import read_json
 from budgetft.money.machine_meter import stopped_by_cap
 from budgetft.rundir import RunDir
-from budgetft.tune.worker import read_phase
+from budgetft.tune.trial_files import read_phase
 
 
 def meter_stopped(run_dir: Path) -> bool:

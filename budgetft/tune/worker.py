@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 from budgetft import methods
-from budgetft.files import atomic_dir, read_json, write_json
+from budgetft.files import read_json
 from budgetft.methods.counting import count_model
 from budgetft.methods.phased import scoring_passes
-from budgetft.money.ledger import read_charges
 from budgetft.money.machine_meter import stopped_by_cap, wait_for_payment
 from budgetft.quiet import quiet_libraries
 from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
@@ -38,11 +37,12 @@ from budgetft.scoring.class_bias import class_bias_of
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix
-from budgetft.train.persist import save_trained
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.track.tensorboard import TrialCurves
 from budgetft.tune import chaos
+from budgetft.tune.trial_files import continued_record, error_in_words, save_weights, trial_cost, write_phase
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
@@ -64,41 +64,6 @@ CUT_STEP_MARGIN = 1.10
 BELOW = 0.97  # of the steps the money buys, when the end moves either way
 EXTEND_MIN_STEPS = 10
 EXTEND_MIN_SHARE = 0.05
-
-
-def trial_cost(run: RunDir, trial_id: str) -> str:
-    """Dollars the ledger has charged to one trial so far."""
-    if not run.ledger.exists():
-        return "0"
-    return str(sum((c.amount for c in read_charges(run.ledger) if c.trial == trial_id), start=Decimal(0)))
-
-
-def write_phase(folder: Path, phase: str, next_s: float = 0.0) -> None:
-    """What the worker is doing and how long its next piece of work will take (seconds): the
-    meter charges the slice to that phase and prepays at least `next_s` ahead."""
-    write_json(folder / PHASE_FILE, {"phase": phase, "next_s": round(float(next_s), 3)})
-
-
-def read_phase(folder: Path) -> tuple[str, float] | None:
-    """(phase, next_s), or None when the worker has not started (or has ended)."""
-    try:
-        data = read_json(folder / PHASE_FILE, None)
-    except ValueError:  # written atomically, so only a foreign file can be unreadable
-        return "training", 0.0
-    if data is None:
-        return None
-    return str(data.get("phase") or "training"), float(data.get("next_s") or 0.0)
-
-
-def error_in_words(exc: BaseException) -> str:
-    """One line a user understands for a trial's exception."""
-    import torch
-
-    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        where = "GPU" if "cuda" in str(exc).lower() or "gpu" in str(exc).lower() else "the machine's"
-        return f"ran out of {where} memory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-    return f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -162,6 +127,8 @@ class Worker:
             self.evaluate_before_money_ends(self.record.steps + 1)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
+        elif what == "checkpoint":  # written while training, priced into its steps by the plan
+            next_s, phase = float(self.spec.get("checkpoint_s") or 0.0), "training"
         else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
             next_s = self.eval_estimate()
             phase = "evaluating"
@@ -206,7 +173,7 @@ class Worker:
         if target <= step + 1 and not self.record.evals:
             # The money ends now: keep these weights before the last evaluation, which the cap's
             # stop may still cut short, so that the held-out test has a model to score.
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
             self.record.best_step = step
         self.save()
         return target
@@ -281,6 +248,19 @@ class Worker:
         if self.curves is not None:
             self.curves.step(log)
 
+    def on_checkpoint(self, step: int, end: int, model, optimizer, scheduler, schedule) -> None:
+        """The trial's training state at `step`, when it is paid for (budgetft.train.checkpoint):
+        an interruption from here loses only the steps after it."""
+        if not self.may_continue("checkpoint"):
+            return  # the next step's payment stops the trial and says why
+        t0 = time.perf_counter()
+        nbytes = trial_checkpoint.save(self.folder, model, self.spec["method"], self.spec["config"], optimizer, scheduler, schedule,
+                                       step=step, end=end, examples=step * (self.record.batch_size or 0))
+        self.record.checkpoint = {"step": step, "end": end, "at": utc_now(), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3),
+                                  "folder": trial_checkpoint.CHECKPOINT_DIR}
+        self.record.steps = max(self.record.steps, step)
+        self.save()
+
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
@@ -292,7 +272,7 @@ class Worker:
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
             self.record.best_step = step
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
         self.save()
         tune.report(
             {
@@ -314,7 +294,10 @@ def train_trial(config: dict, ctx: dict) -> None:
         trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
         started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
     )
+    if spec.get("resume_from"):  # an interrupted trial goes on: its record, evaluations and kept weights stay
+        record = continued_record(run, spec, record)
     worker = Worker(spec, ctx, run, record)
+    worker.best = max((e["accuracy"] for e in record.evals), default=-1.0)
     chaos.inject(worker, chaos.parse(ctx.get("chaos")))  # faults on purpose, only when a chaos run asks
     worker.folder.mkdir(parents=True, exist_ok=True)
     worker.save()
@@ -341,6 +324,8 @@ def train_trial(config: dict, ctx: dict) -> None:
     finally:
         worker.curves.close()  # the last points flushed, at most a few seconds
         (worker.folder / PHASE_FILE).unlink(missing_ok=True)
+        if record.status not in ("running", "interrupted"):  # settled for good: nothing will go on from its checkpoint
+            shutil.rmtree(trial_checkpoint.folder_of(worker.folder), ignore_errors=True)
 
 
 def _is_tune_stop(exc: BaseException) -> bool:
@@ -384,11 +369,13 @@ def _train(worker: Worker) -> None:
         on_model=worker.on_model,
         horizon=worker.horizon,
         memory_log=record.memory,
+        checkpoint=(int(spec["checkpoint_every"]), worker.on_checkpoint) if spec.get("checkpoint_every") else None,
+        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
     )
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
         # step: the held-out test scores it (budgetft.stages.test).
-        _save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
+        save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
         record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
@@ -404,15 +391,7 @@ def _keep_last_weights(worker: Worker) -> None:
     """Best effort, on the way out: the trained weights of a trial the cap stopped before its
     first evaluation, for the held-out test to score (run with the reserve's time)."""
     try:
-        _save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
+        save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
         worker.record.best_step = worker.record.steps
     except Exception:  # noqa: BLE001 - a failed save must not hide why the trial stopped
         pass
-
-
-def _save_weights(model, spec: dict, path: Path) -> None:
-    """The trial's best weights: the adapter (peft) or the trainable tensors (ours), written
-    whole or not at all (a full disk keeps the previous ones and raises DiskFull)."""
-    if model is None:
-        return
-    atomic_dir(path, lambda folder: save_trained(model, spec["method"], spec["config"], folder), "the trial's weights")
