@@ -168,6 +168,7 @@ class TrialRecord(Record):
     evals: list[dict] = []
     best_step: int | None = None
     pid: int | None = None
+    node: str | None = None  # on a cluster: the Ray node id it ran on (budgetft.tune.home)
     trainable_params: int | None = None
     total_params: int | None = None
     class_bias: list[float] | None = None

@@ -73,6 +73,20 @@ def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, d
     return concurrency, {"cpu": max(1, cpus // concurrency), "gpu": gpu}
 
 
+def cluster_tuning_resources(packing: dict | None, nodes: list[dict]) -> tuple[int, dict]:
+    """(trials at once, Ray resources per trial) over a cluster's nodes ({cpus, gpus} each):
+    each node runs what tuning_resources gives it alone, and a trial asks for the fewest CPUs any
+    such node gives, so that every node fits its share. Nodes with GPUs run the trials when there
+    are any (a trial sized for a GPU cannot run on a CPU node); else every node with a CPU does."""
+    gpu_nodes = [n for n in nodes if n.get("gpus")]
+    usable = gpu_nodes or [n for n in nodes if n.get("cpus")]
+    if not usable:
+        return 1, {"cpu": 1, "gpu": 0.0}
+    shares = [tuning_resources(packing, max(1, int(n.get("cpus") or 1)), int(n.get("gpus") or 0)) for n in usable]
+    concurrency = sum(c for c, _ in shares)
+    return concurrency, {"cpu": min(r["cpu"] for _, r in shares), "gpu": shares[0][1]["gpu"]}
+
+
 def machine_concurrency(packing: dict | None) -> int:
     """How many trials this machine runs at once under `packing` (1 on a CPU)."""
     import torch

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from budgetft.disk import DiskFull, free_bytes, size_text
+from budgetft.models.speed import parameter_count
 from budgetft.planner.checkpoints import checkpoint_bytes
 
 WEIGHTS_OVERHEAD = 64 * 1024
@@ -78,6 +79,19 @@ def run_writes(plan, calibration: dict | None, model_params: Callable[[str], flo
     checkpoints = 2 * largest_checkpoint * max(1, int(getattr(plan, "concurrency", 1) or 1))
     return {"weights": weights, "checkpoints": checkpoints, "records": records + int(RECORDS_PER_S * max(0.0, run_seconds)), "report": REPORT_ROOM,
             "largest_weights": largest}
+
+
+def option_params(spec, tasks: dict, fallback) -> Callable[[str], float | None]:
+    """The parameter count of a planned option's model ("method@model", or the job's model),
+    from its files or configuration; None where it cannot be read (no estimate)."""
+    def params(option: str) -> float | None:
+        task = tasks.get(option.split("@", 1)[1] if "@" in option else spec.model.name) or fallback
+        try:
+            return parameter_count(task.model.location, task.model.revision)[0]
+        except Exception:  # noqa: BLE001 - a size we cannot read: no estimate
+            return None
+
+    return params
 
 
 def needed(writes: dict[str, int]) -> int:

@@ -32,12 +32,13 @@ from budgetft.telemetry.device import device_name, device_type
 def plan_round(
     tasks: dict, job, run: RunDir, meter, usd_per_hour: Decimal, *, again: bool = False,
     note: Callable[[str], None] = lambda line: None, show: Callable[[Plan, list[dict]], None] | None = None,
-    calibration_steps: int = CALIBRATION_STEPS,
+    calibration_steps: int = CALIBRATION_STEPS, concurrency: int | None = None,
 ) -> tuple[Plan, list[dict]] | None:
     """The next round's plan and trial specs, written to plan.json; None when not one useful
     trial fits (the first round, after calibration was paid for, then plans one short trial of the
     cheapest option, or records why not even that fits as "no_trials"). `again`: a round of this session
-    already ran, so a refusal just ends the run. `tasks`: model name -> prepared task."""
+    already ran, so a refusal just ends the run. `tasks`: model name -> prepared task. `concurrency`:
+    trials at once on a cluster (budgetft.planner.costs.cluster_tuning_resources), else this machine's."""
     meter.set_stage("overhead")
     calibration = run.calibration()
     inputs = plan_inputs(tasks, job, calibration=calibration, baselines_done=True, calibration_steps=calibration_steps)
@@ -57,7 +58,7 @@ def plan_round(
     previous = run.plan()
     try:
         plan = plan_budget(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps,
-                           concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size,
+                           concurrency=concurrency or machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size,
                            paces=inputs.paces)
     except BudgetTooSmall as exc:
         if again:

@@ -28,6 +28,14 @@ def write_phase(folder: Path, phase: str, next_s: float = 0.0) -> None:
     write_json(folder / PHASE_FILE, {"phase": phase, "next_s": round(float(next_s), 3)})
 
 
+def read_node(folder: Path) -> str | None:
+    """The Ray node a cluster's trial runs on, as its home wrote it with its phase (None on one machine)."""
+    try:
+        return (read_json(folder / PHASE_FILE, None) or {}).get("node")
+    except ValueError:
+        return None
+
+
 def read_phase(folder: Path) -> tuple[str, float] | None:
     """(phase, next_s), or None when the worker has not started (or has ended)."""
     try:

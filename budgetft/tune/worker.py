@@ -13,25 +13,26 @@ However a trial ends, its trial.json says how, in words (`status`, `stop_reason`
 trial that stops before its first report returns normally (Tune's strict metric check is off),
 an exception is recorded and re-raised for Tune to mark the trial as errored (never fatal to
 the run), and a worker killed outright is settled by the driver's tracker.
+
+On a cluster the worker works in a scratch run directory on its own node and sends what the run
+keeps home through Ray (`home`: budgetft.tune.home); on one machine it works in the run's.
+The trial's entry point, which Ray calls, is budgetft.tune.trial_entry.train_trial.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from budgetft import methods
-from budgetft.files import read_json
 from budgetft.methods.counting import count_model
 from budgetft.methods.phased import scoring_passes
-from budgetft.money.machine_meter import stopped_by_cap, wait_for_payment
+from budgetft.money.machine_meter import wait_for_payment
 from budgetft.quiet import quiet_libraries
-from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
+from budgetft.rundir import RunDir, TrialRecord, utc_now
 from budgetft.scoring import ensemble
 from budgetft.scoring.class_bias import class_bias_of
 from budgetft.spec import validate_job
@@ -41,8 +42,8 @@ from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.track.tensorboard import TrialCurves
-from budgetft.tune import chaos
-from budgetft.tune.trial_files import continued_record, error_in_words, save_weights, trial_cost, write_phase
+from budgetft.tune.home import FileHome
+from budgetft.tune.trial_files import read_phase, save_weights, write_phase  # read_phase: the tests read what a worker announced
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
@@ -92,6 +93,13 @@ class Worker:
     _eval_started: float = 0.0
     _eval_members: int = 1
     _shrunk_saved: int = 0
+    # Where what the run keeps goes and the meter is heard from (budgetft.tune.home): the run
+    # directory itself on one machine, the run's actor on a cluster (`run` is then a scratch).
+    home: object = None
+
+    def __post_init__(self) -> None:
+        if self.home is None:
+            self.home = FileHome(self.run)
 
     @property
     def trial_id(self) -> str:
@@ -103,6 +111,20 @@ class Worker:
 
     def save(self) -> None:
         self.run.write_trial(self.record)
+        self.home.record(self.record)
+
+    def meter_state(self) -> dict:
+        return self.home.meter_state() or {}
+
+    def announce(self, phase: str, next_s: float) -> None:
+        """What the worker does and how long its next piece of work takes, where the meter reads it."""
+        write_phase(self.folder, phase, next_s)
+        self.home.phase(self.trial_id, phase, next_s)
+
+    def keep_weights(self) -> None:
+        """The model's weights now, as the trial's kept weights (sent home on a cluster)."""
+        save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+        self.home.sent(self.run.weights_dir(self.trial_id), "the trial's weights")
 
     # -- the loop's callbacks
 
@@ -132,8 +154,9 @@ class Worker:
         else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
             next_s = self.eval_estimate()
             phase = "evaluating"
-        write_phase(self.folder, phase, next_s)
-        verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"))
+        self.announce(phase, next_s)
+        read = self.home.meter_state if self.home.cluster else None  # one machine: the meter file, as always
+        verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"), read=read)
         if not verdict.ok:
             self.record.stop_reason, self.record.stopped_by_meter = verdict.reason, verdict.by_cap
         return verdict.ok
@@ -149,7 +172,7 @@ class Worker:
         only trial: spec["extend_to"], the job's max_steps), the end moves further, also back
         after a cut. If the money ends before the last evaluation, the weights are kept first.
         Each move is recorded on the trial (and in its report)."""
-        state = read_json(self.run.meter_json, None) or {}
+        state = self.meter_state()
         ends = state.get("money_ends")
         if ends is None or step_s <= 0 or state.get("stop"):
             return end  # no end in sight, or the cap has already spoken: may_continue stops it
@@ -173,7 +196,7 @@ class Worker:
         if target <= step + 1 and not self.record.evals:
             # The money ends now: keep these weights before the last evaluation, which the cap's
             # stop may still cut short, so that the held-out test has a model to score.
-            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            self.keep_weights()
             self.record.best_step = step
         self.save()
         return target
@@ -186,7 +209,7 @@ class Worker:
         short trial, before it knows its pace: PACE_MIN_STEPS)."""
         if self.eval_steps is None or step in self.eval_steps or self.last_evaluation is not None:
             return
-        state = read_json(self.run.meter_json, None) or {}
+        state = self.meter_state()
         step_s = CUT_STEP_MARGIN * (self.step_s or float(self.spec.get("step_s") or 0.0))
         if state.get("money_ends") is None or state.get("stop") or step_s <= 0:
             return
@@ -230,10 +253,10 @@ class Worker:
         if phase == "labelling":
             # iPET's labelling scores rows as an evaluation does and is paid as one, but its chunks
             # are not the selection rows: its time is no evaluation's estimate.
-            write_phase(self.folder, "evaluating", self.eval_estimate())
+            self.announce("evaluating", self.eval_estimate())
             return
         # (while evaluating: the last evaluation's time, per member times the members now)
-        write_phase(self.folder, phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
+        self.announce(phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
 
     def on_step(self, log) -> None:
         if log.step == 1:  # what a trial costs before it learns anything, for future plans
@@ -258,13 +281,14 @@ class Worker:
                                        step=step, end=end, examples=step * (self.record.batch_size or 0))
         self.record.checkpoint = {"step": step, "end": end, "at": utc_now(), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3),
                                   "folder": trial_checkpoint.CHECKPOINT_DIR}
+        self.home.sent(trial_checkpoint.folder_of(self.folder), "the trial's checkpoint")
         self.record.steps = max(self.record.steps, step)
         self.save()
 
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
-        metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
+        metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=self.home.cost(self.trial_id))
         self.record.evals.append(metrics)
         if self.curves is not None:
             self.curves.evaluated(step, metrics)
@@ -272,7 +296,7 @@ class Worker:
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
             self.record.best_step = step
-            save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            self.keep_weights()
         self.save()
         tune.report(
             {
@@ -284,55 +308,6 @@ class Worker:
                 "trial_id": self.trial_id,
             }
         )
-
-
-def train_trial(config: dict, ctx: dict) -> None:
-    """config["trial"]: {trial_id, method, config, max_steps, grace, eval_steps, step_s, eval_s}."""
-    spec = config["trial"]
-    run = RunDir(ctx["run_dir"])
-    record = TrialRecord(
-        trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
-        started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
-    )
-    if spec.get("resume_from"):  # an interrupted trial goes on: its record, evaluations and kept weights stay
-        record = continued_record(run, spec, record)
-    worker = Worker(spec, ctx, run, record)
-    worker.best = max((e["accuracy"] for e in record.evals), default=-1.0)
-    chaos.inject(worker, chaos.parse(ctx.get("chaos")))  # faults on purpose, only when a chaos run asks
-    worker.folder.mkdir(parents=True, exist_ok=True)
-    worker.save()
-    write_phase(worker.folder, "starting")  # imports, data, model: overhead, not training
-    worker.curves = TrialCurves.for_trial(run.root, spec["trial_id"], worker.folder, run.ledger, {"method": spec["method"], **spec["config"]})
-    try:
-        _train(worker)
-    except BaseException as exc:  # ASHA's stop arrives here as well as real failures
-        if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the meter's stop-all (the cap, a signal, a full disk)
-            meter = read_json(run.meter_json, {}) or {}
-            if meter.get("stop") and not record.evals and record.best_step is None and record.steps > 0:
-                _keep_last_weights(worker)  # stopped before any evaluation: keep what it trained
-            record.settle(budget_stopped=stopped_by_cap(meter), interrupted=bool(meter.get("interrupted")))
-        elif isinstance(exc, Exception):
-            record.traceback = traceback.format_exc(limit=8)
-            record.settle(budget_stopped=False, error=error_in_words(exc))
-        else:  # KeyboardInterrupt: the worker is being shut down
-            record.stop_reason = record.stop_reason or f"the worker was shut down ({type(exc).__name__})"
-            record.settle(budget_stopped=False, interrupted=True)
-        record.ended = record.ended or utc_now()
-        record.cost_usd = trial_cost(run, spec["trial_id"])
-        worker.save()
-        raise
-    finally:
-        worker.curves.close()  # the last points flushed, at most a few seconds
-        (worker.folder / PHASE_FILE).unlink(missing_ok=True)
-        if record.status not in ("running", "interrupted"):  # settled for good: nothing will go on from its checkpoint
-            shutil.rmtree(trial_checkpoint.folder_of(worker.folder), ignore_errors=True)
-
-
-def _is_tune_stop(exc: BaseException) -> bool:
-    """Tune ends a stopped trial's function (ASHA at a rung, the cap's stop-all) by raising
-    SystemExit in it at its next report (ray.train's session); older releases raised their own
-    stop exceptions."""
-    return isinstance(exc, SystemExit) or "StopIteration" in type(exc).__name__ or "Stop" in type(exc).__name__
 
 
 def _train(worker: Worker) -> None:
@@ -375,23 +350,13 @@ def _train(worker: Worker) -> None:
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
         # step: the held-out test scores it (budgetft.stages.test).
-        save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
+        worker.keep_weights()
         record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
     record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
     record.frozen_prefix = result.frozen_prefix
     record.ended = utc_now()
-    record.cost_usd = trial_cost(worker.run, spec["trial_id"])
+    record.cost_usd = worker.home.cost(spec["trial_id"])
     record.settle(budget_stopped=False)  # one rule: the stop reason, if any, decides
     worker.save()
-
-
-def _keep_last_weights(worker: Worker) -> None:
-    """Best effort, on the way out: the trained weights of a trial the cap stopped before its
-    first evaluation, for the held-out test to score (run with the reserve's time)."""
-    try:
-        save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
-        worker.record.best_step = worker.record.steps
-    except Exception:  # noqa: BLE001 - a failed save must not hide why the trial stopped
-        pass
