@@ -104,7 +104,7 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
     from budgetft.runner.driver import Run, RunOptions
     from budgetft.spec import load_job
     from budgetft.telemetry.pricing import run_price
-    from budgetft.tune.cluster import ClusterPriceError
+    from budgetft.tune.cluster import ClusterPriceError, parse_node_prices
 
     refusals = (PriceError, ClusterPriceError, ResumeError, RunDirBusy, RunDirUnwritable, LedgerError, BudgetTooSmall, *user_errors())
     lock = None
@@ -127,6 +127,9 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
                 if resume is None and out is None:  # runs/<job>-<time>, made and locked before the data is read
                     out = new_run_dir(spec.name, None)
                     lock = RunLock(out).acquire()
+                if ray_address and price_per_hour is None:  # a price for every node stands for this machine's too
+                    every = parse_node_prices(node_prices)[0]
+                    price_per_hour = str(every) if every is not None else None
                 price = run_price(price_per_hour)
             except refusals as exc:
                 err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)

@@ -90,7 +90,14 @@ class ClusterHold:
         write_json(path, {"address": self.address, "nodes": nodes, "usd_per_hour": str(sum((Decimal(r["usd_per_hour"]) for r in nodes), start=Decimal(0)))})
         return path
 
-    def close(self) -> None:
+    def close(self, run: RunDir | None = None) -> None:
+        """cluster.json with the figures as the meter closed (the report's, written before, lacks
+        the report's own slices and the minimums), then disconnect."""
+        if run is not None and self.meters is not None and run.root.exists():
+            try:
+                self.write(run)
+            except OSError:
+                pass  # a full disk: the ledger still says what each node paid
         if self.connected:
             ray_session.stop()
             self.connected = False

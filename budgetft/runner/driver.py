@@ -118,7 +118,7 @@ class Run:
             return self._execute(run)
         finally:
             if self.cluster is not None:
-                self.cluster.close()
+                self.cluster.close(self.run)  # cluster.json's final figures, then Ray
             if own_lock:
                 self.lock.release(clean=True)
 
