@@ -28,6 +28,12 @@ stops buying time and raises the stop flag; the scheduler's Stopper ends all tri
 raises the same flag, marked interrupted, when the run must stop for another reason (a signal,
 a full disk: `interrupt`), so that trials stop the same way and are recorded as interrupted.
 
+On a cluster (`nodes`: budgetft.money.node_meters) each slice is bought on every node the run
+holds, at each node's price, split between the trials on that node; the head's meter is the
+run's clock. Workers on other machines cannot read meter.json: the state is also handed to
+`on_publish`, which sends it to the run's actor (budgetft.tune.home), and `wait_for_payment`
+reads it from there (`read`). The protocol is the same.
+
 The one-minute billing minimum is charged once per machine start (budgetft.money.machine_start):
 a session settles it at close() only for the seconds its machine start has not yet paid.
 """
