@@ -19,6 +19,11 @@ Faults, in turn (a run's fault is the next of --faults, default all of FAULTS; i
   disk-full       the run directory's disk filled mid-tuning (a 256 MiB tmpfs, which needs
                   root: skipped otherwise): exit 74, the report, nothing recorded lost; space
                   freed, `--resume` finishes the run
+  kill-test       kill -9 of the driver during the held-out test, then `--resume`: the resumed
+                  run scores the test (or says plainly that it is missing), never `test: null`
+  kill-single-60  a single-trial plan (one configuration), the driver killed -9 once its trial
+                  has checkpointed 60% of its steps, then `--resume`: the trial goes on from its
+                  checkpoint, and the report's winner has at least the steps it had before
 
 Each run trains a small random Llama built here (6 blocks, 256 wide: ~20 steps a second on
 2 cores, so a fault lands mid-trial) on a learnable toy task, at $36/h (a cent a second)
@@ -27,7 +32,9 @@ overspends (ledger total above the cap), ledger lines lost or torn (a line seen 
 missing or changed after it, or a line that does not parse), runs that ended without a report,
 resumes that failed, stray processes (Ray processes started during the run still alive once
 it is over), second drivers let in, signals not honoured (an exit code other than the shell's
-128 + the signal's number) and full disks not stopped (an exit code other than 74).
+128 + the signal's number), full disks not stopped (an exit code other than 74), held-out tests
+lost (a resumed run's test.json neither scored nor saying it is missing) and trials not continued
+(a killed single trial that started afresh, or a winner with fewer steps than it had at the kill).
 """
 
 from __future__ import annotations
@@ -50,8 +57,9 @@ sys.path.insert(0, str(ROOT))
 
 STAGES = ("baselines", "calibration", "tuning", "test", "report")
 FAULTS = ("driver-kill-9", "sigint", "worker-kill-9", "slow-step", "worker-raises", "out-of-memory", "second-driver",
-          *(f"sigterm-{stage}" for stage in STAGES), "sighup-tuning", "disk-full")
-RESUMED = ("driver-kill-9", "sigint", "sighup-tuning", "disk-full", *(f"sigterm-{stage}" for stage in STAGES[:-1]))
+          *(f"sigterm-{stage}" for stage in STAGES), "sighup-tuning", "disk-full", "kill-test", "kill-single-60")
+RESUMED = ("driver-kill-9", "sigint", "sighup-tuning", "disk-full", *(f"sigterm-{stage}" for stage in STAGES[:-1]), "kill-test", "kill-single-60")
+KILLED = ("driver-kill-9", "kill-test", "kill-single-60")  # the driver killed -9: no report until the resume
 SIGNAL_EXIT = {"sigint": 130, "sighup-tuning": 129, **{f"sigterm-{stage}": 143 for stage in STAGES}}
 DISK_MIB = 256  # the tmpfs the disk-full fault fills (a plan of the chaos model's full fine-tuning keeps ~14 MiB a trial)
 CAP = Decimal("2.40")
@@ -74,6 +82,8 @@ class Outcome:
     second_let_in: bool = False
     signal_missed: bool = False
     disk_not_stopped: bool = False
+    test_lost: bool = False
+    not_continued: bool = False
     skipped: str = ""
     seconds: float = 0.0
     statuses: str = ""
@@ -123,7 +133,19 @@ def build_workdir(root: Path) -> Path:
     }
     path = root / "chaos.yaml"
     path.write_text(yaml.safe_dump(job))
+    # One configuration: a single-trial plan, killed at 60% of its steps (kill-single-60).
+    single = {**job, "name": "chaos-single", "methods": {"full": {"learning_rate": 3e-3}}, "train": {**job["train"], "max_steps": 1500}}
+    (root / "chaos-single.yaml").write_text(yaml.safe_dump(single))
     return path
+
+
+def checkpointed(run_dir: Path, share: float) -> dict | None:
+    """The running trial once its checkpoint holds `share` of its steps (trial.json's checkpoint)."""
+    for t in trials(run_dir):
+        step = (t.get("checkpoint") or {}).get("step") or 0
+        if t.get("status") == "running" and step >= share * max(1, t.get("max_steps") or 0):
+            return t
+    return None
 
 
 def ray_processes(since: float) -> list:
@@ -238,6 +260,8 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
         trial, step = "t001", rng.randint(1, 60)
         run_env["BUDGETFT_CHAOS"] = f"{kind}:{trial}:{step}"
         outcome.moment = f"{trial} step {step}"
+    if fault == "kill-single-60":
+        job = job.with_name("chaos-single.yaml")
     cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", str(CAP), "--price-per-hour", PRICE, "--out", str(out)]
     # SIGHUP at its default in the driver, as in a terminal: this script may itself run under nohup.
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=run_env, start_new_session=True,
@@ -279,6 +303,26 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
                 outcome.second_let_in = True
                 print(f"  a second driver was not refused: exit {second.returncode}: {second.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             outcome.moment += f"{'; ' if outcome.moment else ''}refused in {time.time() - t0:.1f} s"
+    elif fault == "kill-test":
+        seen = wait_until(lambda: last_stage(out) == "test" or driver.poll() is not None, 600, poll_s=0.02)
+        before = ledger_lines(out)
+        if seen and driver.poll() is None:
+            driver.send_signal(signal.SIGKILL)
+            outcome.moment = "in the held-out test"
+        else:
+            outcome.skipped = "the run left the held-out test before the kill"
+    elif fault == "kill-single-60":
+        seen = wait_until(lambda: checkpointed(out, 0.6) is not None or driver.poll() is not None, 600, poll_s=0.05)
+        before = ledger_lines(out)
+        hit = checkpointed(out, 0.6)
+        if hit is not None and driver.poll() is None:
+            driver.send_signal(signal.SIGKILL)
+            time.sleep(1.0)
+            hit = next((t for t in trials(out) if t["trial_id"] == hit["trial_id"]), hit)  # its last checkpoint before the kill
+            kept_steps = int(hit["checkpoint"]["step"])
+            outcome.moment = f"{hit['trial_id']} at step {hit.get('steps')} of {hit.get('max_steps')}, checkpoint {kept_steps}"
+        else:
+            outcome.skipped = "the single trial ended before 60% of its steps were checkpointed"
     elif fault == "disk-full":
         wait_until(lambda: training(out), 240)
         before = ledger_lines(out)
@@ -295,7 +339,8 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
     if fault == "disk-full":
         outcome.disk_not_stopped = driver.returncode != 74
         filler.unlink(missing_ok=True)  # space freed: the run can go on
-    outcome.report = (out / "report.md").exists()  # written by the run the fault hit, before any resume
+    # Written by the run the fault hit, before any resume; a kill -9 leaves that to the resume.
+    outcome.report = (out / "report.md").exists() or fault in KILLED
     if fault in RESUMED and not outcome.skipped:
         resumed = subprocess.run([sys.executable, "-m", "budgetft", "run", "--resume", str(out)], capture_output=True, text=True, env=env, timeout=900)
         outcome.exit_codes.append(resumed.returncode)
@@ -305,6 +350,17 @@ def one_run(i: int, fault: str, job: Path, work: Path, env: dict, rng: random.Ra
     elif driver.returncode != 0 and fault not in SIGNAL_EXIT:
         print(f"  run {i + 1} exited {driver.returncode}: {stderr.strip().splitlines()[-1:]}", file=sys.stderr)
     outcome.seconds = time.time() - started
+    if fault == "kill-test" and not outcome.skipped:
+        test = json.loads((out / "test.json").read_text()) if (out / "test.json").exists() else {}
+        outcome.test_lost = not (test.get("metrics") or test.get("missing") or (test and not test.get("winner")))
+    if fault == "kill-single-60" and not outcome.skipped:
+        after_trials = trials(out)
+        went_on = next((t for t in after_trials if t["trial_id"] == hit["trial_id"]), {})
+        test = json.loads((out / "test.json").read_text()) if (out / "test.json").exists() else {}
+        winner = next((t for t in after_trials if t["trial_id"] == test.get("winner")), {})
+        outcome.not_continued = (not any(c.get("from_step") == kept_steps for c in went_on.get("continued") or [])
+                                 or winner.get("steps", 0) < kept_steps)
+        outcome.moment += f"; went on to step {went_on.get('steps')}"
 
     from budgetft.money.ledger import LedgerError, read_charges
 
@@ -370,10 +426,11 @@ def main() -> int:
               f"${o.spent} of ${CAP}  report {'yes' if o.report else 'NO'}  trials: {o.statuses}  {o.seconds:.0f} s", flush=True)
     done = [o for o in outcomes if not o.skipped]
     columns = ("runs", "faults", "overspends", "ledger lines lost or torn", "runs without a report", "resumes that failed", "stray processes",
-               "second drivers let in", "signals not honoured", "full disks not stopped")
+               "second drivers let in", "signals not honoured", "full disks not stopped", "held-out tests lost", "trials not continued")
     values = (len(done), len(done), sum(o.overspent for o in done), sum(o.ledger_damage for o in done),
               sum(not o.report for o in done), sum(o.resume_failed for o in done), sum(o.strays for o in done),
-              sum(o.second_let_in for o in done), sum(o.signal_missed for o in done), sum(o.disk_not_stopped for o in done))
+              sum(o.second_let_in for o in done), sum(o.signal_missed for o in done), sum(o.disk_not_stopped for o in done),
+              sum(o.test_lost for o in done), sum(o.not_continued for o in done))
     print()
     print("| " + " | ".join(columns) + " |")
     print("|" + "|".join("---:" for _ in columns) + "|")

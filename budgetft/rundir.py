@@ -130,12 +130,17 @@ class RunInfo(Record):
 class PlanRecord(Record):
     """plan.json: the latest round's plan (budgetft.planner.Plan.to_json) with the run's history:
     `round`, `rounds` (every round's plan and its trial ids) and `trials` (every trial planned
-    so far, each a trial spec), or `refused` when not one useful trial fitted."""
+    so far, each a trial spec), or `no_trials` when, calibration paid, not even one short trial
+    fitted (`refused`: the same, as runs before issue 27 wrote it)."""
 
     round: int = 0
     rounds: list[dict] = []
     trials: list[dict] = []
     refused: str | None = None
+    no_trials: str | None = None
+    # A resumed run's choice for an interrupted trial with a checkpoint (budgetft.stages.continuation):
+    # [{"trial_id", "from_step", "end", "reaches", "new_trial_steps", "chose", "why", "at"}].
+    continued: list[dict] = []
 
 
 class TrialRecord(Record):
@@ -163,6 +168,7 @@ class TrialRecord(Record):
     evals: list[dict] = []
     best_step: int | None = None
     pid: int | None = None
+    node: str | None = None  # on a cluster: the Ray node id it ran on (budgetft.tune.home)
     trainable_params: int | None = None
     total_params: int | None = None
     class_bias: list[float] | None = None
@@ -178,6 +184,11 @@ class TrialRecord(Record):
     # weights lived ("placement"), the micro-batch it ended on, the longest batch it met
     # ("longest_tokens") and "shrunk": [{"what", "at", "from", "to"}], each batch out of memory halved.
     memory: dict | None = None
+    # Its last checkpoint (budgetft.train.checkpoint, in trials/<id>/checkpoint/): {"step", "end",
+    # "at", "bytes", "seconds"}; an interrupted trial keeps it, and a resumed run may go on from it,
+    # each time noted in `continued`: [{"from_step", "at", "steps_lost"}].
+    checkpoint: dict | None = None
+    continued: list[dict] | None = None
 
     def _reached_its_cut(self) -> bool:
         """A trial whose end moved, trained to its new end and evaluated there."""

@@ -95,10 +95,12 @@ def _plan(spec, cap, price, no_calibrate, err, as_json=False) -> None:
         spec, tasks, rows_reason = resolve_test_rows(spec, tasks, cap, price.usd_per_hour)
     spent_s = 0.0
     calibration = None
+    # The check a run makes before its first charge, from the same inputs (stored or estimated
+    # rates with a fixed margin, never the load at this second): `plan`, with or without
+    # --no-calibrate, refuses at the minimum `run` refuses at; before calibrating, too, as
+    # measuring costs time that such a budget cannot pay for.
+    budget_check(tasks, spec, cap, Decimal(0), price.usd_per_hour)
     if not no_calibrate:
-        # A budget that the check before spending refuses is refused before calibrating, as
-        # `budgetft run` does: measuring costs time that such a budget cannot pay for.
-        budget_check(tasks, spec, cap, Decimal(0), price.usd_per_hour)
         t0 = time.perf_counter()
         with err.status(f"calibrating ({CALIBRATION_STEPS + 1} steps per option) and timing scoring…"):
             calibration = calibrate(tasks, spec)

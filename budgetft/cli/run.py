@@ -22,7 +22,8 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run directory, spending only what is left of its cap."),
     set_: list[str] = SET_OPT,
     methods: Optional[str] = METHODS_OPT,
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Connect to this Ray cluster instead of starting a local one: its nodes run the trials, each charged at its price."),
+    node_price: list[str] = typer.Option([], "--node-price", help="With --ray-address: USD/hour of every node (0.40), or of the nodes KEY names (KEY=0.40: a custom resource, an IP or a node id's start); repeatable. Default: --price-per-hour or this machine's."),
     track: list[str] = TRACK_OPT,
     cloud: Optional[str] = typer.Option(None, "--cloud", help="Rent a cloud VM for the run: gcp."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Cloud GPU (t4, l4, v100, a100, a100-80gb, h100); default: the most training per dollar."),
@@ -86,10 +87,13 @@ def run(
     if dry_run:
         err.print("[bold red]error:[/] --dry-run applies to cloud runs (--cloud gcp); use `budgetft plan` to see a local plan without spending")
         raise typer.Exit(2)
-    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, list(track), err)
+    if node_price and not ray_address:
+        err.print("[bold red]error:[/] --node-price prices the nodes of a Ray cluster: give --ray-address too (one machine: --price-per-hour)")
+        raise typer.Exit(2)
+    _run_local(job, cap, price_per_hour, out, resume, list(set_), ray_address, list(track), err, list(node_price))
 
 
-def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, track, err) -> None:
+def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, track, err, node_prices=()) -> None:
     from budgetft.cli.common import EXIT_DISK_FULL, user_errors
     from budgetft.disk import is_disk_full
     from budgetft.money.ledger import LedgerError, read_charges
@@ -100,8 +104,9 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
     from budgetft.runner.driver import Run, RunOptions
     from budgetft.spec import load_job
     from budgetft.telemetry.pricing import run_price
+    from budgetft.tune.cluster import ClusterPriceError, parse_node_prices
 
-    refusals = (PriceError, ResumeError, RunDirBusy, RunDirUnwritable, LedgerError, BudgetTooSmall, *user_errors())
+    refusals = (PriceError, ClusterPriceError, ResumeError, RunDirBusy, RunDirUnwritable, LedgerError, BudgetTooSmall, *user_errors())
     lock = None
     try:
         with cli_errors(err):
@@ -113,7 +118,8 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
                         lock = RunLock(resume).acquire(resuming=True)
                     point = resume_point(resume, cap)  # decided as for a cloud run: same cap, same job, true spend
                     job, cap = job or str(point.run.job_yaml), point.cap
-                    price_per_hour = price_per_hour or point.info.price_per_hour
+                    if point.info.price_source != "cluster":  # a cluster's is the sum of its nodes': priced again
+                        price_per_hour = price_per_hour or point.info.price_per_hour
                 elif out is not None:
                     lock = RunLock(out).acquire()
                     check_new_run_dir(out)
@@ -121,6 +127,9 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
                 if resume is None and out is None:  # runs/<job>-<time>, made and locked before the data is read
                     out = new_run_dir(spec.name, None)
                     lock = RunLock(out).acquire()
+                if ray_address and price_per_hour is None:  # a price for every node stands for this machine's too
+                    every = parse_node_prices(node_prices)[0]
+                    price_per_hour = str(every) if every is not None else None
                 price = run_price(price_per_hour)
             except refusals as exc:
                 err.print(f"[bold red]error:[/] {_in_words(exc)}", highlight=False)
@@ -134,7 +143,8 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
             quiet_libraries()
             err.print(f"price ${price.usd_per_hour}/h ({price.source}: {price.reason}); cap ${cap}")
             runner = Run(spec, RunOptions(cap, price.usd_per_hour, price.source, price_reason=price.reason, out=out, resume=resume,
-                                          ray_address=ray_address, live=err.is_terminal, lock=lock, track=trackers), err)
+                                          ray_address=ray_address, live=err.is_terminal, lock=lock, track=trackers,
+                                          node_prices=list(node_prices)), err)
             try:
                 run = runner.execute()
             except refusals as exc:  # bad data, a budget too small, a busy directory: before any spend
@@ -165,10 +175,12 @@ def _run_local(job, cap, price_per_hour, out, resume, overrides, ray_address, tr
                     err.print(f"continue it with: budgetft run --resume {run.root}")
                 # The shell's code for the signal (Ctrl-C 130, SIGTERM 143, SIGHUP 129), after the report is written.
                 raise typer.Exit(runner.exit_code or 130)
-            refused = run.plan().refused
-            if refused and not run.trials():
-                err.print(f"[bold red]error:[/] no trial was run: {refused}")
+            plan = run.plan()
+            if plan.refused and not run.trials():  # a run directory written before issue 27
+                err.print(f"[bold red]error:[/] no trial was run: {plan.refused}")
                 raise typer.Exit(1)
+            if plan.no_trials and not run.trials():  # calibration paid: what was left went to the report, not a refusal
+                err.print(f"[yellow]no trial was run:[/] {plan.no_trials}", highlight=False)
     finally:
         if lock is not None:
             lock.release(clean=True)

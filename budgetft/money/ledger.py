@@ -74,8 +74,10 @@ class Charge:
     cap: Decimal  # the cap in force when the charge was made (audit trail)
     trial: str | None = None
     key: str | None = None  # idempotency key: a unit of work is charged at most once
+    node: str | None = None  # on a cluster: the node whose time this pays for (None: the run's one machine)
 
     def to_json(self) -> str:
+        # A single machine's lines stay as they were: "node" only where there is one.
         return json.dumps(
             {
                 "seq": self.seq,
@@ -87,6 +89,7 @@ class Charge:
                 "amount_usd": str(self.amount),
                 "total_usd": str(self.total),
                 "cap_usd": str(self.cap),
+                **({"node": self.node} if self.node is not None else {}),
             },
             separators=(",", ":"),
         )
@@ -104,6 +107,7 @@ class Charge:
             cap=usd(d["cap_usd"]),
             trial=d.get("trial"),
             key=d.get("key"),
+            node=d.get("node"),
         )
 
 
@@ -221,11 +225,12 @@ class Ledger:
         *,
         trial: str | None = None,
         key: str | None = None,
+        node: str | None = None,
     ) -> Charge:
         """Record a charge durably, then return it; raise BudgetExceeded (writing nothing) if it
         would pass the cap. With `key`, a charge already recorded under that key is returned
         as it is and nothing new is charged (a resumed run never pays twice for one unit)."""
-        return self.charge_once(amount, category, description, trial=trial, key=key)[0]
+        return self.charge_once(amount, category, description, trial=trial, key=key, node=node)[0]
 
     def charge_once(
         self,
@@ -235,6 +240,7 @@ class Ledger:
         *,
         trial: str | None = None,
         key: str | None = None,
+        node: str | None = None,
     ) -> tuple[Charge, bool]:
         """`charge()`, also saying whether a new charge was written (False: `key` was already
         in the ledger, possibly written by another process a moment ago)."""
@@ -259,6 +265,7 @@ class Ledger:
                 cap=self.cap,
                 trial=trial,
                 key=key,
+                node=node,
             )
             data = (record.to_json() + "\n").encode("utf-8")
             try:

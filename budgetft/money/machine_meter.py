@@ -28,6 +28,12 @@ stops buying time and raises the stop flag; the scheduler's Stopper ends all tri
 raises the same flag, marked interrupted, when the run must stop for another reason (a signal,
 a full disk: `interrupt`), so that trials stop the same way and are recorded as interrupted.
 
+On a cluster (`nodes`: budgetft.money.node_meters) each slice is bought on every node the run
+holds, at each node's price, split between the trials on that node; the head's meter is the
+run's clock. Workers on other machines cannot read meter.json: the state is also handed to
+`on_publish`, which sends it to the run's actor (budgetft.tune.home), and `wait_for_payment`
+reads it from there (`read`). The protocol is the same.
+
 The one-minute billing minimum is charged once per machine start (budgetft.money.machine_start):
 a session settles it at close() only for the seconds its machine start has not yet paid.
 """
@@ -45,6 +51,7 @@ from budgetft.disk import is_disk_full
 from budgetft.files import read_json, write_json
 from budgetft.money.ledger import BudgetExceeded, Ledger
 from budgetft.money.meter import Meter
+from budgetft.money.node_meters import NodeMeters
 
 METER_FILE = "meter.json"  # in the run directory: the meter's state, which workers read to know what is paid
 
@@ -72,6 +79,7 @@ class MachineMeter:
         minimum_seconds: int = 60,  # billed as a VM: one minute at least, then per second
         clock: Callable[[], float] = time.time,  # wall-clock seconds (unix time); tests inject one
         start_paid_s: float = 0.0,
+        nodes: NodeMeters | None = None,  # a cluster: every node it holds, each at its price (usd_per_hour unused)
     ):
         # Slices are billed per second; the one-minute minimum is settled at close(), so the
         # first minute's charges say what the time was spent on (baselines, calibration). It is
@@ -80,7 +88,9 @@ class MachineMeter:
         # a cloud launcher's VM start), seconds (budgetft.money.machine_start).
         self.start_paid_s = float(start_paid_s)
         self.clock = clock
-        self.meter = Meter(ledger, usd_per_hour, minimum_seconds=0, clock=clock)
+        # On a cluster the run's clock is its head node's meter; a slice is bought on every node.
+        self.nodes = nodes
+        self.meter = nodes.head_meter if nodes is not None else Meter(ledger, usd_per_hour, minimum_seconds=0, clock=clock)
         self.minimum_seconds = minimum_seconds
         self.ledger = ledger
         self.run_dir = Path(run_dir)
@@ -90,6 +100,7 @@ class MachineMeter:
         self.session = session  # a resumed run is a new session: its slices get new keys
         self.stage = "overhead"
         self.running: Callable[[], dict[str, str]] = lambda: {}  # trial id -> phase
+        self.placement: Callable[[], dict[str, str]] = lambda: {}  # on a cluster: trial id -> the node id it runs on
         # The longest next piece of work (a step, an evaluation) that a running worker has
         # announced, seconds: the lookahead covers it, so the worker need not wait for payment.
         self.needs: Callable[[], float] = lambda: 0.0
@@ -106,11 +117,16 @@ class MachineMeter:
         self._thread: threading.Thread | None = None
         self._started_wall = clock()
         self._lookahead = lookahead_s  # the last top-up's lookahead, seconds
+        # Called with each published state: how a cluster's workers, which cannot read the
+        # driver's disk, hear it (budgetft.tune.home). None on a single machine.
+        self.on_publish: Callable[[dict], None] | None = None
 
     def unused_usd(self) -> Decimal:
         """Prepaid time not yet used (the lookahead, or the rest of the first minute's
         minimum): money already in the ledger that still buys machine time."""
         with self._lock:
+            if self.nodes is not None:
+                return self.nodes.unused_usd()
             unused = max(0.0, float(self.meter.paid_seconds) - float(self.meter.elapsed()))
             rate = self.meter.usd_per_hour
         # Rounded down, so that the planner never counts on more than is really prepaid.
@@ -159,6 +175,13 @@ class MachineMeter:
             except BudgetExceeded as exc:
                 self._stop(str(exc))
             self._publish()
+        if self.nodes is not None:  # each worker node's own minute too: each is a machine start
+            for node, seconds in self.nodes.worker_minimums():
+                try:
+                    self.nodes.meters[node.node_id].charge_for(seconds, "minimum", f"one-minute billing minimum of {node.name} ({seconds:.0f} s unused)",
+                                                               key=f"s{self.session}:minimum:{node.short}", node=node.short)
+                except BudgetExceeded as exc:
+                    self._stop(str(exc))
 
     def interrupt(self, reason: str) -> None:
         """Stop every trial as the cap would, recorded as interrupted (a signal, a full disk):
@@ -187,6 +210,8 @@ class MachineMeter:
 
     def _buy_slice(self) -> bool:
         finishing = self.stage in ("report", "teardown")
+        if self.nodes is not None:
+            return self._buy_cluster_slice(finishing)
         quote = self.meter.quote(self.slice_s)
         # Until the end, keep the reserve back: the report and shutdown must stay payable.
         if not finishing and self.ledger.spent + quote + self.reserve_usd > self.ledger.cap:
@@ -213,6 +238,22 @@ class MachineMeter:
             return False
         return True
 
+    def _buy_cluster_slice(self, finishing: bool) -> bool:
+        """A slice on every node the run holds (budgetft.money.node_meters), the reserve kept."""
+        self.nodes.refresh()
+        quote = self.nodes.quote(self.slice_s)
+        if not finishing and self.ledger.spent + quote + self.reserve_usd > self.ledger.cap:
+            self._stop(f"the next {self.slice_s:.0f} s on {len(self.nodes.live)} nodes would eat into the ${self.reserve_usd} reserve for the report")
+            return False
+        tuning = self.stage == "tuning"
+        self._slice += 1
+        try:
+            self.nodes.buy(self.slice_s, self._slice, self.session, self.stage, self.running() if tuning else {}, self.placement() if tuning else {})
+        except BudgetExceeded as exc:
+            self._stop(str(exc))
+            return False
+        return True
+
     def _stop(self, reason: str) -> None:
         if not self.stopped.is_set():
             self.reason = reason
@@ -229,7 +270,7 @@ class MachineMeter:
         left = self.ledger.cap - self.ledger.spent - self.reserve_usd
         if left <= 0:
             return max(self.clock(), paid_until - self._lookahead)
-        per_slice = self.meter.quote(self.slice_s)
+        per_slice = self.nodes.quote(self.slice_s) if self.nodes is not None else self.meter.quote(self.slice_s)
         if per_slice <= 0:
             return None  # free time: no end
         slices = int(left // (per_slice + Decimal("0.000001")))
@@ -242,6 +283,11 @@ class MachineMeter:
                  "reason": self.reason if capped else self.interrupted, "interrupted": bool(self.interrupted) and not capped,
                  "session": self.session, "money_ends": self.money_ends(paid_until), "stage": self.stage}
         write_json(self.run_dir / METER_FILE, state)
+        if self.on_publish is not None:  # a cluster's workers read it through Ray (budgetft.tune.home)
+            try:
+                self.on_publish(state)
+            except Exception:  # noqa: BLE001 - workers wait for the next beat; DEAD_DRIVER_S is far away
+                pass
 
 
 @dataclass(frozen=True)
@@ -287,16 +333,18 @@ def wait_for_payment(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     poll_s: float = 0.25,
+    read: Callable[[], dict | None] | None = None,
 ) -> Payment:
     """Block until `next_seconds` of work is paid for (ok) or the worker must stop (not ok):
     a slow step waits for its payment; only the cap, a newer session or a driver silent for
     `dead_after` seconds stop it. A missing meter file counts as a silent driver from the
-    moment the wait began."""
+    moment the wait began. `read` replaces the meter file where the worker cannot see the
+    driver's disk (a cluster: budgetft.tune.home)."""
     path = Path(run_dir) / METER_FILE
     began = clock()
     while True:
         now = clock()
-        state = read_json(path, None)
+        state = read() if read is not None else read_json(path, None)
         verdict = payment_for(state, next_seconds, session, now, dead_after)
         if not verdict.wait:
             return verdict

@@ -67,6 +67,7 @@ class Meter:
         *,
         trial: str | None = None,
         key: str | None = None,
+        node: str | None = None,
     ) -> Charge:
         """Pay in advance for `seconds` more of VM time. Raises BudgetExceeded (and pays for
         nothing) if the cap would be passed. A `key` already in the ledger returns that charge
@@ -78,7 +79,7 @@ class Meter:
         if key is not None and (existing := self.ledger.find(key)) is not None:
             return existing
         amount = self.quote(extra)
-        record, new = self.ledger.charge_once(amount, category, description, trial=trial, key=key)
+        record, new = self.ledger.charge_once(amount, category, description, trial=trial, key=key, node=node)
         if not new:
             return record  # another process recorded this key first; nothing was charged
         self.paid_seconds += extra
@@ -104,7 +105,8 @@ class Meter:
         amounts = [total - each * (n - 1)] + [each] * (n - 1)
         records = []
         for amount, share in zip(amounts, shares):
-            record, new = self.ledger.charge_once(amount, share["category"], share["description"], trial=share.get("trial"), key=share.get("key"))
+            record, new = self.ledger.charge_once(amount, share["category"], share["description"], trial=share.get("trial"), key=share.get("key"),
+                                                  node=share.get("node"))
             if new:
                 self.charged += record.amount
             records.append(record)

@@ -64,6 +64,9 @@ class MethodRate:
     # iPET's labelling of unlabelled rows, which grows with its trial's steps: seconds per step,
     # included in seconds_per_step (budgetft.planner.inputs.labelling_seconds_per_step); 0 otherwise.
     labelling_seconds_per_step: float = 0.0
+    # One checkpoint of a trial's training state (budgetft.planner.checkpoints), seconds; its
+    # schedule's cost is included in seconds_per_step.
+    checkpoint_seconds: float = 0.0
 
 
 @dataclass
@@ -282,6 +285,39 @@ def _plan(cap, spent, usd_per_hour, eta, concurrency, plans, fixed, costs, dropp
         forecast=forecast,
         words=words,
     )
+
+
+# Once calibration has been paid, a first round the money left cannot make useful still runs one
+# short trial of the cheapest option rather than leave the money idle (issue 27, point 8), as long
+# as it reaches the first rung's worth of steps (MIN_GRACE: fewer is noise, not a model).
+SHORT_MIN_STEPS = MIN_GRACE
+
+
+def plan_short(cap: Decimal, spent: Decimal, usd_per_hour: Decimal, rates: dict[str, MethodRate], costs: Costs, max_steps: int,
+               refused: BudgetTooSmall) -> Plan | None:
+    """After money was spent (the first round, calibration paid): one trial of the cheapest
+    option with the steps the money left buys after its start-up, one evaluation and the
+    reserve (its held-out test included); None when not even SHORT_MIN_STEPS fit (then only the
+    report is paid for). `refused`: why a useful trial does not fit, said in the plan's words."""
+    if usd_per_hour <= 0 or not rates:
+        return None
+    rate = min(rates.values(), key=lambda r: r.seconds_per_step)
+    left = float((cap - spent) * SECONDS_PER_HOUR / usd_per_hour)
+    fixed = costs.baseline_seconds + costs.calibration_seconds + costs.startup_seconds
+    reserve = costs.reserve_seconds + float(rate.test_seconds or 0.0)
+    e = costs.eval_seconds if rate.eval_seconds is None else rate.eval_seconds
+    st = costs.trial_startup_seconds + rate.trial_seconds
+    room = left - fixed - reserve - st - e
+    steps = min(max_steps, math.floor(room / rate.seconds_per_step)) if room > 0 else 0
+    if steps < SHORT_MIN_STEPS:
+        return None
+    t = st + steps * rate.seconds_per_step + e
+    words = (f"one short trial of {rate.method} ({steps} steps) with what is left of the cap: calibration is paid for, and a useful "
+             f"trial would need ${refused.minimum} in all")
+    plan = _plan(cap, spent, usd_per_hour, REDUCTION_FACTOR, 1, [MethodPlan(rate.method, 1, steps, steps, [], t, t, keep_last=True)], fixed,
+                 replace(costs, reserve_seconds=reserve), {m: "the money left buys one short trial of the cheapest option only" for m in rates if m != rate.method},
+                 None, words)
+    return plan
 
 
 NO_CURVE = ("no learning curve for it on this model and task yet, so the plan cannot value it (a job none of whose "

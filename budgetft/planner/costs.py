@@ -11,15 +11,18 @@ import os
 
 from budgetft.planner.budget import Costs
 from budgetft.scoring.class_bias import planned_seconds
-from budgetft.telemetry.cpu_share import free_cores
 
 # Imported inside functions: torch: importing this module must stay cheap (start-up time).
 
 CALIBRATION_STEPS = 2  # timed steps per method (plus one warm-up step)
 RESERVE_SECONDS = 30.0  # report + shutdown, kept back until the end
-# Before spending, stored or estimated rates are taken as at least this much slower than they
-# say: the check must not approve a budget that the plan refuses once calibration has measured
-# this machine (seen: 35-73% of a cap spent on baselines and calibration, then no trial).
+# Before spending, stored or estimated rates are taken as this much slower than they say: the
+# check should not approve a budget that the plan refuses once calibration has measured this
+# machine (seen: 35-73% of a cap spent on baselines and calibration, then no trial). A fixed
+# factor, not the machine's load at that second: the same job was once refused at "$0.18" and
+# later at "$0.35-0.41" on one machine, and `plan` quoted a third figure (issue 27, point 8).
+# Where calibration still measures it slower, the run uses what is left (budgetft.planner.budget.
+# plan_short) instead of refusing after money is spent.
 PRECHECK_MARGIN = 1.5
 # Of Costs.trial_startup_seconds' 20 s, what reading a small model takes (SmolLM2, MiniLM: <5 s on
 # 2 CPU cores). A model whose measured read takes longer (an 8B model: minutes) pays the rest once
@@ -61,18 +64,6 @@ def run_costs(
     )
 
 
-def busy_slowdown(margin: float = PRECHECK_MARGIN) -> float:
-    """How much slower than its stored rates this machine will train now, and never less than
-    `margin`, since calibration may meet a neighbour that the check did not. Each process that
-    computes uses only the cores that other programs leave free (budgetft.telemetry.cpu_share),
-    so a step slows by about cores / free cores (measured on 2 cores with one kept busy: 1.73x;
-    this says 2x). The machine is watched now, for half a second: the 1-minute load average
-    still counts a job that has just ended (seen on CI right after the test suite: 2.5x for a
-    machine whose only neighbour kept one core busy)."""
-    cores = os.cpu_count() or 1
-    return max(margin, cores / free_cores())
-
-
 def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, dict]:
     """(trials at once, Ray resources per trial). On GPUs: one trial per GPU unless packing
     chose more (a fractional GPU each); CPU threads are split between the trials at once."""
@@ -80,6 +71,20 @@ def tuning_resources(packing: dict | None, cpus: int, gpus: int) -> tuple[int, d
     concurrency = max(1, gpus * per_gpu)
     gpu = float((packing or {}).get("gpu_fraction") or 1.0) if gpus and per_gpu > 1 else float(bool(gpus))
     return concurrency, {"cpu": max(1, cpus // concurrency), "gpu": gpu}
+
+
+def cluster_tuning_resources(packing: dict | None, nodes: list[dict]) -> tuple[int, dict]:
+    """(trials at once, Ray resources per trial) over a cluster's nodes ({cpus, gpus} each):
+    each node runs what tuning_resources gives it alone, and a trial asks for the fewest CPUs any
+    such node gives, so that every node fits its share. Nodes with GPUs run the trials when there
+    are any (a trial sized for a GPU cannot run on a CPU node); else every node with a CPU does."""
+    gpu_nodes = [n for n in nodes if n.get("gpus")]
+    usable = gpu_nodes or [n for n in nodes if n.get("cpus")]
+    if not usable:
+        return 1, {"cpu": 1, "gpu": 0.0}
+    shares = [tuning_resources(packing, max(1, int(n.get("cpus") or 1)), int(n.get("gpus") or 0)) for n in usable]
+    concurrency = sum(c for c, _ in shares)
+    return concurrency, {"cpu": min(r["cpu"] for _, r in shares), "gpu": shares[0][1]["gpu"]}
 
 
 def machine_concurrency(packing: dict | None) -> int:

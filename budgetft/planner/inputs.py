@@ -12,6 +12,7 @@ from decimal import Decimal
 from budgetft import methods
 from budgetft.methods.phased import scoring_passes, steps_of
 from budgetft.models.placement import placement_for
+from budgetft.planner import checkpoints
 from budgetft.planner import costs as around
 from budgetft.planner.budget import (
     NO_CURVE,
@@ -97,8 +98,11 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         # iPET's labelling grows with its trial's steps: priced into each step (conservatively,
         # linear in them), so the plan buys fewer steps rather than a labelling it cannot pay for.
         labelling = labelling_seconds_per_step(task, method, per_row)
-        step = rate.seconds_per_step + labelling
-        rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step,
+        # The trial's checkpoints (budgetft.planner.checkpoints), priced into each step: their
+        # size from what it trains, their seconds from this disk's measured write speed.
+        saving = checkpoints.checkpoint_seconds(checkpoints.checkpoint_bytes(rate.trainable_params), (calibration or {}).get("write_bytes_per_s"))
+        step = (rate.seconds_per_step + labelling) * (1 + checkpoints.overhead_share(rate.seconds_per_step, saving))
+        rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step, checkpoint_seconds=saving,
                              eval_seconds=len(task.eval) * per_row * passes,
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,
                              trial_seconds=phases_seconds(task, method, per_row, steps=0), labelling_seconds_per_step=labelling)
@@ -191,14 +195,15 @@ def budget_check(
 ) -> Plan:
     """The plan's own arithmetic, before anything is spent: the plan a run would make, with
     this run's calibrated rates when it has them (a resumed run), else with the rates stored
-    for this machine (or estimated) slowed by budgetft.planner.costs.busy_slowdown, stages
-    included. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
+    for this machine (or estimated) slowed by the fixed budgetft.planner.costs.PRECHECK_MARGIN,
+    stages included: the minimum depends on the job, the price and the stored rates, never on
+    what else the machine is doing at that second, so `plan` and `run` quote the same one. Raises BudgetTooSmall (with the minimum) for a budget that would buy no useful
     trial. `tasks`: the job's model name -> its prepared task (one per model). On a GPU, a job
     none of whose options fits its memory however laid out (budgetft.planner.memory_plan) is
     refused first (NothingFits, with the numbers and the smallest GPU that would hold it)."""
     if device_type() == "cuda":
         device_plan(job, considered(job)[0], gpu_memory_bytes() or 0.0, placement_for().weight_dtype, device_name())
-    inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.busy_slowdown(),
+    inputs = plan_inputs(tasks, job, calibration=calibration, slow=1.0 if calibration else around.PRECHECK_MARGIN,
                          baselines_done=baselines_done, calibration_steps=calibration_steps)
     return plan_budget(cap, spent, usd_per_hour, inputs.rates, inputs.costs, job.train.max_steps, concurrency=concurrency,
                        curves=inputs.curves, batch_size=job.train.batch_size, paces=inputs.paces)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from budgetft.report import fmt, stats
 from budgetft.report.load import CORE_CATEGORIES, RunReport
 from budgetft.report.rows import Row
-from budgetft.report.test_section import beats_majority
+from budgetft.report.test_section import beats_majority, missing
 
 # Spend categories in the order a reader meets them in a run.
 CATEGORY_ORDER = ("boot", "upload", *CORE_CATEGORIES, "report", "teardown", "minimum")
@@ -83,6 +83,9 @@ def recommend(report: RunReport, best: Row | None, most_efficient: Row | None) -
     """One plain-language sentence: what to pay for next time, or why not to. With a held-out
     test, its verdict decides: the selection rows chose the winner and cannot also prove it."""
     test = report.test
+    if missing(test):
+        return (f"Unproven: {test['winner']} is the best trial on the selection rows, which chose it and cannot also prove it; "
+                f"{missing(test)}. Continue the run with a larger --budget (`budgetft run --resume`) to score the held-out test before relying on it.")
     if test and test.get("winner"):
         cls = (test.get("majority") or {}).get("majority_class")
         always = f"always answering {cls!r}" if cls is not None else "always answering the majority class"

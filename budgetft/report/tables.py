@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from budgetft.report.cluster_section import cluster_lines
 from budgetft.report import fmt, stats
 from budgetft.report.load import RunReport
 from budgetft.report.memory import memory_lines
@@ -272,6 +273,9 @@ def markdown(report: RunReport, summary: Summary, trials: list[Row], plots: list
     memory = memory_lines(trials, report.dropped)
     if memory:
         out += ["### Memory: what the plan changed, and what shrank or was dropped", ""] + [f"- {_md_cell(m)}" for m in memory] + [""]
+    nodes = cluster_lines(report.root)
+    if nodes:
+        out += ["### Cluster: each node's time and trials", ""] + [f"- {_md_cell(n)}" for n in nodes] + [""]
     if plots:
         out += ["## Plots", ""] + [f"![{PLOTS.get(p, p)}]({p})\n" for p in plots]
     out += ["## How to read this", ""] + [f"- {n}" for n in notes(report)] + [""]

@@ -33,6 +33,14 @@ def headline_sentence(test: dict, markdown: bool = False) -> str:
     return text + (": " + " and ".join(parts) if parts else "")
 
 
+def missing(test: dict | None) -> str | None:
+    """Why a run with a winner has no held-out test (the money left did not pay for it: budgetft.
+    stages.test), in words; None when it has one or needs none."""
+    if test and test.get("winner") and (test.get("missing") or not test.get("metrics")):
+        return test.get("missing") or "the held-out test is missing; the recommendation rests on the selection rows only, so it is unproven"
+    return None
+
+
 def beats_majority(test: dict | None) -> bool:
     return bool(test and (test.get("vs_majority") or {}).get("verdict") == stats.BETTER)
 
@@ -60,6 +68,8 @@ def summary_items(test: dict | None, forecast: dict | None, markdown: bool = Fal
         return []
     if not test.get("winner"):
         return [("Held-out test", f"not run: {no_winner or test.get('why', 'no winner')}")]
+    if missing(test):
+        return [("Held-out test", missing(test))]
     items = [("Held-out test", headline_sentence(test, markdown))]
     chosen = test.get("chosen_by")
     if chosen:

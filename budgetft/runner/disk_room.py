@@ -5,6 +5,9 @@ What a run writes (bytes):
   - each trial's kept weights: its trainable parameters at 4 bytes (fp32, the widest dtype a
     trial saves) plus its manifest and adapter config (WEIGHTS_OVERHEAD);
   - each trial's records: trial.json and Ray Tune's result files (TRIAL_RECORDS);
+  - the checkpoints of the trials running at once (budgetft.planner.checkpoints.checkpoint_bytes:
+    weights and AdamW's moments), twice over: a new one is written whole beside the last before
+    it replaces it; a trial that ends settled deletes its own (budgetft.tune.worker);
   - the ledger and telemetry lines, about RECORDS_PER_S a second of the run's time (measured:
     ~300 bytes a second, a telemetry sample a second and ledger lines every 2-5 s per trial);
   - the report (REPORT_ROOM: report.md/json, results.csv and three plots of ~50 KiB: 0.2 MiB on
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 from budgetft.disk import DiskFull, free_bytes, size_text
+from budgetft.models.speed import parameter_count
+from budgetft.planner.checkpoints import checkpoint_bytes
 
 WEIGHTS_OVERHEAD = 64 * 1024
 TRIAL_RECORDS = 64 * 1024
@@ -63,23 +68,39 @@ def run_writes(plan, calibration: dict | None, model_params: Callable[[str], flo
     """What the run `plan` describes writes, in bytes, by kind. model_params(option) is the
     parameter count of the option's model (None: unknown)."""
     weights = records = 0
-    largest = 0
+    largest = largest_checkpoint = 0
     for mp in getattr(plan, "methods", []):
         params = trainable_params(mp.method, calibration, model_params(mp.method))
         one = weights_bytes(params) if params is not None else 0
         weights += mp.trials * one
         largest = max(largest, one)
+        largest_checkpoint = max(largest_checkpoint, checkpoint_bytes(params) if params is not None else 0)
         records += mp.trials * TRIAL_RECORDS
-    return {"weights": weights, "records": records + int(RECORDS_PER_S * max(0.0, run_seconds)), "report": REPORT_ROOM, "largest_weights": largest}
+    checkpoints = 2 * largest_checkpoint * max(1, int(getattr(plan, "concurrency", 1) or 1))
+    return {"weights": weights, "checkpoints": checkpoints, "records": records + int(RECORDS_PER_S * max(0.0, run_seconds)), "report": REPORT_ROOM,
+            "largest_weights": largest}
+
+
+def option_params(spec, tasks: dict, fallback) -> Callable[[str], float | None]:
+    """The parameter count of a planned option's model ("method@model", or the job's model),
+    from its files or configuration; None where it cannot be read (no estimate)."""
+    def params(option: str) -> float | None:
+        task = tasks.get(option.split("@", 1)[1] if "@" in option else spec.model.name) or fallback
+        try:
+            return parameter_count(task.model.location, task.model.revision)[0]
+        except Exception:  # noqa: BLE001 - a size we cannot read: no estimate
+            return None
+
+    return params
 
 
 def needed(writes: dict[str, int]) -> int:
-    return writes["weights"] + writes["records"] + writes["report"]
+    return writes["weights"] + writes.get("checkpoints", 0) + writes["records"] + writes["report"]
 
 
 def describe(writes: dict[str, int]) -> str:
-    return (f"{size_text(writes['weights'])} of kept weights, {size_text(writes['records'])} of records and "
-            f"{size_text(writes['report'])} for the report")
+    return (f"{size_text(writes['weights'])} of kept weights, {size_text(writes.get('checkpoints', 0))} of checkpoints, "
+            f"{size_text(writes['records'])} of records and {size_text(writes['report'])} for the report")
 
 
 def run_seconds(left_usd: Decimal, usd_per_hour: Decimal) -> float:

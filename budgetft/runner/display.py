@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from rich.markup import escape
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
@@ -134,6 +135,9 @@ class RunDisplay:
         if written:
             self.console.print("report: " + ", ".join(str(p) for p in written))
         self.console.print(f"ledger total: ${self.r.ledger.spent} of the ${self.r.ledger.cap} cap ({self.r.run.ledger})")
+        test = self.r.run.test() if self.r.run.test_json.exists() else None
+        if test and test.get("winner") and (test.get("missing") or not test.get("metrics")):
+            self.console.print(f"[bold yellow]{escape(test.get('missing') or 'the held-out test is missing')}[/]", highlight=False)
 
 
 def plan_table(plan, n_trials: int | None = None) -> Group:

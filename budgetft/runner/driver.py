@@ -34,20 +34,21 @@ from budgetft.planner import BudgetTooSmall
 from budgetft.planner.costs import CALIBRATION_STEPS, RESERVE_SECONDS, machine_concurrency
 from budgetft.planner.curves import learned_from
 from budgetft.planner.inputs import budget_check
-from budgetft.models.speed import parameter_count
 from budgetft.resume import ResumeError, new_run_dir
 from budgetft.rundir import SCHEMA_VERSION, RunDir, RunInfo, utc_now
 from budgetft.runlock import RunLock
 from budgetft.source import code_version
 from budgetft.runner import disk_room
+from budgetft.runner.cluster_hold import ClusterHold
 from budgetft.runner.display import RunDisplay
 from budgetft.runner.signals import StopSignals, Stopped
 from budgetft.spec import JobSpec, dump_job
 from budgetft.stages.baselines import run_baselines
 from budgetft.stages.calibrate import calibrate
+from budgetft.stages.continuation import continue_interrupted
 from budgetft.stages.plan import plan_round, resolve_test_rows
 from budgetft.stages.report import finish
-from budgetft.stages.test import held_out_test
+from budgetft.stages.test import held_out_test, test_begun
 from budgetft.stages.tune import TuneSession
 from budgetft.task import prepare_tasks
 from budgetft.telemetry import TelemetrySampler
@@ -75,6 +76,7 @@ class RunOptions:
     live: bool = True
     track: list = field(default_factory=list)  # --track: budgetft.track.choice.TrackChoice (TensorBoard is always on)
     lock: RunLock | None = None  # the run directory's lock, when the caller took it (the CLI does, first)
+    node_prices: list = field(default_factory=list)  # --node-price on a cluster (budgetft.tune.cluster)
 
 
 class Run:
@@ -94,6 +96,7 @@ class Run:
         self.report_only = False  # a resumed run with too little left: only the report
         self.resume_note = ""
         self.test_rows_reason: str | None = None
+        self.cluster: ClusterHold | None = None  # --ray-address: the nodes the run holds (budgetft.runner.cluster_hold)
 
     @property
     def tracker(self):
@@ -110,8 +113,12 @@ class Run:
         if own_lock:  # one live driver per run directory, before anything is read to go on from
             self.lock = RunLock(run.root).acquire(resuming=bool(opts.resume))
         try:
+            if opts.ray_address:  # a cluster: its nodes priced before the budget is checked against their rate
+                self.cluster, self.opts = ClusterHold.hold(opts)
             return self._execute(run)
         finally:
+            if self.cluster is not None:
+                self.cluster.close(self.run)  # cluster.json's final figures, then Ray
             if own_lock:
                 self.lock.release(clean=True)
 
@@ -131,7 +138,7 @@ class Run:
         plan = None
         try:  # before anything is created or spent
             plan = budget_check(self.tasks, self.spec, cap, spent, opts.usd_per_hour, opts.calibration_steps, baselines_done=run.baselines_json.exists(),
-                                calibration=calibration, concurrency=machine_concurrency(None))
+                                calibration=calibration, concurrency=self.cluster.concurrency(None) if self.cluster else machine_concurrency(None))
         except BudgetTooSmall as exc:
             if not opts.resume:
                 raise
@@ -152,6 +159,10 @@ class Run:
             with self.display:
                 if self.report_only:
                     self.display.note(self.resume_note)
+                    if run.calibration_json.exists():  # what is left may still continue a trial or pay for the held-out test
+                        self._stages(new_rounds=False)
+                    else:
+                        self._held_out_test()
                 else:
                     self._stages()
         except KeyboardInterrupt as exc:
@@ -214,28 +225,30 @@ class Run:
 
     # -- disk room
 
-    def _model_params(self, option: str) -> float | None:
-        """The parameter count of a planned option's model, from its files or configuration."""
-        model = option.split("@", 1)[1] if "@" in option else self.spec.model.name
-        task = self.tasks.get(model) or self.task
-        try:
-            return parameter_count(task.model.location, task.model.revision)[0]
-        except Exception:  # noqa: BLE001 - a size we cannot read: no estimate
-            return None
-
     def _writes(self, plan, calibration: dict | None, left: Decimal) -> dict[str, int]:
-        return disk_room.run_writes(plan, calibration, self._model_params, disk_room.run_seconds(max(left, Decimal(0)), self.opts.usd_per_hour))
+        return disk_room.run_writes(plan, calibration, disk_room.option_params(self.spec, self.tasks, self.task), disk_room.run_seconds(max(left, Decimal(0)), self.opts.usd_per_hour))
 
-    def _stages(self) -> None:
+    def _stages(self, new_rounds: bool = True) -> None:
+        """Every stage; `new_rounds` False (a resumed run with too little left for a new useful
+        trial): only what is left to finish, an interrupted trial's continuation and the test."""
         run, meter, note = self.run, self.meter, self.display.note
         run_baselines(self.task, run, meter, note)
         calibrate(self.tasks, self.spec, run, meter, note, self.opts.calibration_steps, samples_during=self._samples_during, watch=self._watch)
         self.tuning = TuneSession(self.spec, run, meter, self.opts.ray_address, on_event=self.display.refresh)
-        # Rounds: money that ASHA freed by stopping trials early buys another round, planned
-        # with what is left, until the next useful trial no longer fits.
+        if test_begun(run):  # killed during the held-out test: training was over, the test resumes
+            note("the held-out test was interrupted: scoring it now")
+            self._held_out_test()
+            return
+        # A resumed run first weighs going on with its interrupted trial from its checkpoint; then
+        # rounds: money ASHA freed buys another, planned with what is left, until no useful trial fits.
         rounds = 0
-        while (planned := plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
-                                     show=self.display.show_plan, calibration_steps=self.opts.calibration_steps)) is not None:
+        pending = continue_interrupted(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, note=note,
+                                       calibration_steps=self.opts.calibration_steps) if self.opts.resume else None
+        while (planned := pending or (plan_round(self.tasks, self.spec, run, meter, self.opts.usd_per_hour, again=rounds > 0, note=note,
+                                                 show=self.display.show_plan, calibration_steps=self.opts.calibration_steps,
+                                                 concurrency=self.cluster.concurrency(self.packing_decision()) if self.cluster else None)
+                                      if new_rounds else None)) is not None:
+            pending = None
             rounds += 1
             self._watch_disk(planned[0])
             try:
@@ -272,7 +285,7 @@ class Run:
         if self.tuning is not None:
             self.tuning.close()  # Ray's processes go before the test needs the cores
         self.meter.reserve_usd = seconds_to_usd(RESERVE_SECONDS, self.opts.usd_per_hour)
-        record = held_out_test(self.tasks, self.run, self.meter, self.display.note)
+        record = held_out_test(self.tasks, self.run, self.meter, self.display.note, money_left=self._test_seconds_left)
         if record and record.get("winner"):
             learned_from(self.spec, self.run)  # the next plan for this model and task knows more
 
@@ -305,8 +318,8 @@ class Run:
         # Short slices before tuning, so the ledger's labels follow the stages closely; tuning
         # widens the lookahead to cover a whole training step.
         reserve = seconds_to_usd(RESERVE_SECONDS, opts.usd_per_hour)
-        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session,
-                                  start_paid_s=start_paid).start()
+        self.meter = MachineMeter(self.ledger, opts.usd_per_hour, run.root, reserve, slice_s=2.0, lookahead_s=3.0, session=session, start_paid_s=start_paid,
+                                  nodes=self.cluster.node_meters(self.ledger) if self.cluster is not None else None).start()
         # About one hardware sample a second (NVML, or CPU/memory without a GPU) until the report.
         self.sampler = TelemetrySampler(run.telemetry, interval_s=1.0, pids=self._trial_pids)
         self.sampler.start()
@@ -328,6 +341,8 @@ class Run:
             self.tuning.close()
         if self.sampler is not None:
             self.sampler.stop()
+        if self.cluster is not None:  # each node's seconds and dollars, its trials, the lost ones: for the report
+            self.cluster.write(self.run)
         capped = self.meter.stopped.is_set()
         stop_reason = self.meter.reason if capped or status == "finished" else (self.meter.interrupted or self.meter.reason)
         try:
@@ -351,6 +366,9 @@ class Run:
         self.ledger.refresh()
         self.display.final(written)
 
+    def _test_seconds_left(self) -> float:  # machine seconds the cap pays for beyond the report: the held-out test's
+        return max(0.0, self._paid_seconds_left() + SHUTDOWN_MARGIN_S - RESERVE_SECONDS)
+
     def _paid_seconds_left(self) -> float:
         """Machine seconds the cap still pays for (what is prepaid and unused, and what is left
         unspent), less a margin for shutting down: the trackers' last wait fits in it."""
@@ -368,7 +386,7 @@ class Run:
         pids = {"driver": os.getpid(), **self.watched_pids}
         for trial_id in self.tuning.running if self.tuning is not None else ():
             trial = self.run.trial(trial_id)
-            if trial is not None and trial.pid:
+            if trial is not None and trial.pid and (trial.node is None or trial.node == self.cluster.head_id):  # another node's pid is not ours
                 pids[trial_id] = int(trial.pid)
         return pids
 

@@ -18,6 +18,7 @@ from budgetft.data.encode import Encoded
 from budgetft.models import cache
 from budgetft.models.loading import load_model
 from budgetft.planner.costs import CALIBRATION_STEPS
+from budgetft.planner.checkpoints import write_speed
 from budgetft.planner.inputs import considered
 from budgetft.planner.rates import store_rates
 from budgetft.rundir import RunDir
@@ -91,7 +92,8 @@ def calibrate(
     record = {"methods": results, "eval_rows_per_s": eval_rates[lead], "eval_rows_per_s_by_model": eval_rates,
               "device": device_name(), "packing": packing, "dropped": dropped,
               "load_seconds_by_model": {m: round(s, 2) for m, s in load_seconds.items() if s is not None}}
-    if run is not None:
+    if run is not None:  # the disk the trials' checkpoints go to, timed (budgetft.planner.checkpoints)
+        record["write_bytes_per_s"] = round(write_speed(run.root), 0)
         run.write_calibration(record)
     for c in options:
         variant = tasks[c.model].job

@@ -14,8 +14,10 @@ from typing import Callable
 from budgetft import methods
 from budgetft.money.usd import seconds_to_usd
 from budgetft.planner import BudgetTooSmall, Plan, plan_budget
+from budgetft.planner import checkpoints
+from budgetft.planner.budget import SHORT_MIN_STEPS, plan_short
 from budgetft.planner.configs import trial_configs
-from budgetft.planner.costs import CALIBRATION_STEPS, busy_slowdown, machine_concurrency
+from budgetft.planner.costs import CALIBRATION_STEPS, machine_concurrency
 from budgetft.planner.inputs import considered, explain_unmeasured, plan_inputs, planned_scoring_passes
 from budgetft.planner.options import choice_of
 from budgetft.planner.rates import offline_rates
@@ -23,17 +25,20 @@ from budgetft.planner.split import held_out_rows_for
 from budgetft.rundir import PlanRecord, RunDir
 from budgetft.stages import device_memory
 from budgetft.task import prepare_tasks
+from budgetft.train.checkpoint import continuable
 from budgetft.telemetry.device import device_name, device_type
 
 
 def plan_round(
     tasks: dict, job, run: RunDir, meter, usd_per_hour: Decimal, *, again: bool = False,
     note: Callable[[str], None] = lambda line: None, show: Callable[[Plan, list[dict]], None] | None = None,
-    calibration_steps: int = CALIBRATION_STEPS,
+    calibration_steps: int = CALIBRATION_STEPS, concurrency: int | None = None,
 ) -> tuple[Plan, list[dict]] | None:
     """The next round's plan and trial specs, written to plan.json; None when not one useful
-    trial fits (the first round records why as "refused"). `again`: a round of this session
-    already ran, so a refusal just ends the run. `tasks`: model name -> prepared task."""
+    trial fits (the first round, after calibration was paid for, then plans one short trial of the
+    cheapest option, or records why not even that fits as "no_trials"). `again`: a round of this session
+    already ran, so a refusal just ends the run. `tasks`: model name -> prepared task. `concurrency`:
+    trials at once on a cluster (budgetft.planner.costs.cluster_tuning_resources), else this machine's."""
     meter.set_stage("overhead")
     calibration = run.calibration()
     inputs = plan_inputs(tasks, job, calibration=calibration, baselines_done=True, calibration_steps=calibration_steps)
@@ -53,16 +58,24 @@ def plan_round(
     previous = run.plan()
     try:
         plan = plan_budget(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps,
-                           concurrency=machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size,
+                           concurrency=concurrency or machine_concurrency(calibration.get("packing")), curves=inputs.curves, batch_size=job.train.batch_size,
                            paces=inputs.paces)
     except BudgetTooSmall as exc:
         if again:
             note(f"no further round: ${ledger.cap - used} left does not buy one more useful trial")
-        else:
-            note(f"[yellow]no trials: {exc}[/]")
-            previous.refused = str(exc)
+            return None
+        # The first round comes after baselines and calibration were paid for: never a refusal
+        # now (the check before the first charge refuses, from the same numbers); what is left
+        # buys one short trial, or only the report.
+        plan = plan_short(ledger.cap, used, usd_per_hour, inputs.rates, costs, job.train.max_steps, exc)
+        if plan is None:
+            why = (f"${max(ledger.cap - used, Decimal(0))} was left after calibration: not enough for even {SHORT_MIN_STEPS} steps of the cheapest "
+                   f"option with an evaluation (a useful trial needs ${exc.minimum} in all); the rest pays for the report")
+            note(f"[yellow]no trials: {why}[/]")
+            previous.no_trials = why
             run.write_plan(previous)
-        return None
+            return None
+        note(f"[yellow]{plan.words}[/]")
     # The meter keeps the winner's held-out test back with the report's reserve: training stops
     # before it would eat into them.
     meter.reserve_usd = seconds_to_usd(plan.reserve_seconds, usd_per_hour)
@@ -118,6 +131,9 @@ def trial_specs(job, run: RunDir, plan: Plan, rates: dict) -> list[dict]:
                     "eval_s": round(rates[mp.method].eval_seconds or 0.0, 3),
                 }
             )
+            every = checkpoints.every_steps(mp.max_steps, rates[mp.method].seconds_per_step, rates[mp.method].checkpoint_seconds)
+            if every is not None and continuable(runs_as):  # its training state kept on a schedule the plan priced
+                specs[-1].update(checkpoint_every=every, checkpoint_s=round(rates[mp.method].checkpoint_seconds, 3))
             if layout:
                 specs[-1]["memory"] = layout
             passes = planned_scoring_passes(variant, choice.method)
@@ -163,8 +179,9 @@ def resolve_test_rows(spec, tasks: dict, money_left: Decimal, usd_per_hour: Deci
     lead = max(options, key=forecast)
     task = tasks[lead.model]
 
+    # This machine's stored (or estimated) scoring rate, never one read off its load at this
+    # second: `plan` and `run` cut the same rows, so they quote the same minimum (issue 27).
     _, eval_rows_per_s, _ = offline_rates(task, [], device_name(), device_type())
-    eval_rows_per_s /= busy_slowdown(margin=1.0)  # a neighbour busy now slows the scoring too
     pool = task.stats.get("eval_split_rows", len(task.eval))
     split = held_out_rows_for(budget_seconds, eval_rows_per_s, max(0, pool - len(task.eval)))
     resolved = spec.model_copy(update={"eval": spec.eval.model_copy(update={"test_rows": split.rows})})

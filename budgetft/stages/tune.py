@@ -3,6 +3,11 @@
 Each trial runs in its own Ray worker process (budgetft.tune.worker); the driver's tracker
 records how each one ended (budgetft.tune.tracking); the cap's stopper ends them all when the
 meter can no longer pay. Ray is started once per session and shut down with the report.
+
+On a cluster (`--ray-address`) the trials run on every node: concurrency comes from the cluster's
+resources, the workers pay, report and send their weights home through the run's actor
+(budgetft.tune.home) instead of the driver's disk, and Ray Tune's own results go to the run's
+storage (`storage`: the run's bucket on a cloud cluster, the run directory on one machine).
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ import os
 
 from budgetft.models import cache
 from budgetft.planner import Plan
-from budgetft.planner.costs import tuning_resources
+from budgetft.planner.costs import cluster_tuning_resources, tuning_resources
 from budgetft.planner.rates import rates_from
 from budgetft.rundir import RunDir
 from budgetft.tune import chaos, ray_session
-from budgetft.tune.worker import train_trial
+from budgetft.tune.cluster import node_resources
+from budgetft.tune.home import start_home, stop_home
+from budgetft.tune.trial_entry import train_trial
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
@@ -23,9 +30,11 @@ from budgetft.tune.worker import train_trial
 class TuneSession:
     """Ray and the trial tracker for every round of one session of a run."""
 
-    def __init__(self, job, run: RunDir, meter, ray_address: str | None = None, on_event=None):
+    def __init__(self, job, run: RunDir, meter, ray_address: str | None = None, on_event=None, storage: str | None = None):
         self.job, self.run, self.meter = job, run, meter
         self.ray_address = ray_address
+        self.storage = storage  # Ray Tune's storage_path (a gs:// URI on a cloud cluster); None: the run directory's ray/
+        self.home = None  # on a cluster: the run's actor (budgetft.tune.home), started with the first round
         self.on_event = on_event or (lambda event=None: None)
         self.tracker = None
         self.connected = False  # whether we connected to Ray (and must disconnect)
@@ -64,8 +73,16 @@ class TuneSession:
         cache.release()
         import torch
 
-        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        concurrency, resources = tuning_resources(calibration.get("packing"), cpus, gpus)
+        if self.ray_address:  # the cluster's nodes, not the driver's machine
+            concurrency, resources = cluster_tuning_resources(calibration.get("packing"), node_resources())
+            if self.home is None:
+                self.home = start_home(self.run.root)
+                home = self.home
+                meter.on_publish = lambda state: home.publish.remote(state)  # fire and forget, every half second
+            meter.placement = self.tracker.placement
+        else:
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            concurrency, resources = tuning_resources(calibration.get("packing"), cpus, gpus)
         ctx = {
             "run_dir": str(self.run.root.resolve()),
             "job": self.job.model_dump(mode="json"),  # every model's: a trial names its own
@@ -73,6 +90,8 @@ class TuneSession:
             "session": meter.session,
             "chaos": faults,  # faults on purpose (benchmarks/chaos.py)
         }
+        if self.home is not None:
+            ctx["home"] = self.home
         max_t = max(s["max_steps"] / s["grace"] for s in specs)
         trainable = tune.with_resources(tune.with_parameters(train_trial, ctx=ctx), resources)
         tuner = tune.Tuner(
@@ -89,7 +108,7 @@ class TuneSession:
             ),
             run_config=tune.RunConfig(
                 name=f"session{meter.session}-round{self.run.plan().round or 1}",
-                storage_path=str((self.run.root / "ray").resolve()),
+                storage_path=self.storage or str((self.run.root / "ray").resolve()),
                 stop=CapStopper(self.run.root),
                 callbacks=[self.tracker],
                 verbose=0,
@@ -107,6 +126,10 @@ class TuneSession:
         return not (statuses and all(status == "failed" for status in statuses))
 
     def close(self) -> None:
+        if self.home is not None:
+            self.meter.on_publish = None
+            stop_home(self.home)
+            self.home = None
         if self.connected:
             ray_session.stop()
             self.connected = False

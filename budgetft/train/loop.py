@@ -21,7 +21,7 @@ from budgetft.scoring import pseudo_labels
 from budgetft.scoring.rows import evaluate, scoring_of, virtual_token_offset
 from budgetft.task import Task
 from budgetft.telemetry.precision import grad_scaler
-from budgetft.train import memory, steps
+from budgetft.train import checkpoint, memory, steps
 from budgetft.train.schedule import PACE_MIN_STEPS, PACE_STEPS, Schedule, pace
 from budgetft.train.settings import StepLog, TrialResult, TrialSettings
 
@@ -51,6 +51,12 @@ class Loop:
         self.memory.setdefault("shrunk", [])
         self.memory["micro_batch"] = self.micro
         self.label_tokens = max(map(len, task.class_tokens)) if task.class_tokens else 0
+        # Checkpoints (budgetft.train.checkpoint): every `checkpoint_every` steps of the last
+        # phase, `checkpoint(step, end, model, optimizer, scheduler, schedule)` writes one; `resume`,
+        # a checkpoint's state, is where the first train() goes on from.
+        self.checkpoint_every: int | None = None
+        self.checkpoint = None
+        self.resume: dict | None = None
 
     def start(self, model, method) -> None:
         """Count what trains, fit the verbalizer's class bias: once, before the first step."""
@@ -59,7 +65,7 @@ class Loop:
             raise RuntimeError(f"method {method.name} left no trainable parameters on this model")
         settings = self.settings
         bias, bias_seconds = None, 0.0
-        if settings.class_bias == "fit" and scoring_of(model) is verbalizer:
+        if settings.class_bias == "fit" and scoring_of(model) is verbalizer and getattr(model, class_bias.ATTRIBUTE, None) is None:  # (a checkpoint's is restored)
             if self.on_phase:
                 self.on_phase("training")  # fitting the classifier's bias is training, paid as such
             t0 = time.perf_counter()
@@ -166,6 +172,12 @@ class Loop:
         offset = virtual_token_offset(model)
         scaler = grad_scaler(precision)  # scales only for fp16
         start, end = self.step, self.step + n_steps
+        if self.resume is not None:  # going on from a checkpoint: its step, schedule, optimiser state and data order
+            state, self.resume = self.resume, None
+            checkpoint.restore_training(state, optimizer, scheduler, schedule, self.batches)
+            self.step = result.steps = int(state["step"])
+            result.examples = int(state["examples"])
+            end = int(state["end"])
         recent: deque[tuple[float, int]] = deque(maxlen=PACE_STEPS)  # (seconds, tokens) of recent steps
         mean_tokens = mean_step_tokens(train_task, settings.batch_size) if self.horizon is not None else 0.0
         while self.step < end:
@@ -243,6 +255,8 @@ class Loop:
                 result.evals.append(metrics)
                 if self.on_eval and self.on_eval(step, metrics):
                     return True
+            if last and self.checkpoint is not None and self.checkpoint_every and step % self.checkpoint_every == 0 and step < end:
+                self.checkpoint(step, end, model, optimizer, scheduler, schedule)
         return False
 
     def finish(self) -> TrialResult:

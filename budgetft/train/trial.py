@@ -25,6 +25,7 @@ from budgetft.models.placement import placement_for
 from budgetft.scoring import class_bias
 from budgetft.task import Task
 from budgetft.telemetry.precision import apply_precision, pick_device, precision_for
+from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix, memory, phases
 from budgetft.train.loop import Loop
 from budgetft.train.settings import StepLog, TrialResult, TrialSettings
@@ -46,6 +47,8 @@ def run_trial(
     on_model: Callable[[object], None] | None = None,
     horizon: Callable[[int, float, int], int] | None = None,
     memory_log: dict | None = None,
+    checkpoint: tuple[int, Callable] | None = None,
+    resume_from: Path | None = None,
 ) -> tuple[TrialResult, object]:
     """Train and evaluate. `model` is the untuned base model (loaded if not given).
     on_eval may return True to stop the trial early (a scheduler's decision); may_continue is
@@ -61,7 +64,11 @@ def run_trial(
     a faster one (and only where the caller allows it) the end moves further, the decay
     stretched from where it stands, so money a pessimistic calibration left idle trains.
     `memory_log`: a dict the loop keeps current with the trial's placement, micro-batch and what out
-    of memory shrank (TrialResult.memory is this dict). Returns the result and the trained model."""
+    of memory shrank (TrialResult.memory is this dict). `checkpoint`: (every so many steps,
+    write(step, end, model, optimizer, scheduler, schedule)) for a one-phase method
+    (budgetft.train.checkpoint); `resume_from`: a checkpoint's folder to go on from, its
+    weights, optimiser state, schedule, data order and random state. Returns the result and the
+    trained model."""
     import torch
 
     torch.manual_seed(settings.seed)
@@ -91,6 +98,13 @@ def run_trial(
     apply_precision(precision)
     context = replace(context, batch_backward=batch_backward(task, settings, device, precision))
     loop = Loop(task, settings, precision, on_step, on_eval, may_continue, on_phase, horizon, memory_log)
+    if len(parts) == 1 and checkpoint is not None:
+        loop.checkpoint_every, loop.checkpoint = checkpoint
+    state = None
+    if resume_from is not None:
+        if len(parts) != 1:
+            raise ValueError(f"a trial of {settings.method} (several phases) cannot go on from a checkpoint")
+        state = trial_checkpoint.load(resume_from)
     loop.memory.update(placement=placement.to_dict(), checkpointing=settings.checkpointing)
     rows, generation = task, 0  # the training rows the phases train on, and their generation
     for i, (part, config, steps, phase) in enumerate(parts):
@@ -108,6 +122,9 @@ def run_trial(
         if settings.checkpointing:
             memory.checkpoint_activations(model)
         model.train()
+        if state is not None:  # the checkpoint's trained tensors (and class bias): the loop goes on from its step
+            trial_checkpoint.restore_parameters(model, state)
+            loop.resume = state
         bias = getattr(model, class_bias.ATTRIBUTE, None)
         if bias is not None:  # fitted before the first phase, trained by every phase
             bias.requires_grad_(True)

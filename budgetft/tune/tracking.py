@@ -11,7 +11,7 @@ from ray import tune
 from budgetft.files import read_json
 from budgetft.money.machine_meter import stopped_by_cap
 from budgetft.rundir import RunDir
-from budgetft.tune.worker import read_phase
+from budgetft.tune.trial_files import read_node, read_phase
 
 
 def meter_stopped(run_dir: Path) -> bool:
@@ -70,6 +70,13 @@ class TrialTracker(tune.Callback):
         prepays at least that far ahead, so a slow step waits for no one."""
         return max((next_s for _, next_s in self._phase_files().values()), default=0.0)
 
+    def placement(self) -> dict[str, str]:
+        """On a cluster: our running trial ids -> the Ray node id each runs on, as its worker said
+        (budgetft.tune.home), for the meter's per-node charges. Empty on one machine."""
+        with self._lock:
+            running = list(self.running)
+        return {trial_id: node for trial_id in running if (node := read_node(self.run.trial_dir(trial_id)))}
+
     def _phase_files(self) -> dict[str, tuple[str, float]]:
         with self._lock:
             running = list(self.running)
@@ -109,7 +116,24 @@ class TrialTracker(tune.Callback):
         self._end(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, ray_error_in_words(_error_text(trial)))
+        ours = self.ids.get(trial.trial_id, trial.config["trial"]["trial_id"])
+        record = self.run.trial(ours)
+        lost = self.node_lost(record.node) if record is not None and record.node else None
+        self._end(trial, lost or ray_error_in_words(_error_text(trial)))
+
+    def node_lost(self, node_id: str) -> str | None:
+        """Words for a trial whose node is gone (killed, preempted), or None while it is alive.
+        Ray's own error says only that the worker died; the node's state says why."""
+        try:
+            import ray
+
+            state = next((n for n in ray.nodes() if n.get("NodeID") == node_id), None)
+        except Exception:  # noqa: BLE001 - Ray cannot say: the worker's own words stand
+            return None
+        if state is not None and state.get("Alive"):
+            return None
+        return (f"its node {node_id[:8]} was lost (killed, preempted or cut off) mid-trial; what it paid for "
+                "is in the ledger and the run went on with the other nodes")
 
 
 def _error_text(trial) -> str:

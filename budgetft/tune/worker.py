@@ -13,6 +13,10 @@ However a trial ends, its trial.json says how, in words (`status`, `stop_reason`
 trial that stops before its first report returns normally (Tune's strict metric check is off),
 an exception is recorded and re-raised for Tune to mark the trial as errored (never fatal to
 the run), and a worker killed outright is settled by the driver's tracker.
+
+On a cluster the worker works in a scratch run directory on its own node and sends what the run
+keeps home through Ray (`home`: budgetft.tune.home); on one machine it works in the run's.
+The trial's entry point, which Ray calls, is budgetft.tune.trial_entry.train_trial.
 """
 
 from __future__ import annotations
@@ -20,29 +24,26 @@ from __future__ import annotations
 import math
 import os
 import time
-import traceback
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 from budgetft import methods
-from budgetft.files import atomic_dir, read_json, write_json
 from budgetft.methods.counting import count_model
 from budgetft.methods.phased import scoring_passes
-from budgetft.money.ledger import read_charges
-from budgetft.money.machine_meter import stopped_by_cap, wait_for_payment
+from budgetft.money.machine_meter import wait_for_payment
 from budgetft.quiet import quiet_libraries
-from budgetft.rundir import PHASE_FILE, RunDir, TrialRecord, utc_now
+from budgetft.rundir import RunDir, TrialRecord, utc_now
 from budgetft.scoring import ensemble
 from budgetft.scoring.class_bias import class_bias_of
 from budgetft.spec import validate_job
 from budgetft.task import prepare_task
 from budgetft.telemetry.cpu_share import use_free_cores
+from budgetft.train import checkpoint as trial_checkpoint
 from budgetft.train import frozen_prefix
-from budgetft.train.persist import save_trained
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.track.tensorboard import TrialCurves
-from budgetft.tune import chaos
+from budgetft.tune.home import FileHome
+from budgetft.tune.trial_files import read_phase, save_weights, write_phase  # read_phase: the tests read what a worker announced
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 
@@ -64,41 +65,6 @@ CUT_STEP_MARGIN = 1.10
 BELOW = 0.97  # of the steps the money buys, when the end moves either way
 EXTEND_MIN_STEPS = 10
 EXTEND_MIN_SHARE = 0.05
-
-
-def trial_cost(run: RunDir, trial_id: str) -> str:
-    """Dollars the ledger has charged to one trial so far."""
-    if not run.ledger.exists():
-        return "0"
-    return str(sum((c.amount for c in read_charges(run.ledger) if c.trial == trial_id), start=Decimal(0)))
-
-
-def write_phase(folder: Path, phase: str, next_s: float = 0.0) -> None:
-    """What the worker is doing and how long its next piece of work will take (seconds): the
-    meter charges the slice to that phase and prepays at least `next_s` ahead."""
-    write_json(folder / PHASE_FILE, {"phase": phase, "next_s": round(float(next_s), 3)})
-
-
-def read_phase(folder: Path) -> tuple[str, float] | None:
-    """(phase, next_s), or None when the worker has not started (or has ended)."""
-    try:
-        data = read_json(folder / PHASE_FILE, None)
-    except ValueError:  # written atomically, so only a foreign file can be unreadable
-        return "training", 0.0
-    if data is None:
-        return None
-    return str(data.get("phase") or "training"), float(data.get("next_s") or 0.0)
-
-
-def error_in_words(exc: BaseException) -> str:
-    """One line a user understands for a trial's exception."""
-    import torch
-
-    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        where = "GPU" if "cuda" in str(exc).lower() or "gpu" in str(exc).lower() else "the machine's"
-        return f"ran out of {where} memory ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'})"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-    return f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -127,6 +93,13 @@ class Worker:
     _eval_started: float = 0.0
     _eval_members: int = 1
     _shrunk_saved: int = 0
+    # Where what the run keeps goes and the meter is heard from (budgetft.tune.home): the run
+    # directory itself on one machine, the run's actor on a cluster (`run` is then a scratch).
+    home: object = None
+
+    def __post_init__(self) -> None:
+        if self.home is None:
+            self.home = FileHome(self.run)
 
     @property
     def trial_id(self) -> str:
@@ -138,6 +111,20 @@ class Worker:
 
     def save(self) -> None:
         self.run.write_trial(self.record)
+        self.home.record(self.record)
+
+    def meter_state(self) -> dict:
+        return self.home.meter_state() or {}
+
+    def announce(self, phase: str, next_s: float) -> None:
+        """What the worker does and how long its next piece of work takes, where the meter reads it."""
+        write_phase(self.folder, phase, next_s)
+        self.home.phase(self.trial_id, phase, next_s)
+
+    def keep_weights(self) -> None:
+        """The model's weights now, as the trial's kept weights (sent home on a cluster)."""
+        save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+        self.home.sent(self.run.weights_dir(self.trial_id), "the trial's weights")
 
     # -- the loop's callbacks
 
@@ -162,11 +149,14 @@ class Worker:
             self.evaluate_before_money_ends(self.record.steps + 1)
             next_s = self.step_s or float(self.spec.get("step_s") or 0.0)
             phase = "training"
+        elif what == "checkpoint":  # written while training, priced into its steps by the plan
+            next_s, phase = float(self.spec.get("checkpoint_s") or 0.0), "training"
         else:  # an evaluation, or as long a piece of scoring (iPET's labelling: budgetft.train.loop)
             next_s = self.eval_estimate()
             phase = "evaluating"
-        write_phase(self.folder, phase, next_s)
-        verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"))
+        self.announce(phase, next_s)
+        read = self.home.meter_state if self.home.cluster else None  # one machine: the meter file, as always
+        verdict = wait_for_payment(self.run.root, next_s, session=self.ctx.get("session"), read=read)
         if not verdict.ok:
             self.record.stop_reason, self.record.stopped_by_meter = verdict.reason, verdict.by_cap
         return verdict.ok
@@ -182,7 +172,7 @@ class Worker:
         only trial: spec["extend_to"], the job's max_steps), the end moves further, also back
         after a cut. If the money ends before the last evaluation, the weights are kept first.
         Each move is recorded on the trial (and in its report)."""
-        state = read_json(self.run.meter_json, None) or {}
+        state = self.meter_state()
         ends = state.get("money_ends")
         if ends is None or step_s <= 0 or state.get("stop"):
             return end  # no end in sight, or the cap has already spoken: may_continue stops it
@@ -206,7 +196,7 @@ class Worker:
         if target <= step + 1 and not self.record.evals:
             # The money ends now: keep these weights before the last evaluation, which the cap's
             # stop may still cut short, so that the held-out test has a model to score.
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            self.keep_weights()
             self.record.best_step = step
         self.save()
         return target
@@ -219,7 +209,7 @@ class Worker:
         short trial, before it knows its pace: PACE_MIN_STEPS)."""
         if self.eval_steps is None or step in self.eval_steps or self.last_evaluation is not None:
             return
-        state = read_json(self.run.meter_json, None) or {}
+        state = self.meter_state()
         step_s = CUT_STEP_MARGIN * (self.step_s or float(self.spec.get("step_s") or 0.0))
         if state.get("money_ends") is None or state.get("stop") or step_s <= 0:
             return
@@ -263,10 +253,10 @@ class Worker:
         if phase == "labelling":
             # iPET's labelling scores rows as an evaluation does and is paid as one, but its chunks
             # are not the selection rows: its time is no evaluation's estimate.
-            write_phase(self.folder, "evaluating", self.eval_estimate())
+            self.announce("evaluating", self.eval_estimate())
             return
         # (while evaluating: the last evaluation's time, per member times the members now)
-        write_phase(self.folder, phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
+        self.announce(phase, self.eval_member_s * self.members_now() if phase == "evaluating" else self.step_s)
 
     def on_step(self, log) -> None:
         if log.step == 1:  # what a trial costs before it learns anything, for future plans
@@ -281,10 +271,24 @@ class Worker:
         if self.curves is not None:
             self.curves.step(log)
 
+    def on_checkpoint(self, step: int, end: int, model, optimizer, scheduler, schedule) -> None:
+        """The trial's training state at `step`, when it is paid for (budgetft.train.checkpoint):
+        an interruption from here loses only the steps after it."""
+        if not self.may_continue("checkpoint"):
+            return  # the next step's payment stops the trial and says why
+        t0 = time.perf_counter()
+        nbytes = trial_checkpoint.save(self.folder, model, self.spec["method"], self.spec["config"], optimizer, scheduler, schedule,
+                                       step=step, end=end, examples=step * (self.record.batch_size or 0))
+        self.record.checkpoint = {"step": step, "end": end, "at": utc_now(), "bytes": nbytes, "seconds": round(time.perf_counter() - t0, 3),
+                                  "folder": trial_checkpoint.CHECKPOINT_DIR}
+        self.home.sent(trial_checkpoint.folder_of(self.folder), "the trial's checkpoint")
+        self.record.steps = max(self.record.steps, step)
+        self.save()
+
     def on_eval(self, step: int, metrics: dict) -> None:
         from ray import tune
 
-        metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=trial_cost(self.run, self.trial_id))
+        metrics = dict(metrics, elapsed_s=time.perf_counter() - self.t_start, cost_usd=self.home.cost(self.trial_id))
         self.record.evals.append(metrics)
         if self.curves is not None:
             self.curves.evaluated(step, metrics)
@@ -292,7 +296,7 @@ class Worker:
         if metrics["accuracy"] > self.best:
             self.best = metrics["accuracy"]
             self.record.best_step = step
-            _save_weights(self.model, self.spec, self.run.weights_dir(self.trial_id))
+            self.keep_weights()
         self.save()
         tune.report(
             {
@@ -304,50 +308,6 @@ class Worker:
                 "trial_id": self.trial_id,
             }
         )
-
-
-def train_trial(config: dict, ctx: dict) -> None:
-    """config["trial"]: {trial_id, method, config, max_steps, grace, eval_steps, step_s, eval_s}."""
-    spec = config["trial"]
-    run = RunDir(ctx["run_dir"])
-    record = TrialRecord(
-        trial_id=spec["trial_id"], method=spec["method"], config=spec["config"], max_steps=spec["max_steps"], model=spec.get("model"),
-        started=utc_now(), pid=os.getpid(),  # the pid, for the telemetry sampler's per-trial memory
-    )
-    worker = Worker(spec, ctx, run, record)
-    chaos.inject(worker, chaos.parse(ctx.get("chaos")))  # faults on purpose, only when a chaos run asks
-    worker.folder.mkdir(parents=True, exist_ok=True)
-    worker.save()
-    write_phase(worker.folder, "starting")  # imports, data, model: overhead, not training
-    worker.curves = TrialCurves.for_trial(run.root, spec["trial_id"], worker.folder, run.ledger, {"method": spec["method"], **spec["config"]})
-    try:
-        _train(worker)
-    except BaseException as exc:  # ASHA's stop arrives here as well as real failures
-        if _is_tune_stop(exc):  # ASHA at a rung or its last step, or the meter's stop-all (the cap, a signal, a full disk)
-            meter = read_json(run.meter_json, {}) or {}
-            if meter.get("stop") and not record.evals and record.best_step is None and record.steps > 0:
-                _keep_last_weights(worker)  # stopped before any evaluation: keep what it trained
-            record.settle(budget_stopped=stopped_by_cap(meter), interrupted=bool(meter.get("interrupted")))
-        elif isinstance(exc, Exception):
-            record.traceback = traceback.format_exc(limit=8)
-            record.settle(budget_stopped=False, error=error_in_words(exc))
-        else:  # KeyboardInterrupt: the worker is being shut down
-            record.stop_reason = record.stop_reason or f"the worker was shut down ({type(exc).__name__})"
-            record.settle(budget_stopped=False, interrupted=True)
-        record.ended = record.ended or utc_now()
-        record.cost_usd = trial_cost(run, spec["trial_id"])
-        worker.save()
-        raise
-    finally:
-        worker.curves.close()  # the last points flushed, at most a few seconds
-        (worker.folder / PHASE_FILE).unlink(missing_ok=True)
-
-
-def _is_tune_stop(exc: BaseException) -> bool:
-    """Tune ends a stopped trial's function (ASHA at a rung, the cap's stop-all) by raising
-    SystemExit in it at its next report (ray.train's session); older releases raised their own
-    stop exceptions."""
-    return isinstance(exc, SystemExit) or "StopIteration" in type(exc).__name__ or "Stop" in type(exc).__name__
 
 
 def _train(worker: Worker) -> None:
@@ -384,35 +344,19 @@ def _train(worker: Worker) -> None:
         on_model=worker.on_model,
         horizon=worker.horizon,
         memory_log=record.memory,
+        checkpoint=(int(spec["checkpoint_every"]), worker.on_checkpoint) if spec.get("checkpoint_every") else None,
+        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
     )
     if not record.evals and result.steps > 0:
         # A trial stopped (the cap's reserve) before its one planned evaluation keeps its last
         # step: the held-out test scores it (budgetft.stages.test).
-        _save_weights(worker.model, spec, worker.run.weights_dir(spec["trial_id"]))
+        worker.keep_weights()
         record.best_step = result.steps
     record.trainable_params, record.total_params = result.trainable_params, result.total_params
     record.examples_per_s, record.padded_share = result.examples_per_s, result.padded_share
     record.train_seconds, record.eval_seconds = result.train_seconds, result.eval_seconds
     record.frozen_prefix = result.frozen_prefix
     record.ended = utc_now()
-    record.cost_usd = trial_cost(worker.run, spec["trial_id"])
+    record.cost_usd = worker.home.cost(spec["trial_id"])
     record.settle(budget_stopped=False)  # one rule: the stop reason, if any, decides
     worker.save()
-
-
-def _keep_last_weights(worker: Worker) -> None:
-    """Best effort, on the way out: the trained weights of a trial the cap stopped before its
-    first evaluation, for the held-out test to score (run with the reserve's time)."""
-    try:
-        _save_weights(worker.model, worker.spec, worker.run.weights_dir(worker.trial_id))
-        worker.record.best_step = worker.record.steps
-    except Exception:  # noqa: BLE001 - a failed save must not hide why the trial stopped
-        pass
-
-
-def _save_weights(model, spec: dict, path: Path) -> None:
-    """The trial's best weights: the adapter (peft) or the trainable tensors (ours), written
-    whole or not at all (a full disk keeps the previous ones and raises DiskFull)."""
-    if model is None:
-        return
-    atomic_dir(path, lambda folder: save_trained(model, spec["method"], spec["config"], folder), "the trial's weights")

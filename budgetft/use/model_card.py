@@ -135,6 +135,8 @@ def _held_out(f: CardFacts) -> str | None:
     test = f.chosen.report.test
     if not test or test.get("winner") != f.chosen.trial_id:
         return None
+    if test.get("missing") or not test.get("metrics"):  # the money did not pay for it: say so, claim nothing
+        return f"## No held-out test\n\n{test.get('missing') or 'the held-out test was not scored'}.\n"
 
     n = test["rows"]
 

@@ -78,7 +78,7 @@ def test_a_slow_step_is_paid_for_and_goes_on(tmp_path):
     run = RunDir(tmp_path)
     folder = run.trial_dir("t001-lora")
     folder.mkdir(parents=True)
-    from budgetft.tune.worker import read_phase
+    from budgetft.tune.trial_files import read_phase
 
     meter.needs = lambda: (read_phase(folder) or ("", 0.0))[1]
     meter.start()

@@ -87,24 +87,6 @@ def test_money_is_rounded_up():
     assert seconds_to_usd(1, Decimal("2.86")) == Decimal("0.000795")  # 0.000794444.. rounds up
 
 
-def test_the_check_before_spending_reads_the_machine_now_not_its_last_minute(monkeypatch):
-    """A job that has just ended still weighs on the 1-minute load average (CI, right after the
-    test suite); the slowdown comes from the cores busy now, as the trials' threads will see them."""
-    import os
-
-    from budgetft.planner import costs
-    from budgetft.telemetry import cpu_share
-
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))  # a suite that just finished
-    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: 1.0)  # one neighbour now
-    assert costs.busy_slowdown() == 2.0  # one of two cores left: half the threads
-    assert costs.busy_slowdown(margin=1.0) == 2.0
-    monkeypatch.setattr(cpu_share, "busy_cores", lambda window_s=0.5: 0.1)  # idle now
-    assert costs.busy_slowdown() == costs.PRECHECK_MARGIN
-    assert costs.busy_slowdown(margin=1.0) == 1.0
-
-
 def test_a_rate_measured_beside_a_neighbour_is_stored_as_the_whole_machines(tiny_job_data):
     """Calibration beside a busy core computes on one thread of two: stored as is, the check
     before spending (which slows stored rates by the neighbour it sees now) would count that
@@ -163,3 +145,27 @@ def test_a_trials_own_seconds_are_paid_by_every_trial_of_its_option():
     with pytest.raises(BudgetTooSmall) as plain_err:
         plan_budget(Decimal("0.01"), Decimal(0), Decimal("1.00"), plain, costs, 2000)
     assert err.value.minimum > plain_err.value.minimum
+
+
+def test_after_calibration_what_is_left_buys_one_short_trial_not_a_refusal():
+    """Once calibration has been paid, a first round too poor for a useful trial runs one short
+    trial of the cheapest option (issue 27: $0.04 spent $0.0167 on calibration, then refused
+    "minimum is $0.05"), and only the report when not even that fits."""
+    from budgetft.planner import BudgetTooSmall, Costs, MethodRate, plan_budget
+    from budgetft.planner.budget import SHORT_MIN_STEPS, plan_short
+    from budgetft.money.usd import seconds_to_usd
+
+    rates = {"lora": MethodRate("lora", 2.0, 4.0, eval_seconds=3.0, test_seconds=4.0), "full": MethodRate("full", 5.0, 1.6, eval_seconds=3.0)}
+    costs = Costs(eval_seconds=3.0, baseline_seconds=0.0, calibration_seconds=0.0, startup_seconds=10.0, trial_startup_seconds=10.0, reserve_seconds=30.0)
+    price = Decimal("36")  # a cent a second
+    cap, spent = Decimal("0.80"), Decimal("0.10")  # 70 s left
+    with pytest.raises(BudgetTooSmall) as refused:
+        plan_budget(cap, spent, price, rates, costs, max_steps=200)
+    plan = plan_short(cap, spent, price, rates, costs, 200, refused.value)
+    assert plan is not None and plan.total_trials == 1
+    (only,) = plan.methods
+    assert only.method == "lora" and SHORT_MIN_STEPS <= only.max_steps == (70 - 10 - 34 - 10 - 3) // 2
+    assert plan.worst_case_usd <= cap and "short trial" in plan.words and f"${refused.value.minimum}" in plan.words
+    assert plan.eval_steps("lora") == [only.max_steps]
+    assert plan_short(Decimal("0.60"), spent, price, rates, costs, 200, refused.value) is None  # 50 s: only the report
+    assert seconds_to_usd(plan.reserve_seconds, price) == Decimal("0.34")  # the reserve keeps its held-out test

@@ -136,7 +136,7 @@ def test_growing_keeps_the_same_margins_as_cutting(tmp_path):
 def test_when_the_money_ends_now_the_weights_are_kept_before_the_last_evaluation(tmp_path, monkeypatch):
     w, run = make_worker(tmp_path, eval_s=10.0)
     saved = []
-    monkeypatch.setattr(W, "_save_weights", lambda model, spec, path: saved.append(path))
+    monkeypatch.setattr(W, "save_weights", lambda model, spec, path: saved.append(path))
     write_json(run.meter_json, {"paid_until": time.time(), "money_ends": time.time() + 10.0})
     assert w.horizon(684, 2.0, 1277) == 684
     assert saved == [run.weights_dir("t001-full")] and w.record.best_step == 684
