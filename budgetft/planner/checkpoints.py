@@ -20,6 +20,8 @@ import os
 import time
 from pathlib import Path
 
+from budgetft import methods
+
 LOSS_SHARE = 0.10  # of a trial's time (and money): the most an interruption may lose...
 LOSS_SECONDS = 60.0  # ...or this many seconds of it, whichever is larger
 OVERHEAD_SHARE = 0.02  # checkpoint no more often than costs this share of a trial's time
@@ -31,6 +33,20 @@ FIXED_S = 0.05  # a checkpoint's own files, fsyncs and the rename, beyond its by
 # the kept-weights copy that the held-out test reads) and AdamW's two fp32 moments.
 BYTES_PER_PARAM = 4 + 4 + 8
 PROBE_BYTES = 8 * 2**20  # what write_speed writes (and fsyncs) to time the disk
+# AdaLoRA's rank allocator keeps its importance scores outside the model's parameters: its state
+# cannot be saved whole, so its trials start afresh rather than continue.
+NOT_CONTINUABLE = {"adalora"}
+
+
+def continuable(method_name: str) -> bool:
+    """Whether a trial of this method can checkpoint and go on: one phase (a phased method's
+    ensembles and labelling are not one optimiser's state) and its whole state in its
+    parameters. Only these trials checkpoint, so only their steps are priced for it."""
+    try:
+        method = methods.get(method_name)
+    except (KeyError, ValueError):
+        return False
+    return method.phases is None and method.name not in NOT_CONTINUABLE
 
 
 def checkpoint_bytes(trainable_params: int | float | None) -> int:

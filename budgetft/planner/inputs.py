@@ -101,7 +101,8 @@ def plan_inputs(tasks: dict, job, *, calibration: dict | None = None, slow: floa
         # The trial's checkpoints (budgetft.planner.checkpoints), priced into each step: their
         # size from what it trains, their seconds from this disk's measured write speed.
         saving = checkpoints.checkpoint_seconds(checkpoints.checkpoint_bytes(rate.trainable_params), (calibration or {}).get("write_bytes_per_s"))
-        step = (rate.seconds_per_step + labelling) * (1 + checkpoints.overhead_share(rate.seconds_per_step, saving))
+        share = checkpoints.overhead_share(rate.seconds_per_step, saving) if checkpoints.continuable(method) else 0.0  # only these checkpoint
+        step = (rate.seconds_per_step + labelling) * (1 + share)
         rates[key] = replace(rate, seconds_per_step=step, examples_per_s=rate.examples_per_s * rate.seconds_per_step / step, checkpoint_seconds=saving,
                              eval_seconds=len(task.eval) * per_row * passes,
                              test_seconds=(passes + 1) * test_rows * per_row + 2 * ZERO_SHOT_LOAD_S if test_rows else 0.0,

@@ -261,7 +261,7 @@ class Run:
             if meter.stopped.is_set():
                 break
             if not self.tuning.learned(planned[1]):
-                note("[red]every trial of this round failed; not planning another (see the trials' errors)[/]")
+                note("[red]every trial of this round failed or none started; not planning another (see the trials' errors)[/]")
                 break
         self._held_out_test()
 

@@ -120,10 +120,11 @@ class TuneSession:
         tuner.fit()
 
     def learned(self, specs: list[dict]) -> bool:
-        """Whether a round got anywhere: a round whose every trial failed is not repeated."""
+        """Whether a round got anywhere: a round whose every trial failed, or none of whose
+        trials even started (no record), is not repeated: the next would fare the same."""
         ids = {s["trial_id"] for s in specs}
         statuses = [t.status for t in self.run.trials() if t.trial_id in ids]
-        return not (statuses and all(status == "failed" for status in statuses))
+        return bool(statuses) and not all(status == "failed" for status in statuses)
 
     def close(self) -> None:
         if self.home is not None:

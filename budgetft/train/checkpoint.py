@@ -20,30 +20,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from budgetft import methods
 from budgetft.files import atomic_dir
+from budgetft.planner.checkpoints import NOT_CONTINUABLE, continuable  # noqa: F401 - where callers have read them
 from budgetft.scoring import class_bias
 from budgetft.train.persist import save_trained
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "training.pt"
 WEIGHTS_DIR = "weights"
-# AdaLoRA's rank allocator keeps its importance scores outside the model's parameters: its state
-# cannot be saved whole, so its trials start afresh rather than continue.
-NOT_CONTINUABLE = {"adalora"}
-
-
-def continuable(method_name: str) -> bool:
-    """Whether a trial of this method can checkpoint and go on: one phase (a phased method's
-    ensembles and labelling are not one optimiser's state) and its whole state in its
-    parameters."""
-    try:
-        method = methods.get(method_name)
-    except (KeyError, ValueError):
-        return False
-    return method.phases is None and method.name not in NOT_CONTINUABLE
-
-
 def folder_of(trial_dir: Path) -> Path:
     return Path(trial_dir) / CHECKPOINT_DIR
 

@@ -43,7 +43,7 @@ from budgetft.train import frozen_prefix
 from budgetft.train.trial import TrialSettings, run_trial
 from budgetft.track.tensorboard import TrialCurves
 from budgetft.tune.home import FileHome
-from budgetft.tune.trial_files import read_phase, save_weights, write_phase  # read_phase: the tests read what a worker announced
+from budgetft.tune.trial_files import read_phase, save_weights, write_phase  # noqa: F401 - read_phase: the tests read it here
 
 # Imported inside functions: ray, torch: importing this module must stay cheap (start-up time).
 

@@ -45,7 +45,7 @@ def test_run_under_the_cap_with_asha(asha_job, tmp_path):
     assert total == charges[-1].total <= Decimal("6")
     # Labels are as fine as a prepaid slice (seconds): the tiny model's stages can fit inside
     # one, so only the money is checked exactly. Every trial's time is attributed to it.
-    assert {c.category for c in charges} <= {"baselines", "calibration", "training", "evaluation", "overhead", "report"}
+    assert {c.category for c in charges} <= {"baselines", "calibration", "training", "evaluation", "overhead", "report", "minimum"}
     # The report was written inside paid time (a slice is labelled "report" only when the
     # report outlasts the time already prepaid, so the label alone would be timing-dependent).
     assert json.loads((out / "meter.json").read_text())["paid_until"] >= (out / "report.md").stat().st_mtime
