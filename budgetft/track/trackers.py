@@ -20,6 +20,10 @@ from budgetft.track.outbox import Outbox
 # CALL_TIMEOUT_S for a batch of numbers: an adapter and tokenizer are megabytes, a whole model
 # hundreds of them.
 FILES_TIMEOUT_S = 120.0
+# Seconds opening a record may take: W&B starts its service process and MLflow its client on the
+# first call (imports, a child process), several times CALL_TIMEOUT_S on a busy machine. Calls
+# run on the outbox's thread, never in a paid step.
+OPEN_TIMEOUT_S = 60.0
 
 
 class Trackers:
@@ -41,10 +45,10 @@ class Trackers:
             outbox.put(getattr(backend, method), *args, what=what, timeout_s=timeout_s, merge=merge)
 
     def start(self, run: RunFacts) -> None:
-        self._each("start", run, what="opening the run's record")
+        self._each("start", run, what="opening the run's record", timeout_s=OPEN_TIMEOUT_S)
 
     def trial_started(self, trial: TrialFacts) -> None:
-        self._each("trial_started", trial, what=f"opening {trial.trial_id}'s record")
+        self._each("trial_started", trial, what=f"opening {trial.trial_id}'s record", timeout_s=OPEN_TIMEOUT_S)
 
     def log(self, points: list[Point], trial_id: str | None = None) -> None:
         if points:

@@ -23,7 +23,7 @@ def test_sigterm_mid_trial_reports_and_exits_143(tiny_job_data, tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(tiny_job_data))
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", "0.8", "--price-per-hour", "36", "--out", str(out)]
+    cmd = [sys.executable, "-m", "budgetft", "run", str(job), "--budget", "2", "--price-per-hour", "36", "--out", str(out)]
     log = tmp_path / "driver.err"  # a file, not a pipe: an unread pipe that fills blocks the driver
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True, start_new_session=True)
     run = RunDir(out)
@@ -44,4 +44,4 @@ def test_sigterm_mid_trial_reports_and_exits_143(tiny_job_data, tmp_path):
 
     resumed = subprocess.run([sys.executable, "-m", "budgetft", "run", "--resume", str(out)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
-    assert run.run()["status"] == "finished" and read_charges(run.ledger)[-1].total <= Decimal("0.8")
+    assert run.run()["status"] == "finished" and read_charges(run.ledger)[-1].total <= Decimal("2")

@@ -88,7 +88,7 @@ def test_a_small_budget_with_a_learning_curve_buys_one_long_trial(tiny_job_data,
     test = run.test()
     winner = run.winner()  # never a trial that was not evaluated
     assert test["winner"] == (winner.trial_id if winner else None) and test.get("chosen_by") in (None, "selection accuracy")
-    assert "Forecast" in (out / "report.md").read_text()
+    assert "Forecast" in (out / "report.md").read_text() or winner is None  # the forecast is set beside the winner's test
     # The run's selection-row scores join this machine's curve for the next plan (its test rows do
     # not): each trial that ran its schedule to its end adds its last evaluation, at the end it
     # reached (read from its record, not from the plan), and its pace against the plan.
