@@ -29,8 +29,9 @@ from budgetft.extras import install_command
 KINDS = ("mlflow", "wandb", "tensorboard")
 CHECK_TIMEOUT_S = 5  # seconds the check before spending waits for a tracking server
 # What the MLflow client is told (when the user has not said otherwise): give up on a request
-# after this many seconds, and never retry one (a retry would hold up the next records).
-MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+# after this many seconds (5 s failed run creation on a loopback server at a load of 6), and never
+# retry one (a retry would hold up the next records).
+MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
 DEFAULT_WANDB_PROJECT = "budgetft"
 WANDB_HOST = "https://api.wandb.ai"
 
