@@ -4,9 +4,7 @@ trials on all of them, and the workers pay, report and send their weights throug
 actor, never the driver's disk. The cluster is this test's own: only its processes are ended
 (never `ray stop`: other test workers run their own Ray). About a minute on two cores."""
 
-import os
 from decimal import Decimal
-from pathlib import Path
 
 import psutil
 import pytest
@@ -17,37 +15,15 @@ from budgetft.cli import app
 from budgetft.files import read_json
 from budgetft.money.ledger import read_charges
 from budgetft.rundir import RunDir
+from tests.conftest import load_script
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
 
 
-def local_cluster(tmp_path):
-    """Head and two workers, one CPU and a custom resource each; node death seen within ~2 s."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={
-        "num_cpus": 1, "resources": {"node-a": 1}, "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4},
-    })
-    nodes = [cluster.add_node(num_cpus=1, resources={name: 1}) for name in ("node-b", "node-c")]
-    cluster.wait_for_nodes()
-    return cluster, nodes
-
-
-def cluster_processes(cluster) -> list[psutil.Process]:
-    """The processes of this cluster's nodes (the Cluster knows them), with their children."""
-    found = []
-    for node in [cluster.head_node, *cluster.worker_nodes]:
-        for infos in node.all_processes.values():
-            for info in infos:
-                try:
-                    proc = psutil.Process(info.process.pid)
-                    found += [proc, *proc.children(recursive=True)]
-                except psutil.Error:
-                    pass
-    return found
+# The benchmark's own cluster (benchmarks/cluster.py): head and two workers, one CPU and a custom
+# resource each, node death seen within ~2 s; and the processes that are that cluster's.
+BENCH = load_script("benchmarks/cluster.py")
 
 
 def test_a_three_node_cluster_prices_each_node_and_brings_everything_home(tiny_job_data, tmp_path):
@@ -56,7 +32,7 @@ def test_a_three_node_cluster_prices_each_node_and_brings_everything_home(tiny_j
     tiny_job_data["eval"]["limit"] = 20
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(tiny_job_data))
-    cluster, _ = local_cluster(tmp_path)
+    cluster, _ = BENCH.start_cluster()
     try:
         out = tmp_path / "run"
         result = runner.invoke(app, ["run", str(job), "--budget", "12", "--ray-address", cluster.address,
@@ -85,7 +61,7 @@ def test_a_three_node_cluster_prices_each_node_and_brings_everything_home(tiny_j
             assert trial["cost_usd"] and Decimal(trial["cost_usd"]) > 0
         assert (out / "report.md").exists(), result.output  # (20 evaluation rows: none is held out for a test)
     finally:
-        procs = cluster_processes(cluster)
+        procs = BENCH.cluster_processes(cluster)
         cluster.shutdown()
         psutil.wait_procs(procs, timeout=15)
     assert not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
